@@ -1,0 +1,45 @@
+"""optbench: benchmark and validation suite for PyTorch optimizers and autograd.
+
+The public surface is small: :class:`Target`, the catalogue, the five-step loop, and the errors.
+This package never imports pytest; the pytest layer lives in ``pytest_optbench`` and ``fixtures/``.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigError,
+    DivergenceError,
+    ExpressionError,
+    OptbenchError,
+    SpecError,
+    TargetError,
+)
+from .loop import Trajectory, run_loop
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DivergenceError",
+    "ExpressionError",
+    "OptbenchError",
+    "SpecError",
+    "Target",
+    "TargetError",
+    "Trajectory",
+    "catalogue",
+    "get_target",
+    "run_loop",
+]
+
+
+def __getattr__(name: str):  # lazy: sympy derivations and the catalogue load on first use
+    if name == "Target":
+        from .target import Target
+
+        return Target
+    if name in ("catalogue", "get_target"):
+        from . import catalogue as _cat
+
+        return getattr(_cat, name)
+    raise AttributeError(f"module 'optbench' has no attribute {name!r}")

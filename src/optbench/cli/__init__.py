@@ -1,0 +1,43 @@
+"""``optbench`` command line: thin glue over the library. Each subcommand lives in its own module
+with ``add_parser(subparsers)`` and ``main(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import OptbenchError
+
+SUBCOMMANDS = ("run", "targets", "report", "gate", "compare")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        p = mod.add_parser(sub)
+        p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._main(args) or 0)
+    except OptbenchError as exc:
+        print(f"optbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"optbench {args.command}: interrupted", file=sys.stderr)
+        return 130

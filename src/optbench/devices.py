@@ -1,0 +1,41 @@
+"""Devices and dtypes under test."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import OptbenchError
+
+DEVICE_CHOICES = ("cpu", "cuda", "all")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def cuda_skip_reason() -> str | None:
+    """None when CUDA can be used, else the reason a CUDA test is skipped."""
+    if not torch.backends.cuda.is_built():
+        return f"CUDA not present: this torch ({torch.__version__}) is a CPU-only build"
+    if not torch.cuda.is_available():
+        return "CUDA not present: torch has CUDA support but no device is visible"
+    return None
+
+
+def selected_devices(choice: str) -> list[str]:
+    """Devices named by ``--device cpu|cuda|all``. ``all`` always includes cuda (skipped if absent)."""
+    if choice not in DEVICE_CHOICES:
+        raise OptbenchError(f"unknown device {choice!r}; use one of {', '.join(DEVICE_CHOICES)}")
+    return ["cpu", "cuda"] if choice == "all" else [choice]
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise OptbenchError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

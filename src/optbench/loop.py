@@ -1,0 +1,120 @@
+"""The five-step training loop of the seed study, shared by validation, benches and the CLI.
+
+    1. optimizer.zero_grad()
+    2. forward and loss
+    3. loss.backward()
+    4. optimizer.step()            (step(closure) for closure optimizers such as LBFGS)
+    5. record the loss
+
+Everything that trains in optbench goes through :func:`run_loop`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+LossFn = Callable[[], torch.Tensor]
+# on_epoch(epoch, loss) is called after step 3 (backward) and before step 4 (step), when every p.grad
+# holds the gradient at the current x. Returning True stops the run (used for early stopping).
+EpochHook = Callable[[int, torch.Tensor], "bool | None"]
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Closure optimizers re-evaluate the loss inside ``step``; torch's LBFGS is the built-in one."""
+    return bool(getattr(optimizer, "_optbench_needs_closure", isinstance(optimizer, torch.optim.LBFGS)))
+
+
+@dataclass
+class Trajectory:
+    """What a run recorded. ``xs[k]`` is the parameters before epoch k's step (``xs[0]`` = start)."""
+
+    losses: list[float] = field(default_factory=list)
+    xs: list[list[torch.Tensor]] = field(default_factory=list)
+    epochs_run: int = 0
+    stopped: str | None = None  # None (budget spent), "hook" (on_epoch asked to stop), "nonfinite"
+    nonfinite_epoch: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.stopped == "nonfinite"
+
+    def x(self, k: int = -1, i: int = 0) -> torch.Tensor:
+        """Parameter ``i`` after recorded snapshot ``k`` (default: the last)."""
+        return self.xs[k][i]
+
+    def stacked(self, i: int = 0) -> torch.Tensor:
+        """All snapshots of parameter ``i`` stacked along a new first dim."""
+        return torch.stack([snap[i] for snap in self.xs])
+
+
+def _snapshot(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+def run_loop(
+    loss_fn: LossFn,
+    params: Iterable[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    zero_grad: bool = True,
+    record_x: bool = True,
+    on_epoch: EpochHook | None = None,
+    closure: bool | None = None,
+    check_finite: bool = True,
+) -> Trajectory:
+    """Run the five-step loop for at most ``epochs`` epochs and return the :class:`Trajectory`.
+
+    ``zero_grad=False`` skips step 1, so gradients accumulate across epochs (the seed's warning).
+    A non-finite loss or parameter stops the run at once and sets ``stopped="nonfinite"`` and
+    ``nonfinite_epoch``; callers turn that into a diagnosis instead of iterating on NaN.
+    """
+    params = list(params)
+    use_closure = needs_closure(optimizer) if closure is None else closure
+    traj = Trajectory()
+    if record_x:
+        traj.xs.append(_snapshot(params))
+    for epoch in range(epochs):
+        if use_closure:
+            calls: list[torch.Tensor] = []
+
+            def _closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                loss_ = loss_fn()
+                loss_.backward()
+                calls.append(loss_.detach())
+                return loss_
+
+            if zero_grad:
+                optimizer.zero_grad()
+            loss = loss_fn()
+            loss.backward()
+            stop = bool(on_epoch(epoch, loss.detach())) if on_epoch is not None else False
+            optimizer.step(_closure)
+        else:
+            if zero_grad:
+                optimizer.zero_grad()  # 1
+            loss = loss_fn()  # 2
+            loss.backward()  # 3
+            stop = bool(on_epoch(epoch, loss.detach())) if on_epoch is not None else False
+            optimizer.step()  # 4
+        value = float(loss.detach().sum())  # 5
+        traj.losses.append(value)
+        traj.epochs_run = epoch + 1
+        if record_x:
+            traj.xs.append(_snapshot(params))
+        if check_finite and (not math.isfinite(value) or not all(_finite(p.detach()) for p in params)):
+            traj.stopped, traj.nonfinite_epoch = "nonfinite", epoch
+            break
+        if stop:
+            traj.stopped = "hook"
+            break
+    return traj

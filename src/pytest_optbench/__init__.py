@@ -1,0 +1,1 @@
+"""pytest glue for optbench (registered as the ``optbench`` pytest11 plugin)."""

@@ -1,0 +1,148 @@
+"""The optbench pytest plugin: command-line options, markers, and the loaded user specs.
+
+It is thin glue: every check lives in the ``optbench`` library. Bad option values are pytest usage
+errors (one line, exit code 4), raised at configure time before any collection happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from optbench.devices import DEVICE_CHOICES, cuda_skip_reason, selected_devices
+from optbench.errors import OptbenchError
+
+
+@dataclass
+class OptbenchOptions:
+    """What the command line selected, resolved once per session (``config.stash[OPTIONS]``)."""
+
+    devices: list[str]
+    user_targets: list[Any] = field(default_factory=list)  # optbench.Target
+    user_optimizers: list[Any] = field(default_factory=list)  # optbench.optimizers.OptimizerInfo
+    optimizer_config: str | None = None
+    sizes: list[int] | None = None
+    l2_flush: bool = False
+
+    @property
+    def cuda_skip_reason(self) -> str | None:
+        return cuda_skip_reason()
+
+
+OPTIONS = pytest.StashKey[OptbenchOptions]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("optbench", "optbench: optimizer and autograd validation")
+    group.addoption(
+        "--target",
+        action="append",
+        default=[],
+        metavar="module:attr",
+        help="validate only these targets: a Target, a list of Targets, or a callable returning them (repeatable)",
+    )
+    group.addoption(
+        "--optimizer",
+        action="append",
+        default=[],
+        metavar="[NAME=]module:attr",
+        help="validate/benchmark only these optimizers: an Optimizer subclass or a factory (params, **kw) (repeatable)",
+    )
+    group.addoption(
+        "--optimizer-config",
+        default=None,
+        metavar="FILE",
+        help="TOML with hyperparameters and exemptions for --optimizer (default: [tool.optbench] in ./pyproject.toml)",
+    )
+    group.addoption(
+        "--device",
+        default="all",
+        choices=DEVICE_CHOICES,
+        help="devices under test; 'all' = cpu plus cuda, which is skipped with a reason when absent (default: all)",
+    )
+    group.addoption(
+        "--sizes",
+        default=None,
+        metavar="N[,N...]",
+        help="benchmark parameter counts, e.g. 1,1e3,1e6 (default: 1,1e3,1e5,1e6,1e7 on CPU, up to 1e8 on CUDA)",
+    )
+    group.addoption("--l2-flush", action="store_true", default=False, help="flush the cache before each timed round")
+
+
+def _parse_sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    sizes = []
+    for tok in text.split(","):
+        tok = tok.strip()
+        try:
+            value = float(tok)
+        except ValueError:
+            raise pytest.UsageError(f"--sizes: {tok!r} is not a number; give counts like 1,1e3,1e6") from None
+        if value < 1 or value != int(value):
+            raise pytest.UsageError(f"--sizes: {tok!r} is not a positive whole count; give counts like 1,1e3,1e6")
+        sizes.append(int(value))
+    return sizes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "cuda: needs a CUDA device (skipped with a reason when none is present)",
+        "slow: long-running; deselect with -m 'not slow'",
+        "bench: a benchmark in benches/",
+    ):
+        config.addinivalue_line("markers", line)
+    try:
+        opts = OptbenchOptions(devices=selected_devices(config.getoption("device")))
+        opts.sizes = _parse_sizes(config.getoption("sizes"))
+        opts.l2_flush = bool(config.getoption("l2_flush"))
+        opts.optimizer_config = config.getoption("optimizer_config")
+        if config.getoption("target"):
+            from optbench.target_spec import load_targets
+
+            for text in config.getoption("target"):
+                opts.user_targets.extend(load_targets(text))
+        if config.getoption("optimizer"):
+            from optbench.optimizers.user import load_user_optimizers
+
+            opts.user_optimizers = load_user_optimizers(
+                config.getoption("optimizer"), config_file=opts.optimizer_config, rootdir=str(config.rootpath)
+            )
+    except OptbenchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[OPTIONS] = opts
+
+
+def options(config: pytest.Config) -> OptbenchOptions:
+    """The session's resolved options (for fixtures/ and benches/)."""
+    return config.stash[OPTIONS]
+
+
+def device_params(config: pytest.Config) -> list[Any]:
+    """``pytest.param`` per selected device; CUDA carries a skip mark with the reason when absent."""
+    reason = cuda_skip_reason()
+    out = []
+    for dev in options(config).devices:
+        marks = [pytest.mark.cuda] if dev == "cuda" else []
+        if dev == "cuda" and reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        out.append(pytest.param(dev, id=dev, marks=marks))
+    return out
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import torch
+
+    opts = config.stash.get(OPTIONS, None)
+    lines = [f"optbench: torch {torch.__version__}, devices {opts.devices if opts else '?'}"]
+    reason = cuda_skip_reason()
+    if reason:
+        lines.append(f"optbench: {reason}")
+    if opts and opts.user_targets:
+        lines.append("optbench: user targets " + ", ".join(t.name for t in opts.user_targets))
+    if opts and opts.user_optimizers:
+        lines.append("optbench: user optimizers " + ", ".join(o.name for o in opts.user_optimizers))
+    return lines
