@@ -1,0 +1,160 @@
+"""Autograd against sympy: value, gradient and Hessian of a target's torch callable at exact points.
+
+Tolerances are *relative to a running-error scale*, not to the value itself. Evaluating
+``f = sum(t_i)`` in floating point commits an error of about ``n * eps * sum(|t_i|)``, so the scale of
+an expression at a point is computed by :func:`error_scale` (every sum replaced by the sum of the
+magnitudes of its terms, with the usual first-order propagation through functions). A result is
+accepted when ``|got - exact| <= RTOL[dtype] * error_scale``. This is what makes one tolerance per
+dtype honest both for Rosenbrock at (-1.2, 1) (large, cancelling terms) and for a gradient that is
+exactly zero at a minimizer. Points are dyadic rationals, so the input itself is exact in every dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Sequence
+
+import sympy as sp
+import torch
+
+# Allowed error, in units of the error scale. float64: eps = 2.2e-16; the deepest expressions in the
+# catalogue (Goldstein-Price, degree 8, ~60 operations) stay within ~1e3 eps of the running-error
+# scale, so 1e-12 leaves headroom without hiding a wrong constant (which shows as O(1) relative error).
+# float32: eps = 1.2e-7; the same operation count gives ~1e-4; transcendental functions in torch's
+# float32 kernels (sin/cos/exp of arguments up to ~30) add a few ulps of the argument.
+RTOL = {torch.float64: 1e-12, torch.float32: 2e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
+
+
+def error_scale(expr: sp.Expr, subs: dict) -> float:
+    """First-order running-error magnitude of ``expr`` at ``subs`` (always >= |expr|)."""
+
+    def mag(e: sp.Expr) -> float:
+        if e.is_Number or e.is_NumberSymbol:
+            return abs(float(e))
+        if e.is_Symbol:
+            return abs(float(subs[e]))
+        if e.is_Add:
+            return sum(mag(a) for a in e.args)
+        if e.is_Mul:
+            return math.prod(mag(a) for a in e.args)
+        if e.is_Pow:
+            base, ex = e.args
+            if ex.is_Number:
+                n = float(ex)
+                b = abs(float(base.xreplace(subs)))
+                mb = mag(base)
+                if n > 0 and float(n).is_integer():
+                    return mb ** n
+                # x**p for fractional/negative p: |p| |x|^(p-1) err(x) + |x|^p
+                return b**n + abs(n) * (b ** (n - 1) if b else 0.0) * mb
+            return abs(float(e.xreplace(subs))) * (1.0 + mag(ex) * (1.0 + abs(float(sp.log(base.xreplace(subs))))))
+        if isinstance(e, sp.Function) and len(e.args) == 1:
+            # f(u) carries its own rounding (|f(u)|) plus the propagated error |f'(u)| * err(u).
+            (u,) = e.args
+            val = abs(float(e.xreplace(subs)))
+            if not u.free_symbols:
+                return val
+            d = sp.Dummy("u")
+            deriv = abs(float(e.func(d).diff(d).xreplace({d: u.xreplace(subs)})))
+            return val + deriv * mag(u)
+        return abs(float(e.xreplace(subs)))
+
+    expr = sp.sympify(expr)
+    return max(mag(expr), abs(float(expr.xreplace(subs))))
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One disagreement between the callable under test and sympy, phrased for a failure message."""
+
+    what: str  # "value" | "gradient" | "hessian"
+    point: tuple
+    expected: object
+    got: object
+    max_abs_err: float
+    allowed: float
+
+    def __str__(self) -> str:
+        pt = "(" + ", ".join(_fmt(p) for p in self.point) + ")"
+        return (
+            f"{self.what} at x = {pt}: expected {_fmt(self.expected)}, got {_fmt(self.got)} "
+            f"(max |err| = {self.max_abs_err:.3g}, allowed {self.allowed:.3g})"
+        )
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    if isinstance(v, torch.Tensor):
+        return _fmt(v.tolist())
+    try:
+        return f"{float(v):.8g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def dyadic_points(domain: Sequence[tuple], n: int, seed: int, *, denominator: int = 64) -> list[tuple[Fraction, ...]]:
+    """``n`` points with coordinates k/denominator inside ``domain`` (exact in float32 and float64)."""
+    rng = random.Random(seed)
+    pts = []
+    for _ in range(n):
+        coords = []
+        for lo, hi in domain:
+            lo_k = math.ceil(float(lo) * denominator)
+            hi_k = math.floor(float(hi) * denominator)
+            coords.append(Fraction(rng.randint(lo_k, hi_k), denominator))
+        pts.append(tuple(coords))
+    return pts
+
+
+def autograd_derivatives(fn: Callable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """f(x), grad f(x) and the Hessian by double backward (create_graph), for x of shape (d,)."""
+    x = x.detach().clone().requires_grad_(True)
+    value = fn(x)
+    (grad,) = torch.autograd.grad(value, x, create_graph=True)
+    rows = []
+    for i in range(x.numel()):
+        if grad[i].requires_grad:
+            (row,) = torch.autograd.grad(grad[i], x, retain_graph=True, allow_unused=True)
+            rows.append(torch.zeros_like(x) if row is None else row)
+        else:  # backward produced a gradient with no graph: its second derivative is lost
+            rows.append(torch.zeros_like(x))
+    return value.detach(), grad.detach(), torch.stack(rows).detach()
+
+
+def compare_at(target, point: Sequence, dtype: torch.dtype, device: str | torch.device, *, fn: Callable | None = None) -> list[Mismatch]:
+    """Compare ``fn`` (default: the target's callable under test) with sympy at one exact point."""
+    fn = fn or target
+    syms = list(target.variables)
+    subs = {s: sp.Rational(Fraction(p).numerator, Fraction(p).denominator) for s, p in zip(syms, point)}
+    rtol = RTOL[dtype]
+    x = torch.tensor([float(p) for p in point], dtype=dtype, device=device)
+    value, grad, hess = autograd_derivatives(fn, x)
+
+    out: list[Mismatch] = []
+    exact_f = target.expr.subs(subs)
+    allowed = rtol * error_scale(target.expr, subs)
+    err = abs(float(value) - float(exact_f))
+    if not err <= allowed:
+        out.append(Mismatch("value", tuple(point), exact_f, float(value), err, allowed))
+
+    g_exprs = [sp.diff(target.expr, s) for s in syms]
+    g_exact = [g.subs(subs) for g in g_exprs]
+    g_allowed = [rtol * error_scale(g, subs) for g in g_exprs]
+    g_err = [abs(float(a) - float(b)) for a, b in zip(grad.tolist(), g_exact)]
+    if not all(e <= a for e, a in zip(g_err, g_allowed)):
+        out.append(Mismatch("gradient", tuple(point), g_exact, grad.tolist(), max(g_err), max(g_allowed)))
+
+    h_exprs = [[sp.diff(g, s) for s in syms] for g in g_exprs]
+    h_exact = [[h.subs(subs) for h in row] for row in h_exprs]
+    h_allowed = [[rtol * error_scale(h, subs) for h in row] for row in h_exprs]
+    got_h = hess.tolist()
+    h_err = [[abs(float(a) - float(b)) for a, b in zip(r1, r2)] for r1, r2 in zip(got_h, h_exact)]
+    if not all(e <= a for re, ra in zip(h_err, h_allowed) for e, a in zip(re, ra)):
+        out.append(
+            Mismatch("hessian", tuple(point), h_exact, got_h, max(max(r) for r in h_err), max(max(r) for r in h_allowed))
+        )
+    return out
