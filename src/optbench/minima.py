@@ -1,0 +1,248 @@
+"""Exact stationary points and their classification.
+
+Derivation, by kind of target:
+
+* quadratic: the gradient is linear; ``A x = b`` is solved exactly over the rationals.
+* polynomial: the real solutions of ``grad f = 0`` from a lex Groebner basis. When the basis is in
+  shape position (``x_i - p_i(x_n)``, ``q(x_n)``) every solution is exact: ``x_n`` is a real root of an
+  irreducible factor of ``q`` (a rational, a radical or a ``CRootOf``) and ``x_i = p_i(x_n)`` reduced
+  modulo that factor. Otherwise the univariate eliminant of each variable is computed (lex basis with
+  that variable last), its real roots are kept exact, and the candidates of the Cartesian product are
+  filtered by the gradient at 60 digits (|grad| < 1e-30). ``solve`` is not used: it finds only 4 of
+  Himmelblau's 9 stationary points.
+* otherwise (transcendental, or a polynomial whose basis is too slow to compute): ``nsolve`` at 50
+  digits from stated guesses. Points that are within 1e-40 of a rational with a small denominator are
+  snapped to it and re-checked exactly.
+
+Classification uses the Hessian at 60 digits (``mpmath.eigsy``): positive definite -> local minimum,
+negative definite -> maximum, indefinite -> saddle, singular -> degenerate. When the stationary set is
+complete and f is bounded below (checked separately) the global minimum is attained at a stationary
+point, so the stationary points of lowest value with a PSD Hessian are the global minima.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Sequence
+
+import mpmath
+import sympy
+
+DPS = 60  # working digits for numerical checks
+GRAD_TOL = mpmath.mpf("1e-30")  # |grad f(x*)| below this at 60 digits counts as zero
+EIG_TOL = mpmath.mpf("1e-25")  # relative to the largest |eigenvalue|: below this an eigenvalue is 0
+VALUE_TOL = mpmath.mpf("1e-30")  # relative: two stationary values closer than this are equal
+MAX_CANDIDATES = 20_000  # Cartesian-product candidates before the polynomial path gives up
+
+
+@dataclass(frozen=True)
+class StationaryPoint:
+    """A stationary point: exact coordinates, exact value, classification and Hessian eigenvalues."""
+
+    point: tuple[sympy.Expr, ...]
+    value: sympy.Expr
+    kind: str  # "global_min" | "local_min" | "saddle" | "max" | "degenerate"
+    eigenvalues: tuple[float, ...]
+
+    def numeric(self) -> tuple[float, ...]:
+        return tuple(float(sympy.N(c, 20)) for c in self.point)
+
+
+class Numeric:
+    """Gradient/Hessian/value of an expression evaluated in mpmath at :data:`DPS` digits."""
+
+    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol]):
+        self.vars = tuple(variables)
+        self.expr = expr
+        self.grad = [sympy.diff(expr, v) for v in self.vars]
+        self.hess = [[sympy.diff(g, v) for v in self.vars] for g in self.grad]
+        self._f = sympy.lambdify(self.vars, expr, "mpmath")
+        self._g = sympy.lambdify(self.vars, self.grad, "mpmath")
+        self._h = sympy.lambdify(self.vars, self.hess, "mpmath")
+
+    @staticmethod
+    def mp(point) -> list:
+        with mpmath.workdps(DPS):
+            return [c if isinstance(c, mpmath.mpf) else mpmath.mpf(sympy.N(c, DPS + 5)) for c in point]
+
+    def value(self, point):
+        with mpmath.workdps(DPS):
+            return self._f(*self.mp(point))
+
+    def gradient_norm(self, point):
+        with mpmath.workdps(DPS):
+            g = self._g(*self.mp(point))
+            return mpmath.sqrt(sum(mpmath.mpf(gi) ** 2 for gi in g))
+
+    def eigenvalues(self, point) -> list:
+        with mpmath.workdps(DPS):
+            h = mpmath.matrix([[mpmath.mpf(v) for v in row] for row in self._h(*self.mp(point))])
+            if h.rows == 1:
+                return [h[0, 0]]
+            ev = mpmath.eigsy(h, eigvals_only=True)
+            return sorted(ev[i] for i in range(h.rows))
+
+
+def classify_eigenvalues(ev: Sequence) -> str:
+    scale = max([abs(e) for e in ev] + [mpmath.mpf(1)])
+    tol = EIG_TOL * scale
+    pos = sum(1 for e in ev if e > tol)
+    neg = sum(1 for e in ev if e < -tol)
+    if pos == len(ev):
+        return "local_min"
+    if neg == len(ev):
+        return "max"
+    if pos and neg:
+        return "saddle"
+    return "degenerate"  # singular: PSD (pos + zeros), NSD, or zero
+
+
+# --------------------------------------------------------------------------------------------------
+# exact solving
+
+
+def _real_roots_exact(poly: sympy.Poly) -> list[tuple[sympy.Expr, sympy.Poly]]:
+    """Real roots of a univariate polynomial, each with the irreducible factor it is a root of."""
+    out = []
+    for fac, _mult in sympy.factor_list(poly.as_expr(), *poly.gens)[1]:
+        fp = sympy.Poly(fac, *poly.gens)
+        if fp.degree() <= 0:
+            continue
+        for r in sympy.real_roots(fp):
+            out.append((r, fp))
+    return out
+
+
+def solve_linear(grad: Sequence[sympy.Expr], variables) -> list[tuple[sympy.Expr, ...]] | None:
+    A, b = sympy.linear_eq_to_matrix(list(grad), list(variables))
+    if A.det() == 0:
+        return None
+    sol = A.LUsolve(b)
+    return [tuple(sympy.nsimplify(s) for s in sol)]
+
+
+def _is_shape_position(G: Sequence[sympy.Poly], variables) -> bool:
+    n = len(variables)
+    if len(G) != n:
+        return False
+    last = variables[-1]
+    for i, g in enumerate(G[:-1]):
+        other = set(g.free_symbols) - {last}
+        if other != {variables[i]} or sympy.degree(g, variables[i]) != 1:
+            return False
+        if g.as_expr().coeff(variables[i], 1).free_symbols:
+            return False
+    return set(G[-1].free_symbols) <= {last}
+
+
+def solve_polynomial(grad: Sequence[sympy.Expr], variables) -> list[tuple[sympy.Expr, ...]]:
+    """All real solutions of a zero-dimensional polynomial system, exact (see module docstring)."""
+    variables = list(variables)
+    G = list(sympy.groebner(list(grad), *variables, order="lex"))
+    if G == [1] or any(g.is_number and g != 0 for g in [gg.as_expr() if hasattr(gg, "as_expr") else gg for gg in G]):
+        return []
+    G = [sympy.Poly(g, *variables) for g in G]
+    if _is_shape_position(G, variables):
+        last = variables[-1]
+        q = sympy.Poly(G[-1].as_expr(), last)
+        sols = []
+        t = sympy.Dummy("t")
+        for r, fac in _real_roots_exact(q):
+            ft = sympy.Poly(fac.as_expr().subs(last, t), t)
+            point = []
+            for i, g in enumerate(G[:-1]):
+                ge = g.as_expr()
+                lead = ge.coeff(variables[i], 1)
+                p = sympy.expand(-(ge - lead * variables[i]) / lead).subs(last, t)
+                point.append(_reduce_at(p, ft, t, r))
+            point.append(r)
+            sols.append(tuple(point))
+        return sols
+    # not in shape position: univariate eliminant per variable, exact roots, filtered product
+    roots_per_var = []
+    for i, v in enumerate(variables):
+        if i == len(variables) - 1:
+            Gi = G
+        else:
+            order = variables[:i] + variables[i + 1 :] + [v]
+            Gi = [sympy.Poly(g, *order) for g in sympy.groebner(list(grad), *order, order="lex")]
+        uni = [g for g in Gi if set(g.free_symbols) <= {v} and not g.is_ground]
+        if not uni:
+            raise ValueError(f"the stationary set is not zero-dimensional (no eliminant in {v})")
+        roots_per_var.append([r for r, _ in _real_roots_exact(sympy.Poly(uni[0].as_expr(), v))])
+    n_cand = math.prod(len(r) for r in roots_per_var)
+    if n_cand > MAX_CANDIDATES:
+        raise ValueError(f"{n_cand} candidate points from the eliminants; give stationary_guesses= instead")
+    gfun = sympy.lambdify(variables, list(grad), "mpmath")
+    sols = []
+    with mpmath.workdps(DPS):
+        mp_roots = [[mpmath.mpf(sympy.N(r, DPS + 5)) for r in rs] for rs in roots_per_var]
+        for idx in itertools.product(*[range(len(r)) for r in roots_per_var]):
+            vals = [mp_roots[k][j] for k, j in enumerate(idx)]
+            g = gfun(*vals)
+            if mpmath.sqrt(sum(mpmath.mpf(x) ** 2 for x in g)) < GRAD_TOL:
+                sols.append(tuple(roots_per_var[k][j] for k, j in enumerate(idx)))
+    return sols
+
+
+def _reduce_at(p: sympy.Expr, fac: sympy.Poly, t: sympy.Symbol, r: sympy.Expr) -> sympy.Expr:
+    """p(r) for a root r of the irreducible ``fac``: reduce p modulo fac first (exact and canonical)."""
+    rem = sympy.rem(sympy.Poly(p, t), fac)
+    if rem.is_ground:
+        return sympy.nsimplify(rem.as_expr()) if rem.as_expr().is_Rational else rem.as_expr()
+    return sympy.expand(rem.as_expr().subs(t, r))
+
+
+def exact_value_at(expr: sympy.Expr, variables, point) -> sympy.Expr:
+    """f(point), exact. For points whose coordinates are polynomials in a single algebraic number r
+    (the shape-position case) the value is reduced modulo r's minimal polynomial, so that e.g.
+    Himmelblau's minima give exactly 0."""
+    val = expr.xreplace(dict(zip(variables, point)))
+    if val.is_Rational:
+        return val
+    roots = {a for c in point for a in sympy.sympify(c).atoms(sympy.CRootOf)}
+    if len(roots) == 1 and expr.is_polynomial(*variables):
+        r = roots.pop()
+        t = sympy.Dummy("t")
+        fac = sympy.Poly(r.poly.as_expr().subs(r.poly.gen, t), t)
+        try:
+            return _reduce_at(sympy.expand(val.subs(r, t)), fac, t, r)
+        except sympy.PolynomialError:
+            return val
+    if all(sympy.sympify(c).is_algebraic for c in point) and not roots:
+        return sympy.nsimplify(sympy.radsimp(sympy.expand(val)))
+    return val
+
+
+def refine(expr_grad: Sequence[sympy.Expr], variables, guess) -> tuple[sympy.Expr, ...]:
+    """Newton (``nsolve``) at 50 digits from ``guess``; snap to small-denominator rationals when exact."""
+    with mpmath.workdps(DPS):
+        if len(variables) == 1:
+            sol = [sympy.nsolve(expr_grad[0], variables[0], guess[0], prec=50)]
+        else:
+            sol = list(sympy.nsolve(list(expr_grad), list(variables), list(guess), prec=50))
+    out = []
+    for s in sol:
+        s = sympy.Float(s, 50)
+        fr = Fraction(str(s)).limit_denominator(10**6)
+        if abs(sympy.Rational(fr.numerator, fr.denominator) - s) < sympy.Float("1e-40"):
+            out.append(sympy.Rational(fr.numerator, fr.denominator))
+        else:
+            out.append(s)
+    # snapped points must still be stationary: exactly, or at 60 digits
+    return tuple(out)
+
+
+def dedupe(points: Sequence[tuple], tol: float = 1e-20) -> list[tuple]:
+    out: list[tuple] = []
+    seen: list[tuple[float, ...]] = []
+    for p in points:
+        num = tuple(float(sympy.N(c, 30)) for c in p)
+        if any(max(abs(a - b) for a, b in zip(num, q)) < tol * (1 + max(map(abs, q))) for q in seen):
+            continue
+        seen.append(num)
+        out.append(p)
+    return out
