@@ -118,7 +118,7 @@ def parse_expression(text: str, variables: Sequence[str] | None = None) -> sympy
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        col = f" at column {exc.offset}" if exc.offset else ""
+        col = f" at column {exc.offset or len(text.strip()) + 1}"
         raise ExpressionError(f"expression {_short(text)}: syntax error{col}: {exc.msg}") from None
     allowed = None if variables is None else set(variables)
     expr = _walk(tree.body, text.strip(), allowed)
@@ -187,6 +187,8 @@ def _walk(node: ast.AST, text: str, allowed: set[str] | None) -> sympy.Expr:
     if isinstance(node, ast.Call):
         fname = node.func.id if isinstance(node.func, ast.Name) else None
         if fname is None:
+            if isinstance(node.func, ast.Attribute):
+                raise _refuse(text, node.func, f"attribute access '.{node.func.attr}'")
             raise _refuse(text, node, "call of something that is not a plain function name")
         if fname not in FUNCTIONS:
             raise _refuse(text, node, f"call of {fname!r}")
@@ -201,6 +203,8 @@ def _walk(node: ast.AST, text: str, allowed: set[str] | None) -> sympy.Expr:
             )
         return fn(*args)
     name = _NODE_NAMES.get(type(node), type(node).__name__)
+    if isinstance(node, ast.Attribute):
+        name = f"attribute access '.{node.attr}'"
     raise _refuse(text, node, name)
 
 

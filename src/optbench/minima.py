@@ -22,6 +22,7 @@ point, so the stationary points of lowest value with a PSD Hessian are the globa
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class StationaryPoint:
     eigenvalues: tuple[float, ...]
 
     def numeric(self) -> tuple[float, ...]:
-        return tuple(float(sympy.N(c, 20)) for c in self.point)
+        return tuple(float(to_mpf(c)) for c in self.point)
 
 
 class Numeric:
@@ -65,8 +66,7 @@ class Numeric:
 
     @staticmethod
     def mp(point) -> list:
-        with mpmath.workdps(DPS):
-            return [c if isinstance(c, mpmath.mpf) else mpmath.mpf(sympy.N(c, DPS + 5)) for c in point]
+        return [c if isinstance(c, mpmath.mpf) else to_mpf(c) for c in point]
 
     def value(self, point):
         with mpmath.workdps(DPS):
@@ -98,6 +98,13 @@ def classify_eigenvalues(ev: Sequence) -> str:
     if pos and neg:
         return "saddle"
     return "degenerate"  # singular: PSD (pos + zeros), NSD, or zero
+
+
+@functools.lru_cache(maxsize=4096)
+def to_mpf(c: sympy.Expr):
+    """An exact coordinate at DPS + 5 digits (cached: refining a CRootOf at 65 digits is slow)."""
+    with mpmath.workdps(DPS + 5):
+        return mpmath.mpf(sympy.N(c, DPS + 5))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,7 +186,7 @@ def solve_polynomial(grad: Sequence[sympy.Expr], variables) -> list[tuple[sympy.
     gfun = sympy.lambdify(variables, list(grad), "mpmath")
     sols = []
     with mpmath.workdps(DPS):
-        mp_roots = [[mpmath.mpf(sympy.N(r, DPS + 5)) for r in rs] for rs in roots_per_var]
+        mp_roots = [[to_mpf(r) for r in rs] for rs in roots_per_var]
         for idx in itertools.product(*[range(len(r)) for r in roots_per_var]):
             vals = [mp_roots[k][j] for k, j in enumerate(idx)]
             g = gfun(*vals)
@@ -209,7 +216,16 @@ def exact_value_at(expr: sympy.Expr, variables, point) -> sympy.Expr:
         t = sympy.Dummy("t")
         fac = sympy.Poly(r.poly.as_expr().subs(r.poly.gen, t), t)
         try:
-            return _reduce_at(sympy.expand(val.subs(r, t)), fac, t, r)
+            # evaluate f in Q[t]/(fac): every product is reduced at once, so nothing blows up
+            coords = [sympy.Poly(sympy.sympify(c).xreplace({r: t}), t).rem(fac) for c in point]
+            acc = sympy.Poly(0, t)
+            for monom, coeff in sympy.Poly(expr, *variables).terms():
+                term = sympy.Poly(coeff, t)
+                for c, k in zip(coords, monom):
+                    for _ in range(k):
+                        term = (term * c).rem(fac)
+                acc = acc + term
+            return _reduce_at(acc.as_expr(), fac, t, r)
         except sympy.PolynomialError:
             return val
     if all(sympy.sympify(c).is_algebraic for c in point) and not roots:
@@ -240,7 +256,7 @@ def dedupe(points: Sequence[tuple], tol: float = 1e-20) -> list[tuple]:
     out: list[tuple] = []
     seen: list[tuple[float, ...]] = []
     for p in points:
-        num = tuple(float(sympy.N(c, 30)) for c in p)
+        num = tuple(float(to_mpf(c)) for c in p)
         if any(max(abs(a - b) for a, b in zip(num, q)) < tol * (1 + max(map(abs, q))) for q in seen):
             continue
         seen.append(num)

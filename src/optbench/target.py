@@ -31,7 +31,7 @@ def _natural_key(s: sympy.Symbol):
 
 
 def _fmt_point(point) -> str:
-    return "(" + ", ".join(f"{float(sympy.N(c, 15)):.6g}" for c in point) + ")"
+    return "(" + ", ".join(f"{float(minima.to_mpf(c)):.6g}" for c in point) + ")"
 
 
 def _exact(c) -> sympy.Expr:
@@ -140,12 +140,12 @@ class Target:
         self.hessian = sympy.hessian(e, self.variables)
         self._num = minima.Numeric(e, self.variables)
         self.domain = self._box(domain, "domain") if domain is not None else None
+        self.lower_bound = None if lower_bound is None else _exact(lower_bound)
+        self._check_bounded_below()
         if self.domain is None and self.kind == "transcendental":
             raise TargetError(
                 f"target {name!r}: a transcendental target needs domain=((lo, hi), ...) for its global claim"
             )
-        self.lower_bound = None if lower_bound is None else _exact(lower_bound)
-        self._check_bounded_below()
         self.reference = compile_torch(e, self.variables, shape)
         self.fn = impl if impl is not None else self.reference
         self.stationary_complete = False
@@ -371,7 +371,7 @@ class Target:
                 )
 
     def _default_domain(self):
-        coords = [[float(sympy.N(c, 20)) for c in s.point] for s in self.stationary]
+        coords = [[float(minima.to_mpf(c)) for c in s.point] for s in self.stationary]
         out = []
         for i in range(self.dim):
             lo = math.floor(min(c[i] for c in coords)) - 2
@@ -381,7 +381,7 @@ class Target:
 
     def _default_basin(self):
         xs = self.minimizers[0]
-        xn = [float(sympy.N(c, 20)) for c in xs]
+        xn = [float(minima.to_mpf(c)) for c in xs]
         others = [s.numeric() for s in self.stationary if s.point != xs]
         if "convex" in self.tags or not others:
             return self.domain
@@ -431,7 +431,7 @@ class Target:
         return A, b, c
 
     def x_star(self, dtype: torch.dtype = torch.float64, device="cpu") -> torch.Tensor:
-        vals = [[float(sympy.N(c, 30)) for c in p] for p in self.minimizers]
+        vals = [[float(minima.to_mpf(c)) for c in p] for p in self.minimizers]
         return torch.tensor(vals, dtype=torch.float64).to(dtype=dtype, device=device)
 
     def _sub(self, point):
