@@ -1,0 +1,39 @@
+"""Glue for the benchmarks in benches/: thread count, the in-session streaming roofline, and the
+machine_info extension. Every measurement lives in ``optbench.bench``."""
+
+from __future__ import annotations
+
+import pytest
+
+from optbench.bench.machine import optbench_machine_info
+from optbench.bench.timing import fix_threads, stream_bandwidth, synchronize
+from pytest_optbench.plugin import options
+
+_STREAM: dict[str, float] = {}  # device -> GB/s, measured once per session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fixed before any benchmark runs, recorded in machine_info and in every result's extra_info.
+    fix_threads()
+
+
+def stream_gbps(device: str) -> float:
+    """The session's roofline for ``device``: streaming bandwidth of an in-place op on a buffer >> LLC."""
+    if device not in _STREAM:
+        _STREAM[device] = stream_bandwidth(device).gbps
+        synchronize(device)
+    return _STREAM[device]
+
+
+@pytest.fixture(scope="session")
+def roofline():
+    return stream_gbps
+
+
+@pytest.fixture(scope="session")
+def bench_options(request: pytest.FixtureRequest):
+    return options(request.config)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    machine_info["optbench"] = optbench_machine_info(dict(_STREAM))

@@ -1,0 +1,172 @@
+"""Per-epoch cost of the five-step loop, and of each phase alone, across optimizers, sizes,
+layouts, implementations, devices and dtypes.
+
+Ids read as: test_epoch[adam-foreach-flat-1e6-float32-cpu], test_phase[backward-adam-foreach-flat-1e6-float32-cpu].
+The default matrix is trimmed to fit ``tox -e bench`` in 10 minutes on 2 cores: every optimizer x
+implementation x size for flat float32 epochs; the MLP layout, bfloat16 and the phases at the
+foreach implementation; torch.compile of the step for ``adam`` at 1e6 only (compiling takes ~25 s
+here). ``OPTBENCH_BENCH_FULL=1`` runs the full cross product.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from optbench.bench.cases import BenchSpec, LoopState, bytes_per_phase, cases_from_info, default_cases
+from optbench.bench.machine import allocator_setting
+from optbench.bench.results import fmt_size
+from optbench.bench.timing import CacheFlusher, Reference, choose_rounds, synchronize, time_rounds, timed
+from optbench.devices import cuda_skip_reason, parse_dtype
+from pytest_optbench.plugin import options
+
+CPU_SIZES = [1, 10**3, 10**5, 10**6, 10**7]
+CUDA_SIZES = CPU_SIZES + [10**8]
+PHASES_ALONE = ("zero_grad", "forward", "backward", "step")
+FULL = os.environ.get("OPTBENCH_BENCH_FULL") == "1"
+COMPILE_AT = {("adam", 10**6)}  # (optimizer, size) pairs that get the compiled impl by default
+BUDGET_S = float(os.environ.get("OPTBENCH_BENCH_BUDGET", "0.2"))  # seconds of timed rounds per benchmark
+
+
+def _cases(config):
+    opts = options(config)
+    if opts.user_optimizers:
+        return [c for i in opts.user_optimizers for c in cases_from_info(i)]
+    return default_cases(full=FULL)
+
+
+def _sizes(config, device):
+    opts = options(config)
+    if opts.sizes:
+        return opts.sizes
+    return CUDA_SIZES if device == "cuda" else CPU_SIZES
+
+
+def _device_marks(device):
+    if device != "cuda":
+        return []
+    reason = cuda_skip_reason()
+    return [pytest.mark.cuda] + ([pytest.mark.skip(reason=reason)] if reason else [])
+
+
+def _default_impl(case, device):
+    impls = case.impls_on(device)
+    return "foreach" if "foreach" in impls else impls[0]
+
+
+def _matrix(config, with_phases):
+    out = []
+    for device in options(config).devices:
+        for case in _cases(config):
+            base = _default_impl(case, device)
+            for size in _sizes(config, device):
+                combos = []
+                for impl in case.impls_on(device):
+                    if impl == "compiled" and not FULL and (case.name, size) not in COMPILE_AT:
+                        continue
+                    combos.append((impl, "flat", "float32"))
+                if size >= 1000 or FULL:
+                    combos.append((base, "mlp", "float32"))
+                combos.append((base, "flat", "bfloat16"))
+                for impl, layout, dtype in combos:
+                    phases = ("epoch",) if not with_phases else (
+                        PHASES_ALONE if (impl == base and layout == "flat" and dtype == "float32") or FULL else ())
+                    for phase in phases:
+                        pid = f"{case.name}-{impl}-{layout}-{fmt_size(size)}-{dtype}-{device}"
+                        if with_phases:
+                            pid = f"{phase}-{pid}"
+                        spec = BenchSpec(case, impl, layout, size, dtype, device, phase)
+                        out.append(pytest.param(spec, id=pid, marks=_device_marks(device)))
+    return out
+
+
+def pytest_generate_tests(metafunc):
+    if "bspec" in metafunc.fixturenames:
+        with_phases = metafunc.function.__name__ == "test_phase"
+        metafunc.parametrize("bspec", _matrix(metafunc.config, with_phases))
+
+
+def _build(b):
+    case, impl, layout, size, dtype, device = b.case, b.impl, b.layout, b.size, b.dtype, b.device
+    try:
+        st = LoopState(case, impl, size, layout, device, parse_dtype(dtype))
+        st.warm_up(2)  # past the first step: state is lazy, and the compiled step compiles here
+    except (RuntimeError, ValueError, TypeError, NotImplementedError, AssertionError) as exc:
+        msg = " ".join(str(exc).split())[:160]
+        pytest.skip(f"{case.name} {impl} not supported for {dtype} on {device}: {type(exc).__name__}: {msg}")
+    return st
+
+
+def _run(benchmark, st, phase, size, request, roofline):
+    opts = options(request.config)
+    device = st.device
+    fn, setup = st.phase(phase)
+    flush = CacheFlusher(device) if opts.l2_flush else None
+    ref = Reference(st.n, device, st.dtype)  # interleaved same-size reference, for the gate
+    fn_t = timed(fn, device)
+
+    def round_setup():  # untimed by pytest-benchmark
+        if flush is not None:
+            flush()
+        ref()
+        if setup is not None:
+            setup()
+        synchronize(device)
+
+    # calibrate the round count from three untimed calls (state stays warm)
+    probe = time_rounds(fn, rounds=3, setup=setup, device=device)
+    rounds, _ = choose_rounds(sorted(probe)[1], budget_s=BUDGET_S, max_rounds=400, min_round_s=0)
+    # one call per round, so every round gets its setup (fresh graph, flush, reference, sync)
+    benchmark.pedantic(fn_t, setup=round_setup, rounds=rounds, iterations=1, warmup_rounds=1)
+
+    ei = benchmark.extra_info
+    ei.update(kind="loop", optimizer=st.case.name, impl=st.impl, layout=st.layout, size=size,
+              n=st.n, device=device, dtype=str(st.dtype).removeprefix("torch."), phase=phase,
+              source=st.case.source, threads=torch.get_num_threads(), allocator=allocator_setting()["summary"],
+              l2_flush=bool(flush), step_bytes_per_param_fp32=st.case.step_bytes_fp32,
+              compile_time_s=st.compile_time_s, **ref.summary())
+    nbytes = bytes_per_phase(st.case, phase, st.n, st.dtype)
+    ei["bytes"] = nbytes
+    stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+    if stats is not None and nbytes:
+        bw = roofline(device)
+        gbps = nbytes / stats.median / 1e9
+        ei.update(gbps=gbps, stream_gbps=bw, roofline_pct=100.0 * gbps / bw)
+
+
+@pytest.mark.bench
+def test_epoch(benchmark, request, roofline, bspec):
+    """One epoch of the five-step loop: zero_grad, forward+loss, backward, step, record the loss."""
+    st = _build(bspec)
+    benchmark.group = f"epoch {bspec.device} {bspec.dtype} {bspec.layout} n={fmt_size(bspec.size)}"
+    _run(benchmark, st, "epoch", bspec.size, request, roofline)
+
+
+@pytest.mark.bench
+def test_phase(benchmark, request, roofline, bspec):
+    """One phase of the loop alone; the others run untimed in setup where the phase needs them."""
+    st = _build(bspec)
+    benchmark.group = f"phases {bspec.device} {bspec.dtype} {bspec.layout} n={fmt_size(bspec.size)} {bspec.case.name}"
+    _run(benchmark, st, bspec.phase, bspec.size, request, roofline)
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("sdevice", ["cpu", pytest.param("cuda", marks=_device_marks("cuda"))])
+def test_stream(benchmark, request, roofline, sdevice):
+    """The roofline: streaming bandwidth of an in-place mul_ on a buffer much larger than the LLC."""
+    device = sdevice
+    if device not in options(request.config).devices:
+        pytest.skip(f"device {device} not selected (--device)")
+    from optbench.bench.timing import stream_buffer_elems
+
+    bw = roofline(device)  # measured once per session; this benchmark records it in the JSON
+    n = stream_buffer_elems(device)
+    buf = torch.ones(n, dtype=torch.float32, device=device)
+    fn = timed(lambda: buf.mul_(1.0), device)
+    benchmark.group = f"stream {device}"
+    benchmark.pedantic(fn, rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(kind="stream", device=device, bytes=8 * n, n=n, phase="stream", optimizer="-",
+                                impl="-", size=n, dtype="float32", session_gbps=bw,
+                                threads=torch.get_num_threads(), allocator=allocator_setting()["summary"])

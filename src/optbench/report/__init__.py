@@ -1,0 +1,158 @@
+"""``optbench report``: DIR/<machine>/index.md and a self-contained index.html (images inlined),
+tables per device and PNG plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..bench.results import Record, Run, load_run
+from ..errors import OptbenchError
+from ..io import atomic_write_text, save_figure
+from . import tables
+
+MARKER = ".optbench-report"  # a folder holding this file was written by optbench and may be rewritten
+
+
+def _claim(folder: Path) -> None:
+    """Refuse to write into a non-empty folder optbench did not create: never overwrite a user's file."""
+    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
+        raise OptbenchError(f"{folder} exists and was not written by optbench report; choose another --out or remove it")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / MARKER, "written by optbench report; files here are regenerated\n")
+
+
+def _merge(runs: Sequence[Run]) -> tuple[Run, list[Record]]:
+    """One machine's runs: later files win for the same benchmark key."""
+    by = {}
+    for run in runs:
+        for r in run.records:
+            by[r.key] = r
+    main = runs[-1]
+    for run in runs:  # a stream reference from any run of the machine
+        for d, s in run.stream.items():
+            main.stream.setdefault(d, s)
+    return main, list(by.values())
+
+
+class _Doc:
+    """Builds markdown and HTML side by side."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.md: list[str] = []
+        self.html: list[str] = []
+        self.images: list[str] = []
+
+    def h(self, level: int, text: str) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def p(self, text: str) -> None:
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.md.append(tables.md_table(header, rows) + "\n")
+        th = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        self.html.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
+
+    def figure(self, fig, name: str, alt: str) -> None:
+        import matplotlib.pyplot as plt
+
+        if fig is None:
+            return
+        path = self.folder / name
+        save_figure(fig, path)
+        plt.close(fig)
+        self.images.append(name)
+        self.md.append(f"![{alt}]({name})\n")
+        b64 = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"/>'
+                         f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+
+    def html_page(self, title: str) -> str:
+        css = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}table{border-collapse:collapse;"
+               "font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+               "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                f"<style>{css}</style></head><body>{''.join(self.html)}</body></html>\n")
+
+
+def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike = "reports", *,
+                 trajectories: bool = True, bench_wall_s: float | None = None) -> list[Path]:
+    """Write one report folder per machine found in ``paths``; return the index.md paths."""
+    runs = [load_run(p) for p in paths]
+    by_machine: dict[str, list[Run]] = {}
+    for r in runs:
+        by_machine.setdefault(r.machine, []).append(r)
+    written = []
+    for machine, mruns in by_machine.items():
+        written.append(_machine_report(Path(out) / machine, mruns, trajectories=trajectories, bench_wall_s=bench_wall_s))
+    return written
+
+
+def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_wall_s: float | None) -> Path:
+    from . import plots
+
+    t0 = time.perf_counter()
+    _claim(folder)
+    run, records = _merge(runs)
+    info = run.optbench_info
+    doc = _Doc(folder)
+    title = f"optbench report — {run.machine}"
+    doc.h(1, title)
+    tinfo = info.get("torch") or {}
+    gpu = info.get("gpu") or {}
+    alloc = info.get("allocator") or {}
+    doc.p(f"Sources: {', '.join(os.path.basename(r.path) for r in runs)}; run {run.datetime or '?'}.")
+    doc.p(f"torch {tinfo.get('version', '?')} (git {str(tinfo.get('git_version', '?'))[:10]}, CUDA {tinfo.get('cuda')}); "
+          f"CPU {info.get('cpu_model', '?')}, {info.get('cpu_count', '?')} cores, {info.get('torch_threads', '?')} torch threads; "
+          f"GPU {gpu.get('name', 'none')}; allocator: {alloc.get('summary', '?')} {alloc.get('env', {})}.")
+    if bench_wall_s:
+        doc.p(f"Wall time of the bench run: {bench_wall_s:.0f} s.")
+    devices = sorted({r.device for r in records})
+    for d in devices:
+        bw = run.stream_gbps(d)
+        doc.p(f"Roofline on {d}: streaming bandwidth {bw:.2f} GB/s (in-place mul_ on a buffer much larger than the LLC, "
+              f"same session)." if bw else f"Roofline on {d}: not measured in this run.")
+    doc.p("Byte model per parameter per epoch: the optimizer's step (fp32: SGD 12, SGD momentum 20, Adam/AdamW 28, "
+          "AMSGrad 36 B) plus the compulsory forward/backward traffic of the elementwise loss (12 B); bfloat16 halves it. "
+          "GB/s and % of roofline use that model, so they are lower bounds on the traffic really moved.")
+    for d in devices:
+        drecs = [r for r in records if r.device == d]
+        epoch = [r for r in drecs if r.phase == "epoch"]
+        doc.h(2, f"Device: {d}")
+        if epoch:
+            doc.h(3, "Per-epoch cost (the five-step loop)")
+            doc.table(tables.EPOCH_HEADER, tables.epoch_rows(run, epoch))
+        phases = [r for r in drecs if r.phase in ("zero_grad", "forward", "backward", "step")]
+        if phases:
+            doc.h(3, "Phases alone")
+            doc.table(tables.PHASE_HEADER, tables.phase_rows(phases))
+        flat32 = [r for r in epoch if r.layout == "flat" and r.dtype == "float32"]
+        if flat32:
+            doc.figure(plots.cost_vs_params(run, d, flat32), f"cost_vs_params_{d}.png",
+                       f"µs per epoch vs parameters, log-log, per optimizer ({d}), with the roofline")
+            doc.figure(plots.impl_speedup(d, flat32), f"speedup_{d}.png",
+                       f"speedup of foreach, fused and compiled over the for-loop ({d})")
+        ph32 = [r for r in phases if r.layout == "flat" and r.dtype == "float32"]
+        if ph32:
+            doc.figure(plots.phase_breakdown(d, ph32), f"phases_{d}.png", f"phase breakdown ({d})")
+    if trajectories:
+        doc.h(2, "Validation: trajectories")
+        doc.p("Computed in the report step with optbench.loop.run_loop (float64, for-loop implementation) from the "
+              "classic starts; learning rates in optbench.report.plots.LRS.")
+        paths = {name: plots.compute_paths(name) for name in plots.CONTOURS}
+        doc.figure(plots.loss_trajectories(paths), "loss_trajectories.png", "loss trajectories per optimizer")
+        for name, p in paths.items():
+            doc.figure(plots.contour_paths(name, p), f"paths_{name}.png", f"2-D paths on {name}")
+    doc.p(f"Report written in {time.perf_counter() - t0:.1f} s by optbench report.")
+    atomic_write_text(folder / "index.md", "\n".join(doc.md))
+    atomic_write_text(folder / "index.html", doc.html_page(title))
+    return folder / "index.md"

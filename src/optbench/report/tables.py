@@ -1,0 +1,46 @@
+"""Markdown tables of benchmark results."""
+
+from __future__ import annotations
+
+from ..bench.results import Record, Run, fmt_size
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def epoch_rows(run: Run, records: list[Record]) -> list[list[str]]:
+    rows = []
+    for r in sorted(records, key=lambda r: (r.optimizer, r.dtype, r.layout, r.size, r.impl)):
+        pct = run.roofline_pct(r)
+        ct = r.extra.get("compile_time_s")
+        rows.append([r.optimizer, r.impl, r.layout, r.dtype, fmt_size(r.size), f"{r.n:,}",
+                     f"{r.median * 1e6:,.1f}", f"±{r.iqr / 2 * 1e6:,.1f}", f"{r.ns_per_param:,.2f}",
+                     _f(r.gbps, ".2f"), _f(pct, ".1f"), _f(ct, ".1f")])
+    return rows
+
+
+EPOCH_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "params", "µs/epoch", "±IQR/2", "ns/param",
+                "GB/s", "% roofline", "compile s"]
+
+
+def phase_rows(records: list[Record]) -> list[list[str]]:
+    by = {}
+    for r in records:
+        by.setdefault((r.optimizer, r.impl, r.layout, r.dtype, r.size), {})[r.phase] = r
+    rows = []
+    for (opt, impl, layout, dtype, size), ph in sorted(by.items()):
+        cells = [_f(ph[p].median * 1e6 if p in ph else None, ",.1f") for p in ("zero_grad", "forward", "backward", "step")]
+        tot = sum(ph[p].median for p in ("zero_grad", "forward", "backward", "step") if p in ph)
+        rows.append([opt, impl, layout, dtype, fmt_size(size), *cells, f"{tot * 1e6:,.1f}"])
+    return rows
+
+
+PHASE_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "zero_grad µs", "forward+loss µs", "backward µs",
+                "step µs", "sum µs"]
