@@ -292,7 +292,7 @@ def _powell_singular():
     # the Hessian at x* = 0 is only PSD (rank 2): the quartic terms carry the curvature
     return Target(
         "powell_singular", "(x1 + 10*x2)**2 + 5*(x3 - x4)**2 + (x2 - 2*x3)**4 + 10*(x1 - x4)**4",
-        start=(3, -1, 0, 1), domain=[(-4, 5)] * 4, shape=(2, 2), tags={"ill-conditioned", "matrix"},
+        start=(3, -1, 0, 1), domain=[(-4, 5)] * 4, shape=(2, 2), tags={"ill-conditioned", "matrix", "psd"},
         basin=[(-1, 1)] * 4,
     )
 

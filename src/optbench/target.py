@@ -138,7 +138,7 @@ class Target:
         self.kind = self._infer_kind(kind)
         self.gradient = sympy.Matrix([sympy.diff(e, v) for v in self.variables])
         self.hessian = sympy.hessian(e, self.variables)
-        self._num = minima.Numeric(e, self.variables)
+        self.numeric = minima.Numeric(e, self.variables)
         self.domain = self._box(domain, "domain") if domain is not None else None
         self.lower_bound = None if lower_bound is None else _exact(lower_bound)
         self._check_bounded_below()
@@ -309,13 +309,13 @@ class Target:
             )
         for p in claimed:
             self._check_differentiable(p)
-            gn = self._num.gradient_norm(p)
+            gn = self.numeric.gradient_norm(p)
             if not gn < minima.GRAD_TOL:
                 raise TargetError(
                     f"target {name!r}: claimed minimizer {_fmt_point(p)} is not stationary, |grad f| = "
                     f"{mpmath.nstr(gn, 6)}; fix the point or drop minimizers= to derive them"
                 )
-            ev = self._num.eigenvalues(p)
+            ev = self.numeric.eigenvalues(p)
             if minima.classify_eigenvalues(ev) not in ("local_min", "degenerate") or min(ev) < -minima.EIG_TOL * max(
                 1, max(abs(x) for x in ev)
             ):
@@ -327,14 +327,14 @@ class Target:
         recs = []
         for p in all_pts:
             self._check_differentiable_soft = True
-            gn = self._num.gradient_norm(p)
+            gn = self.numeric.gradient_norm(p)
             if not gn < minima.GRAD_TOL:
                 raise TargetError(
                     f"target {name!r}: derived point {_fmt_point(p)} has |grad f| = {mpmath.nstr(gn, 6)} at 60 digits; "
                     "the derivation failed"
                 )
-            ev = self._num.eigenvalues(p)
-            recs.append((p, ev, minima.classify_eigenvalues(ev), self._num.value(p)))
+            ev = self.numeric.eigenvalues(p)
+            recs.append((p, ev, minima.classify_eigenvalues(ev), self.numeric.value(p)))
         cands = [r for r in recs if r[2] in ("local_min", "degenerate") and min(r[1]) >= -minima.EIG_TOL * max(1, max(abs(x) for x in r[1]))]
         if not cands:
             raise TargetError(f"target {name!r}: no stationary point found is a minimum; give minimizers=")
