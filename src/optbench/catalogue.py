@@ -229,8 +229,9 @@ def _six_hump_camel():
 
 @_register
 def _goldstein_price():
-    # Degree 8: the lex Groebner basis takes ~9 s on 2 cores, too slow for a lazy load. It was run
-    # once offline and gives 9 real stationary points; those are refined here by nsolve at 50 digits
+    # Degree 8: the lex Groebner basis takes ~9 s on 2 cores (~2 s via grevlex + FGLM, still the
+    # slowest target by far), too slow for a lazy load. Run offline (Target(..., derive="groebner")
+    # without guesses) it gives 9 real stationary points; those are refined here by nsolve at 50 digits
     # from rounded guesses and classified (the global minimum (0, -1) snaps to exact rationals and is
     # re-checked exactly). validation/test_catalogue.py also checks no sampled point beats f*.
     guesses = [(0, -1), (-0.6, -0.4), (1.2, 0.8), (1.8, 0.2), (-0.4, -0.6), (0.6, 0.4), (1.2, -0.2), (1.4, 0.6), (0.8, 0.2)]

@@ -55,11 +55,11 @@ class StationaryPoint:
 class Numeric:
     """Gradient/Hessian/value of an expression evaluated in mpmath at :data:`DPS` digits."""
 
-    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol]):
+    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], grad=None, hess=None):
         self.vars = tuple(variables)
         self.expr = expr
-        self.grad = [sympy.diff(expr, v) for v in self.vars]
-        self.hess = [[sympy.diff(g, v) for v in self.vars] for g in self.grad]
+        self.grad = list(grad) if grad is not None else [sympy.diff(expr, v) for v in self.vars]
+        self.hess = hess.tolist() if hess is not None else [[sympy.diff(g, v) for v in self.vars] for g in self.grad]
         self._f = sympy.lambdify(self.vars, expr, "mpmath")
         self._g = sympy.lambdify(self.vars, self.grad, "mpmath")
         self._h = sympy.lambdify(self.vars, self.hess, "mpmath")
@@ -145,10 +145,19 @@ def _is_shape_position(G: Sequence[sympy.Poly], variables) -> bool:
     return set(G[-1].free_symbols) <= {last}
 
 
+def _lex_basis(polys, variables):
+    """Lex Groebner basis via grevlex + FGLM (10x faster than direct lex on Rosenbrock 4-D);
+    direct lex when FGLM does not apply (a positive-dimensional ideal)."""
+    try:
+        return sympy.groebner(list(polys), *variables, order="grevlex").fglm("lex")
+    except (NotImplementedError, ValueError):
+        return sympy.groebner(list(polys), *variables, order="lex")
+
+
 def solve_polynomial(grad: Sequence[sympy.Expr], variables) -> list[tuple[sympy.Expr, ...]]:
     """All real solutions of a zero-dimensional polynomial system, exact (see module docstring)."""
     variables = list(variables)
-    G = list(sympy.groebner(list(grad), *variables, order="lex"))
+    G = list(_lex_basis(grad, variables))
     if G == [1] or any(g.is_number and g != 0 for g in [gg.as_expr() if hasattr(gg, "as_expr") else gg for gg in G]):
         return []
     G = [sympy.Poly(g, *variables) for g in G]
@@ -175,7 +184,7 @@ def solve_polynomial(grad: Sequence[sympy.Expr], variables) -> list[tuple[sympy.
             Gi = G
         else:
             order = variables[:i] + variables[i + 1 :] + [v]
-            Gi = [sympy.Poly(g, *order) for g in sympy.groebner(list(grad), *order, order="lex")]
+            Gi = [sympy.Poly(g, *order) for g in _lex_basis(grad, order)]
         uni = [g for g in Gi if set(g.free_symbols) <= {v} and not g.is_ground]
         if not uni:
             raise ValueError(f"the stationary set is not zero-dimensional (no eliminant in {v})")

@@ -137,8 +137,8 @@ class Target:
         self._kind_given = kind
         self.kind = self._infer_kind(kind)
         self.gradient = sympy.Matrix([sympy.diff(e, v) for v in self.variables])
-        self.hessian = sympy.hessian(e, self.variables)
-        self.numeric = minima.Numeric(e, self.variables)
+        self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: sympy.diff(self.gradient[i], self.variables[j]))
+        self.numeric = minima.Numeric(e, self.variables, self.gradient, self.hessian)
         self.domain = self._box(domain, "domain") if domain is not None else None
         self.lower_bound = None if lower_bound is None else _exact(lower_bound)
         self._check_bounded_below()
