@@ -219,3 +219,33 @@ def test_sample_points_are_exact_rationals_in_the_domain():
     assert len(pts) == 10
     for p in pts:
         assert all(c.is_Rational and lo <= c <= hi for c, (lo, hi) in zip(p, t.domain))
+
+
+def test_autograd_function_impl_is_called_through_apply():
+    class Square(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return (x * x).sum(-1)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g.unsqueeze(-1)
+
+    t = Target("sq_fn", "x1**2 + x2**2", impl=Square)
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    t(x).backward()
+    assert x.grad.tolist() == [2.0, 4.0]
+
+
+def test_cli_targets_prints_the_table(capsys):
+    from optbench.cli import main
+
+    assert main(["targets", "--format", "md", "himmelblau", "seed_quadratic"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| name | d | #min |")
+    row = next(line for line in out if line.startswith("| himmelblau "))
+    assert "| 4 |" in row and "polynomial" in row
+    assert main(["targets", "himmelblo"]) == 2
+    assert "did you mean himmelblau" in capsys.readouterr().err

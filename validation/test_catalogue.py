@@ -186,3 +186,30 @@ def test_condition_numbers_of_the_built_quadratics():
     assert get_target("ellipsoid_3d").condition_number == pytest.approx(1e6, rel=1e-12)
     assert get_target("rotated_quadratic_2d").condition_number == pytest.approx(100, rel=1e-12)
     assert get_target("rotated_quadratic_4d").condition_number == pytest.approx(1000, rel=1e-12)
+
+
+@pytest.mark.targets(lambda t: t.kind == "transcendental")
+def test_separable_transcendental_global_claim_by_1d_enumeration(target):
+    """The global claim on the box, independent of the stated lower bound: for f = sum_i g_i(x_i) the
+    box minimum is the sum of the 1-D minima, each the lowest stationary point or endpoint of g_i
+    (stationary points enumerated from a grid and refined by nsolve at 50 digits)."""
+    res = minima.separable_global_min(target.expr, target.variables, target.domain)
+    if res is None:
+        pytest.skip(f"{target.name} is not separable; its global claim rests on its stated lower bound")
+    low, argmins = res
+    with mpmath.workdps(minima.DPS):
+        assert abs(low - minima.to_mpf(target.f_star)) < minima.VALUE_TOL * max(1, abs(low))
+    mins = {tuple(float(sympy.N(c, 30)) for c in p) for p in target.minimizers}
+    import itertools
+
+    box_mins = {tuple(float(sympy.N(c, 30)) for c in p) for p in itertools.product(*argmins)}
+    assert box_mins == mins
+
+
+def test_rastrigin_1d_stationary_count_on_its_box():
+    # x^2 - 10 cos(2 pi x) on [-5.12, 5.12]: a minimum near each integer -5..5 and a maximum between
+    # neighbours -> 11 + 10 = 21 stationary points per axis
+    t = get_target("rastrigin_2d")
+    parts = minima.separable_parts(t.expr, t.variables)
+    x1 = t.variables[0]
+    assert len(minima.stationary_1d(parts[x1], x1, *t.domain[0])) == 21

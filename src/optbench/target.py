@@ -133,6 +133,10 @@ class Target:
                 raise TargetError(f"target {name!r}: shape {shape} has {math.prod(shape)} entries but d = {self.dim}")
         self.shape = shape
         self.tags = frozenset(tags)
+        if isinstance(impl, type) and issubclass(impl, torch.autograd.Function):
+            impl = impl.apply  # an autograd.Function under test: call it through apply
+        if impl is not None and not callable(impl):
+            raise TargetError(f"target {name!r}: impl must be a torch callable or autograd.Function, not {type(impl).__name__}")
         self.impl = impl
         self._kind_given = kind
         self.kind = self._infer_kind(kind)
