@@ -102,8 +102,20 @@ def classify_eigenvalues(ev: Sequence) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def to_mpf(c: sympy.Expr):
-    """An exact coordinate at DPS + 5 digits (cached: refining a CRootOf at 65 digits is slow)."""
+    """An exact coordinate at DPS + 5 digits (cached: refining a CRootOf at 65 digits is slow).
+
+    A CRootOf is refined by Newton in mpmath inside its isolating interval (``eval_approx``); an
+    expression in CRootOfs is evaluated with those cached values substituted."""
+    c = sympy.sympify(c)
     with mpmath.workdps(DPS + 5):
+        if isinstance(c, sympy.CRootOf) and c.is_real:
+            try:
+                return mpmath.mpf(c.eval_approx(DPS + 5))
+            except Exception:  # pragma: no cover - fall back to sympy's own refinement
+                return mpmath.mpf(sympy.N(c, DPS + 5))
+        roots = c.atoms(sympy.CRootOf)
+        if roots:
+            c = c.xreplace({r: sympy.Float(to_mpf(r), DPS + 5) for r in roots})
         return mpmath.mpf(sympy.N(c, DPS + 5))
 
 
@@ -242,10 +254,23 @@ def exact_value_at(expr: sympy.Expr, variables, point) -> sympy.Expr:
     return val
 
 
-def refine(expr_grad: Sequence[sympy.Expr], variables, guess) -> tuple[sympy.Expr, ...]:
-    """Newton (``nsolve``) at 50 digits from ``guess``; snap to small-denominator rationals when exact."""
+def refine(expr_grad: Sequence[sympy.Expr], variables, guess, numeric: "Numeric | None" = None) -> tuple[sympy.Expr, ...]:
+    """Newton at 50 digits from ``guess`` (mpmath ``findroot`` with the Hessian as Jacobian when the
+    target's precompiled :class:`Numeric` is given, else ``sympy.nsolve``); the result is snapped to a
+    small-denominator rational when within 1e-40 of one (the caller re-checks it exactly)."""
     with mpmath.workdps(DPS):
-        if len(variables) == 1:
+        if numeric is not None:
+            n = len(variables)
+            g, h = numeric._g, numeric._h
+            if n == 1:
+                sol = [mpmath.findroot(lambda a: g(a)[0], mpmath.mpf(guess[0]), df=lambda a: h(a)[0][0], solver="newton", tol=mpmath.mpf(10) ** (-2 * 50))]
+            else:
+                res = mpmath.findroot(
+                    lambda *a: g(*a), [mpmath.mpf(c) for c in guess], J=lambda *a: mpmath.matrix(h(*a)),
+                    solver="mdnewton", tol=mpmath.mpf(10) ** (-2 * 50), maxsteps=200,
+                )
+                sol = [res[i] for i in range(n)]
+        elif len(variables) == 1:
             sol = [sympy.nsolve(expr_grad[0], variables[0], guess[0], prec=50)]
         else:
             sol = list(sympy.nsolve(list(expr_grad), list(variables), list(guess), prec=50))
@@ -312,9 +337,10 @@ def stationary_1d(g: sympy.Expr, x: sympy.Symbol, lo, hi, grid: int = 4001) -> l
             seeds.append(a)
         elif fa * fb < 0:
             seeds.append((a + b) / 2)
+    num = Numeric(g, [x], [dg], sympy.Matrix([[sympy.diff(dg, x)]]))
     roots: list[sympy.Expr] = []
     for s in seeds:
-        r = refine([dg], [x], [s])[0]
+        r = refine([dg], [x], [s], num)[0]
         if lo <= r <= hi and not any(abs(float(r) - float(q)) < 1e-12 for q in roots):
             roots.append(r)
     return roots

@@ -140,8 +140,14 @@ class Target:
         self.impl = impl
         self._kind_given = kind
         self.kind = self._infer_kind(kind)
-        self.gradient = sympy.Matrix([sympy.diff(e, v) for v in self.variables])
-        self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: sympy.diff(self.gradient[i], self.variables[j]))
+        if self.kind == "transcendental":
+            self.gradient = sympy.Matrix([sympy.diff(e, v) for v in self.variables])
+            self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: sympy.diff(self.gradient[i], self.variables[j]))
+        else:  # differentiate in the polynomial ring: much faster than on unexpanded products
+            poly = sympy.Poly(e, *self.variables)
+            gp = [poly.diff(v) for v in self.variables]
+            self.gradient = sympy.Matrix([g.as_expr() for g in gp])
+            self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: gp[i].diff(self.variables[j]).as_expr())
         self.numeric = minima.Numeric(e, self.variables, self.gradient, self.hessian)
         self.domain = self._box(domain, "domain") if domain is not None else None
         self.lower_bound = None if lower_bound is None else _exact(lower_bound)
@@ -299,7 +305,7 @@ class Target:
         for g in guesses or ():
             g = self._point(g, "stationary guess")
             try:
-                p = minima.refine(grad, self.variables, [float(sympy.N(c, 20)) for c in g])
+                p = minima.refine(grad, self.variables, [float(minima.to_mpf(c)) for c in g], self.numeric)
             except (ValueError, ZeroDivisionError) as exc:
                 raise TargetError(
                     f"target {name!r}: nsolve from the guess {_fmt_point(g)} did not converge ({exc}); move the guess"
