@@ -301,7 +301,7 @@ class Target:
             self.stationary_complete = True
             self.derivation = "groebner + real_roots"
         else:
-            self.derivation = "nsolve (50 digits) from stated guesses" if guesses else "verified given minimizers"
+            self.derivation = "Newton at 50 digits from stated guesses" if guesses else "verified given minimizers"
         for g in guesses or ():
             g = self._point(g, "stationary guess")
             try:
@@ -336,7 +336,6 @@ class Target:
         all_pts = minima.dedupe(list(pts) + claimed)
         recs = []
         for p in all_pts:
-            self._check_differentiable_soft = True
             gn = self.numeric.gradient_norm(p)
             if not gn < minima.GRAD_TOL:
                 raise TargetError(
