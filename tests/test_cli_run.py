@@ -43,7 +43,7 @@ def test_default_run_reproduces_the_seed_and_writes_json_and_png(tmp_path, capsy
     assert out.startswith("seed_quadratic: f = 3*x**2 - 2*x + 3; sgd lr 0.01, 80 epochs from x0 = -1, float32 on cpu")
     assert float(f["final x"]) == pytest.approx(X80, abs=1e-6)  # float32: see validation/test_seed.py
     assert f["analytic x*"] == "1/3 = 0.333333333333333"
-    assert f["closed form"] == "x_k = 1/3 - 4/3*(47/50)**k"
+    assert f["closed form"] == "x_k = x* + (x0 - x*)*(1 - 6*lr)**k = 1/3 - 4/3*(47/50)**k"
     assert f["factor 1 - 6*lr"] == "47/50 = 0.94"
     assert float(f["closed form x_80"]) == pytest.approx(X80, abs=1e-15)
     assert float(f["|x_final - x*|"]) == pytest.approx(1 / 3 - X80, rel=1e-3)
@@ -168,6 +168,6 @@ def test_python_dash_m_optbench_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     f = _fields(proc.stdout)
     assert float(f["final x"]) == pytest.approx(X80, abs=1e-6)
-    assert f["closed form"] == "x_k = 1/3 - 4/3*(47/50)**k"
+    assert f["closed form"] == "x_k = x* + (x0 - x*)*(1 - 6*lr)**k = 1/3 - 4/3*(47/50)**k"
     assert json.loads((out_dir / "trajectory.json").read_text())["metadata"]["target"] == "seed_quadratic"
     assert not (out_dir / "trajectory.png").exists()

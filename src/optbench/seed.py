@@ -144,12 +144,12 @@ class GDClosedForm:
         lam = max(self.A.eigenvals(), key=lambda e: float(sympy.N(e, 30)))
         return sympy.nsimplify(2 / lam)
 
-    def exact(self, k: int) -> tuple[sympy.Rational, ...]:
+    def exact(self, k: int) -> tuple[sympy.Expr, ...]:
         """x_k, exactly."""
         if k < 0:
             raise OptbenchError(f"epoch {k} is negative; the closed form starts at k = 0")
         xk = self.x_star + (self.M**k) * (self.x0 - self.x_star)
-        return tuple(sympy.nsimplify(v) if not v.is_Rational else v for v in xk)
+        return tuple(sympy.expand(v) for v in xk)
 
     def exact_trajectory(self, epochs: int) -> list[tuple[sympy.Expr, ...]]:
         """x_0 .. x_epochs, exactly (one matrix-vector product per epoch)."""
@@ -179,7 +179,7 @@ class GDClosedForm:
         if self.dim == 1:
             xs, e0, m = self.x_star[0], (self.x0 - self.x_star)[0], self.M[0, 0]
             sign = "-" if e0 < 0 else "+"
-            return f"x_k = {xs} {sign} {sympy.sstr(abs(e0))}*({m})**k"
+            return f"x_k = x* + (x0 - x*)*(1 - {sympy.sstr(self.A[0, 0])}*lr)**k = {xs} {sign} {sympy.sstr(abs(e0))}*({m})**k"
         return (
             f"x_k = x* + (I - lr*A)**k (x0 - x*), A = {sympy.sstr(self.A.tolist())}, "
             f"x* = {sympy.sstr(list(self.x_star))}"
@@ -397,6 +397,7 @@ class SeedResult:
         t = self.target
         mom = f", momentum {self.momentum:g}" if self.momentum is not None else ""
         start = ", ".join(sympy.sstr(v) for v in self.start)
+        start = f"({start})" if len(self.start) > 1 else start
         return (
             f"{t.name}: f = {sympy.sstr(t.expr)}; {self.optimizer_name} lr {self.lr_text}{mom}, "
             f"{self.epochs} epochs from x0 = {start}, {dtype_name(self.dtype)} on {self.device}"
@@ -414,7 +415,7 @@ class SeedResult:
             lines.append(f"closed form:             {cf.formula()}")
             if cf.factor is not None:
                 a2 = cf.A[0, 0]
-                lines.append(f"factor 1 - {sympy.sstr(a2)}*lr:".ljust(25) + f"{sympy.sstr(cf.factor)} = {float(cf.factor):.15g}")
+                lines.append(f"factor 1 - {sympy.sstr(a2)}*lr:".ljust(25) + self._fmt_exact([cf.factor]))
             lines.append(
                 f"closed form x_{self.epochs_run}:".ljust(25) + f"{self._fmt_vec(self.closed_form_xs[-1])}"
             )
@@ -514,7 +515,7 @@ class SeedResult:
             ax_x.plot(k, [fin(x[i]) for x in self.xs], "o", ms=2.5, color=f"C{i}", label=f"torch x{sub}_k")
             if self.closed_form_xs:
                 ax_x.plot(k, [fin(x[i]) for x in self.closed_form_xs[: len(k)]], "-", lw=1, color="0.2",
-                          zorder=3, label=f"closed form x{sub}_k")
+                          zorder=3, label="closed form x_k" if i == 0 else None)
             ax_x.axhline(float(self.x_star[i]), color=f"C{i}", ls="--", lw=1,
                          label=f"x*{sub} = {sympy.sstr(self.x_star[i])}")
         ax_x.set(xlabel="epoch k", ylabel="x", title="x_k against x*")
