@@ -47,7 +47,7 @@ def error_scale(expr: sp.Expr, subs: dict) -> float:
                 b = abs(float(base.xreplace(subs)))
                 mb = mag(base)
                 if n > 0 and float(n).is_integer():
-                    return mb ** n
+                    return math.inf if mb > 1e300 ** (1 / n) else mb**n
                 # x**p for fractional/negative p: |p| |x|^(p-1) err(x) + |x|^p
                 return b**n + abs(n) * (b ** (n - 1) if b else 0.0) * mb
             return abs(float(e.xreplace(subs))) * (1.0 + mag(ex) * (1.0 + abs(float(sp.log(base.xreplace(subs))))))
