@@ -27,7 +27,6 @@ __all__ = [
     "Target",
     "TargetError",
     "Trajectory",
-    "catalogue",
     "get_target",
     "run_loop",
 ]
@@ -38,8 +37,8 @@ def __getattr__(name: str):  # lazy: sympy derivations and the catalogue load on
         from .target import Target
 
         return Target
-    if name in ("catalogue", "get_target"):
-        from . import catalogue as _cat
+    if name == "get_target":
+        import importlib
 
-        return getattr(_cat, name)
+        return importlib.import_module(f"{__name__}.catalogue").get_target
     raise AttributeError(f"module 'optbench' has no attribute {name!r}")

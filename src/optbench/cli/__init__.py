@@ -1,5 +1,8 @@
-"""``optbench`` command line: thin glue over the library. Each subcommand lives in its own module
-with ``add_parser(subparsers)`` and ``main(args) -> int``."""
+"""optbench: validate and benchmark PyTorch optimizers against exact symbolic minima.
+
+Command line: thin glue over the library. Each subcommand lives in its own module with
+``add_parser(subparsers)`` and ``main(args) -> int``.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,15 @@ from ..errors import OptbenchError
 SUBCOMMANDS = ("run", "targets", "report", "gate", "compare")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that names the problem and where to look."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optbench", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="optbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
