@@ -10,11 +10,15 @@ from optbench.bench.timing import fix_threads, stream_bandwidth, synchronize
 from pytest_optbench.plugin import options
 
 _STREAM: dict[str, float] = {}  # device -> GB/s, measured once per session
+_T0: list[float] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Fixed before any benchmark runs, recorded in machine_info and in every result's extra_info.
     fix_threads()
+    import time
+
+    _T0.append(time.time())
 
 
 def stream_gbps(device: str) -> float:
@@ -36,4 +40,8 @@ def bench_options(request: pytest.FixtureRequest):
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    import time
+
     machine_info["optbench"] = optbench_machine_info(dict(_STREAM))
+    # wall time of the pytest session so far (validation + benches when run together, as tox -e bench does)
+    machine_info["optbench"]["session_wall_s"] = time.time() - _T0[0] if _T0 else None

@@ -32,6 +32,8 @@ class Record:
     iqr: float
     rounds: int
     extra: dict[str, Any] = field(default_factory=dict)
+    min: float = 0.0
+    q1: float = 0.0
 
     @property
     def key(self) -> tuple:
@@ -109,7 +111,8 @@ def load_run(path: str | os.PathLike, *, what: str = "result file") -> Run:
                 layout=str(ei.get("layout", "flat")), size=int(ei.get("size", ei.get("n", 0))), n=int(ei.get("n", 0)),
                 device=str(ei.get("device", "cpu")), dtype=str(ei.get("dtype", "float32")),
                 phase=str(ei.get("phase", "epoch")), median=float(st["median"]), iqr=float(st.get("iqr", 0.0)),
-                rounds=int(st.get("rounds", 0)), extra=dict(ei),
+                rounds=int(st.get("rounds", 0)), extra=dict(ei), min=float(st.get("min", st["median"])),
+                q1=float(st.get("q1", st["median"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{what} {path}: benchmark {b.get('name', '?')!r} is malformed ({exc}); regenerate the file") from None

@@ -114,8 +114,17 @@ def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_
     doc.p(f"torch {tinfo.get('version', '?')} (git {str(tinfo.get('git_version', '?'))[:10]}, CUDA {tinfo.get('cuda')}); "
           f"CPU {info.get('cpu_model', '?')}, {info.get('cpu_count', '?')} cores, {info.get('torch_threads', '?')} torch threads; "
           f"GPU {gpu.get('name', 'none')}; allocator: {alloc.get('summary', '?')} {alloc.get('env', {})}.")
-    if bench_wall_s:
-        doc.p(f"Wall time of the bench run: {bench_wall_s:.0f} s.")
+    wall = bench_wall_s or info.get("session_wall_s")
+    if wall:
+        doc.p(f"Wall time of the bench session (validation + benches): {wall:.0f} s.")
+    for r in runs:
+        for b in r.raw.get("benchmarks", []):
+            ei = b.get("extra_info") or {}
+            if ei.get("kind") == "overhead":
+                doc.p(f"Harness overhead (n=1 seed loop, SGD): pytest-benchmark per-epoch "
+                      f"{ei['pytest_benchmark_epoch_s'] * 1e6:.2f} µs vs a bare timeit loop {ei['bare_epoch_s'] * 1e6:.2f} µs "
+                      f"(ratio {ei['ratio_pytest_benchmark_over_bare']:.3f}); the suite runner's ratio "
+                      f"{ei['ratio_suite_over_bare']:.3f}.")
     devices = sorted({r.device for r in records})
     for d in devices:
         bw = run.stream_gbps(d)
