@@ -68,10 +68,15 @@ class Run:
         return self.machine_info.get("optbench", {}) or {}
 
     def stream_gbps(self, device: str) -> float | None:
+        """The session's roofline: the value the benches used for extra_info (machine_info), else the
+        ``test_stream`` benchmark's median."""
+        v = (self.optbench_info.get("stream_gbps") or {}).get(device)
+        if v:
+            return float(v)
         rec = self.stream.get(device)
         if rec is not None and rec.extra.get("bytes"):
             return rec.extra["bytes"] / rec.median / 1e9
-        return (self.optbench_info.get("stream_gbps") or {}).get(device)
+        return None
 
     def roofline_pct(self, rec: Record) -> float | None:
         bw = self.stream_gbps(rec.device)

@@ -14,7 +14,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threshold", default="10%", help="slowdown that counts as a regression (default 10%%)")
     p.add_argument("--optimizer", action="append", default=[], metavar="NAME=module:attr",
                    help="let the candidate module:attr stand under the baseline's optimizer NAME (repeatable)")
-    p.add_argument("--raw", action="store_true", help="compare raw medians, not normalised by the streaming reference")
+    p.add_argument("--normalize", choices=("none", "stream"), default="none",
+                   help="none (default; measured to be the least noisy on a shared host) or stream: divide by "
+                        "each run's streaming reference")
     p.add_argument("--stat", choices=("min", "median"), default=None,
                    help="statistic compared: min of the rounds (default; robust to preempted rounds) or median")
     p.add_argument("--noise-k", type=float, default=None, help="standard errors a slowdown must exceed (default 3)")
@@ -25,7 +27,7 @@ def main(args: argparse.Namespace) -> int:
     from ..gate import DEFAULT_STAT, NOISE_K, format_table, gate_files, parse_threshold
 
     res = gate_files(args.baseline, args.current, threshold=parse_threshold(args.threshold),
-                     optimizer_specs=args.optimizer, normalize=not args.raw,
+                     optimizer_specs=args.optimizer, normalize=args.normalize == "stream",
                      noise_k=NOISE_K if args.noise_k is None else args.noise_k, stat=args.stat or DEFAULT_STAT)
     print(format_table(res))
     return res.exit_code

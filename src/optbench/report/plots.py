@@ -87,7 +87,8 @@ def phase_breakdown(device: str, records: list[Record]) -> Any:
         ax.set_xticklabels([k[0] for k in ks], rotation=45, ha="right", fontsize=7)
         ax.set_title(f"n = {fmt_size(size)}")
         ax.set_ylabel("µs")
-    axes.flat[0].legend(fontsize=7)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles[::-1], labels[::-1], fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"Phase breakdown ({device}, float32, flat, foreach; zero_grad/forward/backward shared per size)")
     fig.tight_layout()
     return fig
