@@ -1,0 +1,186 @@
+"""User optimizers: ``--optimizer [NAME=]module:attr`` plus hyperparameters and exemptions from TOML.
+
+The object named is an ``torch.optim.Optimizer`` subclass or a factory ``(params, **kwargs) ->
+Optimizer``. Configuration comes from ``--optimizer-config FILE`` (tables ``[optimizers.NAME]``) or,
+without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.toml``::
+
+    [tool.optbench.optimizers.myadam]
+    lr = 1e-2                 # P1 lr; omit it and P1 searches the lr grid (LR_GRID)
+    epochs = 1500             # P1 epoch budget per target
+    contract_lr = 1e-2        # the small lr of the contract checks (P2-P17)
+    kwargs = { betas = [0.9, 0.99] }   # passed on every construction
+    weight_decay = "coupled"  # "coupled" | "decoupled" | "none": enables the coupled-L2 P1 check
+    elementwise = true        # starts may be batched as rows of one tensor (default: probed)
+    closure = false           # step() needs a closure (LBFGS-like)
+    matrix_only = false       # 2-D parameters only (Muon-like)
+    targets = ["booth", "rosenbrock_2d"]   # P1 targets; "all" for the whole catalogue
+    [tool.optbench.optimizers.myadam.exemptions]
+    P13 = "scales the step by the parameter norm (LAMB trust ratio)"   # a reason is required
+    [tool.optbench.optimizers.myadam.budgets.rosenbrock_2d]
+    lr = 1e-3
+    epochs = 5000
+
+Every error is one line (:class:`ConfigError` / :class:`SpecError`); the plugin turns it into a pytest
+usage error (exit code 4).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from ..errors import ConfigError, SpecError
+from ..spec import load_spec, parse_spec
+from .info import P1_TARGETS, PROPERTIES, Budget, OptConfig, OptimizerInfo
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+_KEYS = {"lr", "epochs", "contract_lr", "kwargs", "weight_decay", "elementwise", "closure", "matrix_only",
+         "targets", "exemptions", "budgets", "sparse_grad", "impls"}
+_EXEMPT_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?$")
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"--optimizer-config {path!r} does not exist; give the path of a TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); check the path and permissions") from None
+
+
+def load_config(config_file: str | None, rootdir: str | None) -> tuple[dict[str, Any], str]:
+    """The ``optimizers`` table and where it came from (file, or rootdir's pyproject, or nothing)."""
+    if config_file:
+        data = _read_toml(config_file)
+        table = data.get("optimizers", data.get("tool", {}).get("optbench", {}).get("optimizers", {}))
+        return dict(table), config_file
+    if rootdir:
+        path = os.path.join(rootdir, "pyproject.toml")
+        if os.path.exists(path):
+            data = _read_toml(path)
+            return dict(data.get("tool", {}).get("optbench", {}).get("optimizers", {})), path
+    return {}, ""
+
+
+def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: optimizers.{name} must be a table of settings")
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: optimizers.{name} has unknown key(s) {', '.join(unknown)}; "
+                          f"allowed: {', '.join(sorted(_KEYS))}")
+    for key, reason in dict(entry.get("exemptions", {})).items():
+        if not _EXEMPT_RE.match(key) or key.split(":")[0].split(".")[0] not in PROPERTIES:
+            raise ConfigError(f"{where}: optimizers.{name}.exemptions: {key!r} is not a property; use P1..P17 "
+                              f"(optionally P1:<target>)")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{where}: optimizers.{name}.exemptions.{key} has no reason; an exemption must say "
+                              f"why, e.g. {key} = \"scales steps by the parameter norm\"")
+    wd = entry.get("weight_decay", None)
+    if wd not in (None, "coupled", "decoupled", "none"):
+        raise ConfigError(f"{where}: optimizers.{name}.weight_decay = {wd!r}; use \"coupled\", \"decoupled\" or \"none\"")
+
+
+def _probe(factory: Any, spec_text: str, kwargs: Mapping[str, Any], lr: float) -> torch.optim.Optimizer:
+    p = torch.zeros(2, 2, requires_grad=True)
+    try:
+        try:
+            opt = factory([p], **kwargs)
+        except TypeError:
+            opt = factory([p], lr=lr, **kwargs)
+    except Exception as exc:
+        raise SpecError(f"--optimizer {spec_text!r}: constructing it over one parameter raised "
+                        f"{type(exc).__name__}: {exc}; it must accept (params, **kwargs)") from None
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
+                        f"torch.optim.Optimizer; give an Optimizer subclass or a factory returning one")
+    return opt
+
+
+def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]) -> OptimizerInfo:
+    if isinstance(obj, type):
+        if not issubclass(obj, torch.optim.Optimizer):
+            raise SpecError(f"--optimizer {spec_text!r}: {obj.__name__} is a class but not a torch.optim.Optimizer "
+                            f"subclass; give an Optimizer subclass or a factory (params, **kwargs) -> Optimizer")
+    elif not callable(obj):
+        raise SpecError(f"--optimizer {spec_text!r}: {type(obj).__name__} object is not an optimizer; give an "
+                        f"Optimizer subclass or a factory (params, **kwargs) -> Optimizer")
+    kwargs = dict(entry.get("kwargs", {}))
+    contract_lr = float(entry.get("contract_lr", 1e-2))
+    opt = _probe(obj, spec_text, kwargs, contract_lr)
+    defaults = set(opt.defaults)
+    if "lr" not in kwargs and "lr" not in defaults:
+        raise SpecError(f"--optimizer {spec_text!r}: its defaults have no 'lr'; optbench sets lr per param group")
+    impls: tuple[str, ...] = tuple(entry.get("impls", ())) or (("forloop", "foreach") if "foreach" in defaults
+                                                              else ("default",))
+    wd = entry.get("weight_decay", None)
+    if wd == "none":
+        wd = None
+    exemptions = {str(k): str(v) for k, v in dict(entry.get("exemptions", {})).items()}
+    if wd is None and "P1.l2" not in exemptions:
+        exemptions["P1.l2"] = ("coupled weight decay not declared (set weight_decay = \"coupled\" in the optimizer's "
+                               "config to check the minimum of f + λ/2·|x|²)")
+    budgets = {str(t): Budget(b.get("lr"), int(b.get("epochs", entry.get("epochs", 1000))))
+               for t, b in dict(entry.get("budgets", {})).items()}
+    targets = entry.get("targets", None)
+    matrix_only = bool(entry.get("matrix_only", False))
+    if targets == "all":
+        targets_t = None
+    elif targets is None:
+        targets_t = P1_TARGETS + (("sphere_4d", "rotated_quadratic_4d") if matrix_only else ())
+    else:
+        targets_t = tuple(str(t) for t in targets)
+    lr = entry.get("lr", None)
+    return OptimizerInfo(
+        name=name,
+        factory=obj,
+        configs=(OptConfig("", {}, lr=None if lr is None else float(lr), epochs=int(entry.get("epochs", 1000)),
+                           budgets=budgets),),
+        impls={"cpu": impls, "cuda": impls},
+        exemptions=exemptions,
+        targets=targets_t,
+        elementwise=entry.get("elementwise", None),
+        closure=bool(entry.get("closure", False)),
+        sparse_grad=bool(entry.get("sparse_grad", False)),
+        matrix_only=matrix_only,
+        maximize="maximize" in defaults,
+        weight_decay=wd,
+        contract_lr=contract_lr,
+        user=True,
+        source=spec_text,
+        extra_kwargs=kwargs,
+    )
+
+
+def load_user_optimizers(specs: Sequence[str], *, config_file: str | None = None,
+                         rootdir: str | None = None) -> list[OptimizerInfo]:
+    """Resolve every ``--optimizer`` spec into an :class:`OptimizerInfo` (in command-line order)."""
+    if rootdir and rootdir not in sys.path:
+        sys.path.append(rootdir)  # specs name modules relative to the project root, like pytest's rootdir
+    table, where = load_config(config_file, rootdir)
+    out: list[OptimizerInfo] = []
+    seen: set[str] = set()
+    for text in specs:
+        spec = parse_spec(text, option="--optimizer")
+        name = spec.name or spec.attr.split(".")[-1]
+        if name in seen:
+            raise SpecError(f"--optimizer {text!r}: the name {name!r} is given twice; use NAME=module:attr to tell "
+                            f"them apart")
+        seen.add(name)
+        obj = load_spec(spec, option="--optimizer")
+        entry = table.get(name, {})
+        _check_entry(name, entry, where or "config")
+        out.append(make_user_info(obj, text, name, entry))
+    return out
