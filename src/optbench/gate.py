@@ -63,6 +63,7 @@ class GateResult:
     warnings: list[str] = field(default_factory=list)
     normalized: bool = True
     threshold: float = DEFAULT_THRESHOLD
+    stat: str = DEFAULT_STAT
 
     @property
     def regressed(self) -> list[Verdict]:
@@ -202,12 +203,12 @@ def compare_runs(base: Run, cur: Run, *, threshold: float = DEFAULT_THRESHOLD, o
             v = "faster"
         else:
             v = "ok"
-        verdicts.append(Verdict(k, b.label, b.median, c.median, ratio, raw, noise, v))
+        verdicts.append(Verdict(k, b.label, bv, cv, ratio, raw, noise, v))
     if normalize and not used_norm:
         warnings.append("a run has no streaming reference (test_stream) for some device; those results are compared raw")
     only_b = sorted(bmap[k].label for k in bmap if k not in cmap)
     only_c = sorted(cmap[k].label for k in cmap if k not in bmap)
-    return GateResult(verdicts, only_b, only_c, warnings, used_norm, threshold)
+    return GateResult(verdicts, only_b, only_c, warnings, used_norm, threshold, stat)
 
 
 def _fmt_t(s: float) -> str:
@@ -219,7 +220,7 @@ def _fmt_t(s: float) -> str:
 
 
 def format_table(res: GateResult) -> str:
-    rows = [("name", "baseline", "current", "ratio", "noise", "verdict")]
+    rows = [("name", f"baseline ({res.stat})", f"current ({res.stat})", "ratio", "noise", "verdict")]
     for v in sorted(res.verdicts, key=lambda v: (v.verdict != "REGRESSED", v.label)):
         rows.append((v.label, _fmt_t(v.base), _fmt_t(v.cur), f"{v.ratio:.3f}", f"±{100 * v.noise:.1f}%", v.verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
