@@ -32,8 +32,15 @@ EPOCH_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "params", "µs/e
 
 def phase_rows(records: list[Record]) -> list[list[str]]:
     by = {}
+    shared = {}
     for r in records:
         by.setdefault((r.optimizer, r.impl, r.layout, r.dtype, r.size), {})[r.phase] = r
+        if r.phase != "step":
+            shared.setdefault((r.layout, r.dtype, r.size), {})[r.phase] = r
+    # zero_grad / forward / backward are optimizer-independent and measured once per size: share them
+    for (opt, impl, layout, dtype, size), ph in by.items():
+        for k, v in shared.get((layout, dtype, size), {}).items():
+            ph.setdefault(k, v)
     rows = []
     for (opt, impl, layout, dtype, size), ph in sorted(by.items()):
         cells = [_f(ph[p].median * 1e6 if p in ph else None, ",.1f") for p in ("zero_grad", "forward", "backward", "step")]
