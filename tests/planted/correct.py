@@ -15,7 +15,8 @@ class HandAdam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize))
-        self._t = 0
+        if self.bug == "step_outside_state":
+            self._t = 0
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -23,7 +24,8 @@ class HandAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._t += 1
+        if self.bug == "step_outside_state":
+            self._t += 1
         for group in self.param_groups:
             lr = self.defaults["lr"] if self.bug == "defaults_lr" else group["lr"]
             b1, b2 = group["betas"]
@@ -51,7 +53,7 @@ class HandAdam(Optimizer):
                     st["m"] = torch.zeros_like(p, dtype=dt, memory_format=torch.preserve_format)
                     st["v"] = torch.zeros_like(p, dtype=dt, memory_format=torch.preserve_format)
                 st["step"] += 1
-                t = self._t if self.bug == "step_outside_state" else int(st["step"].item())
+                t = self._t if self.bug == "step_outside_state" else int(st["step"].item())  # the bug: self._t
                 if self.bug == "grad_in_place":
                     st["m"].mul_(b1).add_(g)
                 else:

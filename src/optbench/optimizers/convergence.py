@@ -235,6 +235,8 @@ def _accepts_wd(case: Case) -> bool:
 def starts_for(info: OptimizerInfo, target, dtype: torch.dtype, batch: bool, seed: int = 0) -> torch.Tensor:
     """Canonical start(s) then K random starts in the global minimum's basin, as (S, d) float64."""
     k = K_BATCHED if batch else K_SEPARATE
+    if info.random_starts is not None:
+        k = info.random_starts
     return torch.cat([target.start_tensor(torch.float64), target.random_starts(k, seed=seed, dtype=torch.float64)])
 
 

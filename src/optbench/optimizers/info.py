@@ -95,6 +95,8 @@ class OptimizerInfo:
     # Known upstream bugs that the suite finds: "P5" or "P5@foreach" (one impl) -> what is wrong.
     # They run as strict xfails: the report shows them, and a fix upstream turns them into failures.
     known: Mapping[str, str] = field(default_factory=dict)
+    contract_dtypes: tuple[str, ...] = ("float64", "float32")  # dtypes of the contract tests
+    random_starts: int | None = None  # P1 random starts (None: K_BATCHED when batched, K_SEPARATE otherwise)
 
     def exemption(self, key: str, config: OptConfig | None = None) -> str | None:
         """The reason ``key`` (e.g. "P7" or "P1:rosenbrock_2d") does not apply, or None."""
@@ -145,6 +147,9 @@ _RMS_HOVER = ("with a constant lr RMSprop's step tends to lr·g/|g| near x*, so 
               "minimiser; measured: not within 1e-4 in 2000 epochs from these starts, and an lr decay that fixes "
               "it there is too slow from the far starts")
 _RMS_EXEMPT = {"P1:rosenbrock_2d": _ROSEN, "P1:booth": _RMS_HOVER, "P1:himmelblau": _RMS_HOVER}
+_MUON_P1 = ("with momentum 0.95 the orthogonalised (unit spectral norm) steps overshoot unless lr decays for "
+            "hundreds of epochs, and Newton-Schulz runs in bfloat16 at ~40 ms a step on CPU: P1 runs on the "
+            "'nomomentum' config with lr 1 decayed by 0.85 per epoch (80 epochs)")
 _L2_DECOUPLED = "decoupled weight decay does not minimise f + λ/2·|x|²"
 _LINESEARCH_DT = ("a line search takes discrete accept/reject decisions, so float32 rounding changes the accepted "
                   "step: float32 and float64 trajectories need not stay close")
@@ -256,7 +261,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                       impls=_all_impls(_FL),
                       exemptions={"P13": "ASGD multiplies x by (1 - λ·η) every step (λ = 1e-4 by default): a built-in "
                                          "decay toward 0, so it is not translation equivariant by design"},
-                      known={"P15@float64": "the step size eta is kept as a float32 scalar tensor (_get_scalar_dtype) and the "
+                      known={"P15.forloop@float64": "the step size eta is kept as a float32 scalar tensor (_get_scalar_dtype) and the "
                                     "for-loop and foreach paths round it differently, so float64 runs differ by ~1e-8 "
                                     "relative between implementations"},
                       source="torch.optim.ASGD"),
@@ -268,7 +273,8 @@ def builtin_registry() -> list[OptimizerInfo]:
                                exemptions={"P15.dtype": _LINESEARCH_DT,
                                            "P13": "the strong-Wolfe line search makes discrete decisions on rounded "
                                                   "loss values, which differ at the shifted magnitude"},
-                               )),
+                               known={"P3": "with lr=0 the strong-Wolfe line search starts at step 0 and its "
+                                            "cubic interpolation divides by zero (ZeroDivisionError)"})),
             impls=_all_impls(_D),
             closure=True,
             elementwise=False,
@@ -331,7 +337,16 @@ def builtin_registry() -> list[OptimizerInfo]:
             OptimizerInfo(
                 "muon",
                 O.Muon,
-                configs=(OptConfig("", {"weight_decay": 0.0}, lr=0.1, epochs=1500, lr_decay=0.995),),
+                configs=(
+                    OptConfig("", {"weight_decay": 0.0}, lr=0.1, epochs=80, exemptions={"P1": _MUON_P1}),
+                    OptConfig("nomomentum", {"weight_decay": 0.0, "momentum": 0.0, "nesterov": False}, lr=1.0,
+                              epochs=80, lr_decay=0.85,
+                              exemptions={f"P{i}": "the contract is checked on Muon's default config"
+                                          for i in range(2, 18)}),
+                ),
+                random_starts=1,
+                # Newton-Schulz in bfloat16 costs ~40 ms a step on CPU: the contract runs in float32 only.
+                contract_dtypes=("float32",),
                 impls=_all_impls(_D),
                 elementwise=False,
                 matrix_only=True,
