@@ -133,7 +133,9 @@ def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_
               f"same session)." if bw else f"Roofline on {d}: not measured in this run.")
     doc.p("Byte model per parameter per epoch: the optimizer's step (fp32: SGD 12, SGD momentum 20, Adam/AdamW 28, "
           "AMSGrad 36 B) plus the compulsory forward/backward traffic of the elementwise loss (12 B); bfloat16 halves it. "
-          "GB/s and % of roofline use that model, so they are lower bounds on the traffic really moved.")
+          "GB/s and % of roofline use that model, so they are lower bounds on the traffic really moved. "
+          "'compile s' is the first call of the torch.compile'd step (Dynamo tracing plus Inductor; Inductor's "
+          "on-disk cache makes reruns on the same machine faster), kept out of the per-epoch figures.")
     for d in devices:
         drecs = [r for r in records if r.device == d]
         epoch = [r for r in drecs if r.phase == "epoch"]
