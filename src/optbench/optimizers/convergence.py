@@ -125,6 +125,10 @@ def run_p1(
         x = rows.to(dtype=dt, device=dev).clone()
         if shape is not None:
             x = x.reshape(*shape) if rows.shape[0] == 1 else x.reshape(rows.shape[0], *shape)
+        elif rows.shape[0] == 1 and not info.sparse_grad:
+            # one start: a 1-D parameter of shape (d,), as a user would have it; a (1, d) matrix would be
+            # treated as a weight matrix by optimizers that centralise or factor 2-D gradients
+            x = x.reshape(target.dim)
         return x.requires_grad_()
 
     runs: list[list[tuple[int, list[int], torch.Tensor]]] = []
