@@ -3,6 +3,9 @@ machine_info extension. Every measurement lives in ``optbench.bench``."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from optbench.bench.machine import optbench_machine_info
@@ -14,6 +17,11 @@ _T0: list[float] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # pytest-benchmark opens --benchmark-json only at the end of the session; make its folder now, so a
+    # fresh clone (where the ignored reports/runs/ does not exist) does not lose a whole run.
+    out = getattr(config.option, "benchmark_json", None)
+    if isinstance(out, (str, os.PathLike)):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
     # Fixed before any benchmark runs, recorded in machine_info and in every result's extra_info.
     fix_threads()
     import time
