@@ -1,12 +1,13 @@
 """Regression gate: compare a current benchmark result with a baseline.
 
-Results are matched by (optimizer, size, implementation, device, dtype, phase, layout). Each time
-(the minimum over rounds by default, see DEFAULT_STAT; ``--stat median`` for medians) is normalised by the same run's streaming reference (``test_stream``: an in-place op on a buffer much
-larger than the LLC), which cancels machine-wide speed changes (frequency, co-tenants, a different
-but similar host) that move memory-bound kernels and the stream alike. A result regresses only when
-its normalised slowdown exceeds both the threshold and the measured noise: ``k`` standard errors of
-the log-ratio, each median's standard error estimated from its IQR (SE(median) ~ 0.93 IQR/sqrt(rounds)
-for a normal sample; IQR is robust to the outliers a shared machine produces).
+Results are matched by (optimizer, size, implementation, device, dtype, phase, layout). Each result
+is summarised by the minimum over its rounds (``--stat median`` for medians) and, with
+``--normalize stream``, divided by the same run's streaming reference (``test_stream``: an in-place op
+on a buffer much larger than the LLC). Why minima and no normalisation by default is measured and
+written down next to DEFAULT_STAT below. A result regresses only when its slowdown exceeds both the
+threshold and the measured noise: NOISE_K_MIN x the spread of the fastest quarter of rounds for
+minima; for medians, NOISE_K standard errors of the log-ratio, each estimated from the IQR
+(SE(median) ~ 0.93 IQR/sqrt(rounds), robust to the outliers a shared machine produces).
 
 Exit codes: 0 nothing regressed, 1 regression, 2 bad input.
 
