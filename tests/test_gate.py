@@ -145,10 +145,11 @@ def test_planted_traffic_is_flagged_at_1e6_on_cpu_and_an_unchanged_rerun_passes(
         finally:
             os.unlink(path)
 
-    # Up to three interleaved trios: co-tenants on a shared 2-core machine can spoil one trio; the
-    # gate must get both verdicts right in one of them (a broken gate or plant fails all three).
+    # Up to five interleaved trios (about 0.1 s each): co-tenants on a shared 2-core machine can spoil
+    # a trio, and with three a fully loaded machine once left all three "noisy"; the gate must get both
+    # verdicts right in one of them (a broken gate or plant fails every one).
     seen = []
-    for _ in range(3):
+    for _ in range(5):
         base, rerun, planted = (run(d) for d in measure_interleaved([spec(adam), spec(adam), spec(slow)], rounds=30,
                                                                     stream_elems=2**20))
         ok = compare_runs(base, rerun, stat="min")
