@@ -11,6 +11,7 @@ import torch
 
 from optbench.bench.cases import BUILTIN, BenchCase, _ctor
 from optbench.bench.planted import SlowAdam
+from optbench.bench.results import parse_run
 from optbench.bench.runner import measure_interleaved
 from optbench.bench.timing import stats_of
 from optbench.cli import main as cli
@@ -131,26 +132,12 @@ def test_planted_traffic_is_flagged_at_1e6_on_cpu_and_an_unchanged_rerun_passes(
     adam = BUILTIN["adam"]
     slow = BenchCase("adam", _ctor(SlowAdam, lr=1e-3), 36, adam.impls, "planted")
     spec = lambda c: [(c, "fused", 10**6, "step")]  # noqa: E731
-    from optbench.bench.results import load_run
-
-    def run(d):
-        import os
-        import tempfile
-
-        fd, path = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(d, fh)
-        try:
-            return load_run(path)
-        finally:
-            os.unlink(path)
-
     # Up to five interleaved trios (about 0.1 s each): co-tenants on a shared 2-core machine can spoil
     # a trio, and with three a fully loaded machine once left all three "noisy"; the gate must get both
     # verdicts right in one of them (a broken gate or plant fails every one).
     seen = []
     for _ in range(5):
-        base, rerun, planted = (run(d) for d in measure_interleaved([spec(adam), spec(adam), spec(slow)], rounds=30,
+        base, rerun, planted = (parse_run(d) for d in measure_interleaved([spec(adam), spec(adam), spec(slow)], rounds=30,
                                                                     stream_elems=2**20))
         ok = compare_runs(base, rerun, stat="min")
         bad = compare_runs(base, planted, stat="min")

@@ -58,9 +58,13 @@ EPOCHS = 6
 STEP = 1e-2  # lr = STEP / |grad f(x0)|: steps of ~1e-2 keep the loop near the start, inside the domain
 
 
+def _subs(target, x: torch.Tensor) -> dict:
+    """The float point the optimizer actually reached, as exact rationals."""
+    return {s: sp.Rational(float(v)) for s, v in zip(target.variables, x.tolist())}
+
+
 def _symbolic_grad(target, x: torch.Tensor) -> list[float]:
-    # the exact gradient at the float64 point the optimizer actually reached
-    subs = {s: sp.Rational(float(v)) for s, v in zip(target.variables, x.tolist())}
+    subs = _subs(target, x)
     return [float(g.xreplace(subs)) for g in target.gradient]
 
 
@@ -73,8 +77,8 @@ def test_loop_grad_is_symbolic_gradient(target, dtype, device):
     mismatches = []
 
     def check(epoch, loss):
-        expected = _symbolic_grad(target, x.detach().cpu())
-        subs = {s: sp.Rational(float(v)) for s, v in zip(target.variables, x.detach().cpu().tolist())}
+        subs = _subs(target, x.detach().cpu())
+        expected = [float(g.xreplace(subs)) for g in target.gradient]
         allowed = [RTOL[dtype] * error_scale(g, subs) for g in target.gradient]
         got = x.grad.detach().cpu().tolist()
         if any(abs(a - b) > tol for a, b, tol in zip(got, expected, allowed)):

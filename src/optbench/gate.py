@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .bench.results import Record, Run, load_run
+from .bench.results import Record, Run, load_run, parse_run
 from .errors import ConfigError
 
 DEFAULT_THRESHOLD = 0.10
@@ -266,19 +266,7 @@ def selftest(runs: int = 10, size: int = 10**6, threads: int | None = 1, thresho
     specs = lambda case: [(case, "fused", size, "epoch"), (case, "fused", size, "step")]  # noqa: E731
 
     def run(case, tag):
-        data = measure_run(specs(case))
-        return _parse(data, tag)
-
-    def _parse(data, tag):
-        import json, os, tempfile
-
-        fd, p = tempfile.mkstemp(suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        try:
-            return load_run(p, what=tag)
-        finally:
-            os.unlink(p)
+        return parse_run(measure_run(specs(case)), tag, what=tag)
 
     base = run(adam, "baseline")
     false_alarms, detections, rows = 0, 0, []

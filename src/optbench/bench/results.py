@@ -98,7 +98,11 @@ def fmt_size(n: int) -> str:
 
 def load_run(path: str | os.PathLike, *, what: str = "result file") -> Run:
     """Load one pytest-benchmark JSON; a missing, corrupt or foreign file is a one-line ConfigError."""
-    data = read_json(path, what=what)
+    return parse_run(read_json(path, what=what), path, what=what)
+
+
+def parse_run(data: object, path: str | os.PathLike = "<in memory>", *, what: str = "result file") -> Run:
+    """A :class:`Run` from pytest-benchmark JSON data already in memory (``path`` names it in errors)."""
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
         raise ConfigError(f"{what} {path} is not a pytest-benchmark JSON (no 'benchmarks'/'machine_info'); "
                           f"write it with pytest --benchmark-json")
