@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "cuda: needs a CUDA device (skipped with a reason when none is present)",
         "slow: long-running; deselect with -m 'not slow'",
         "bench: a benchmark in benches/",
+        "optbench: an optbench check or benchmark (what --optimizer and --target select)",
     ):
         config.addinivalue_line("markers", line)
     try:
