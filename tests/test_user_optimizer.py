@@ -68,7 +68,7 @@ def test_bad_config_is_a_one_line_config_error(tmp_path, toml, match):
         ("no_such_module_xyz:Opt", "not found"),
         ("tests.planted.correct:Nope", "has no attribute"),
         ("not a spec", "is not of the form"),
-        ("os:getcwd", "constructing it"),
+        ("os:getcwd", "no way of driving it worked"),
     ],
     ids=["not-an-optimizer", "missing-module", "missing-attr", "malformed", "factory-not-optimizer"],
 )
@@ -97,5 +97,5 @@ def test_user_run_reports_lr_band_and_exemption_reason():
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     assert "test_converges[handadam-default-sphere_2d-float64-cpu]: sphere_2d: converged for lr in [" in out, out[-3000:]
-    assert "P13 exempt for scalebynorm: scales the step by 1+|x| by design" in out, out[-3000:]
+    assert "EXEMPT P13 for scalebynorm: scales the step by 1+|x| by design" in out, out[-3000:]
     assert "adam-" not in out.replace("handadam-", "")  # built-ins are not validated with --optimizer

@@ -37,13 +37,14 @@ BAD = frozenset({FAIL, XPASS})  # outcomes that make `optbench validate` exit 1
 class CheckFailure(AssertionError):
     """A violated property. ``str()`` is the diagnosis; ``reproducer`` an optional standalone script."""
 
-    def __init__(self, prop: str, where: str, message: str, reproducer: str | None = None) -> None:
+    def __init__(self, prop: str, where: str, message: str, reproducer: str | None = None, *,
+                 title: str | None = None) -> None:
         self.prop = prop
         self.where = where
         self.diagnosis = message
         self.reproducer = reproducer
-        head = f"{prop}: {where}: {message}" if where else f"{prop}: {message}"
-        super().__init__(head)
+        head = title or prop
+        super().__init__(f"{head}: {where}: {message}" if where else f"{head}: {message}")
 
     @property
     def one_line(self) -> str:
@@ -73,6 +74,7 @@ class CheckItem:
     device: str = "cpu"
     marks: tuple[str, ...] = ()  # pytest marker names the glue adds, e.g. ("distributed",)
     measure: bool = False  # a performance measurement: a pass is MEASURED, never a FAIL
+    target: str | None = None  # the target function the check runs on, where there is one
 
     @property
     def nodeid(self) -> str:
@@ -80,9 +82,12 @@ class CheckItem:
 
     @property
     def column(self) -> str:
-        """The case without the subject, for the property x case table (``foreach-float64-cpu``)."""
+        """The case without the subject and target, for the property x case table (``foreach-float64-cpu``)."""
         prefix = self.subject + "-"
-        return self.id[len(prefix):] if self.id.startswith(prefix) else self.id
+        col = self.id[len(prefix):] if self.id.startswith(prefix) else self.id
+        if self.target and self.target != self.subject:
+            col = col.replace(f"-{self.target}-", "-", 1)
+        return col
 
 
 @dataclass

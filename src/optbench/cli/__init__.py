@@ -12,7 +12,7 @@ import sys
 
 from ..errors import OptbenchError
 
-SUBCOMMANDS = ("run", "targets", "report", "gate", "compare")
+SUBCOMMANDS = ("run", "validate", "targets", "report", "gate", "compare")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -18,18 +18,27 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import dtype_name
-from ..loop import run_loop
+from ..loop import OptimizerRaised, call_optimizer, run_loop
+from ..verdict import CheckFailure
 from .info import PROPERTIES, OptConfig, OptimizerInfo
 
 
-class PropertyFailure(AssertionError):
-    """A property that does not hold; ``str()`` is the diagnosis (one paragraph)."""
+class PropertyFailure(CheckFailure):
+    """A property that does not hold; ``str()`` is the diagnosis. ``details`` feed the reproducer."""
 
-    def __init__(self, prop: str, case: "Case | None", message: str) -> None:
-        self.prop = prop
+    def __init__(self, prop: str, case: "Case | None", message: str, reproducer: str | None = None,
+                 **details: Any) -> None:
+        self.case = case
+        self.details = details
         title = f"{prop} {PROPERTIES.get(prop.split('.')[0].split(':')[0], '')}".strip()
-        where = f": {case.label}" if case is not None else ""
-        super().__init__(f"{title}{where}: {message}")
+        super().__init__(prop, case.label if case is not None else "", message, reproducer, title=title)
+
+
+def optimizer_finding(prop: str, case: "Case", exc: OptimizerRaised, doing: str = "", **details: Any) -> PropertyFailure:
+    """The optimizer's own code raised while ``prop`` was being checked: a finding of the optimizer."""
+    where = f" while {doing}" if doing else ""
+    return PropertyFailure(prop, case, f"{exc}{where} (raised inside the optimizer, not by optbench)",
+                           raised=type(exc.original).__name__, call=exc.call, **details)
 
 
 # Comparison tolerances for properties that hold "to float tolerance" rather than bit for bit.
@@ -65,12 +74,18 @@ class Case:
         """Bit-for-bit comparisons are promised on CPU; elsewhere to tolerance."""
         return self.device == "cpu"
 
-    def make(self, params: Any, **overrides: Any) -> torch.optim.Optimizer:
+    def kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Constructor kwargs of the contract: lr always passed (a constructor may have no lr default)."""
         kw: dict[str, Any] = {"lr": self.info.contract_lr}
         if accepts(self.info, self.config, "weight_decay"):
             kw["weight_decay"] = 0.0  # properties other than P12 are stated with weight decay off
         kw.update(overrides)
-        return self.info.make(params, self.config, self.impl, **kw)
+        return kw
+
+    def make(self, params: Any, **overrides: Any) -> torch.optim.Optimizer:
+        """Construct the optimizer; an exception from its constructor is :class:`OptimizerRaised`."""
+        return call_optimizer("the constructor", self.info.make, params, self.config, self.impl,
+                              **self.kwargs(**overrides))
 
 
 _ACCEPTS: dict[tuple[int, str], frozenset[str]] = {}
@@ -81,11 +96,14 @@ def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
     cache_key = (id(info), config.name)
     if cache_key not in _ACCEPTS:
         p = torch.zeros(2, 2, requires_grad=True)
-        try:
-            opt = info.make([p], config)
-            _ACCEPTS[cache_key] = frozenset(opt.defaults)
-        except Exception:
-            _ACCEPTS[cache_key] = frozenset()
+        names: frozenset[str] = frozenset()
+        for kw in ({"lr": info.contract_lr}, {}):  # lr passed: a constructor may have no lr default
+            try:
+                names = frozenset(info.make([p], config, **kw).defaults)
+                break
+            except Exception:  # noqa: BLE001 - a constructor that refuses is probed again, then taken as accepting nothing
+                continue
+        _ACCEPTS[cache_key] = names
     return key in _ACCEPTS[cache_key]
 
 
@@ -226,19 +244,34 @@ def check_p2(case: Case) -> None:
 
 
 def check_p3(case: Case) -> None:
-    """lr=0 leaves every parameter unchanged, bit for bit, over several steps."""
+    """lr=0 leaves every parameter unchanged, bit for bit, over several steps.
+
+    lr=0 is given to the constructor; a constructor that refuses it (``ValueError: Invalid learning
+    rate``, ``assert lr > 0``) gets the contract lr, and every param group's ``lr`` is then set to 0, as a
+    warmup or annealing scheduler does in real training. Moving (or producing NaN) there is a bug.
+    """
     prob = Problem(case)
     x0 = prob.snapshot()
-    opt = case.make(prob.params, lr=0.0)
+    how = "lr=0 given to the constructor"
+    try:
+        opt = case.make(prob.params, lr=0.0)
+    except OptimizerRaised as refused:
+        opt = case.make(prob.params)
+        for group in opt.param_groups:
+            group["lr"] = 0.0
+        how = (f"param_groups[i]['lr'] set to 0 after construction, as an lr scheduler does (the constructor "
+               f"refuses lr=0: {type(refused.original).__name__}: {' '.join(str(refused.original).split())})")
     try:
         traj = _run(case, prob, opt, 3)
-    except Exception as exc:
-        raise PropertyFailure("P3", case, f"step() with lr=0 raised {type(exc).__name__}: {exc}") from None
+    except OptimizerRaised as exc:
+        raise optimizer_finding("P3", case, exc, f"stepping with {how}") from None
     for k in range(1, len(traj.xs)):
         if not all(torch.equal(a, b) for a, b in zip(traj.xs[k], x0)):
-            raise PropertyFailure("P3", case, f"lr=0 moved the parameters at step {k}: max |Δx| = "
-                                              f"{max_diff(traj.xs[k], x0):.3g} (expected 0; is a term of the update "
-                                              f"not multiplied by lr, e.g. eps or weight decay?)")
+            nan = any(bool(torch.isnan(a).any()) for a in traj.xs[k])
+            raise PropertyFailure("P3", case, f"with {how}, the parameters {'became NaN' if nan else 'moved'} at step "
+                                              f"{k}: max |Δx| = {max_diff(traj.xs[k], x0):.3g} (expected 0; is a term "
+                                              f"of the update not multiplied by lr, e.g. eps or weight decay, or is lr "
+                                              f"divided by?)", how=how, step=k)
 
 
 def check_p4(case: Case) -> None:
@@ -338,33 +371,33 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
         prob = Problem(case)
         opt = case.make(prob.params)
         _run(case, prob, opt, k_steps)
-        if how == "state_dict":
-            buf = io.BytesIO()
-            torch.save(opt.state_dict(), buf)
-            buf.seek(0)
-            state = torch.load(buf, weights_only=False)
-            fresh = Problem(case)
-            with torch.no_grad():
-                for p, q in zip(fresh.params, prob.params):
-                    p.copy_(q)
-            opt2 = case.make(fresh.params)
-            opt2.load_state_dict(state)
-        else:
-            holder = copy.deepcopy({"params": prob.params, "opt": opt})
-            fresh = Problem(case)
-            fresh.params = holder["params"]
-            opt2 = holder["opt"]
         try:
+            if how == "state_dict":
+                buf = io.BytesIO()
+                call_optimizer("torch.save(optimizer.state_dict())", lambda: torch.save(opt.state_dict(), buf))
+                buf.seek(0)
+                state = torch.load(buf, weights_only=False)
+                fresh = Problem(case)
+                with torch.no_grad():
+                    for p, q in zip(fresh.params, prob.params):
+                        p.copy_(q)
+                opt2 = case.make(fresh.params)
+                call_optimizer("load_state_dict()", opt2.load_state_dict, state)
+            else:
+                holder = call_optimizer("copy.deepcopy(optimizer)", copy.deepcopy, {"params": prob.params, "opt": opt})
+                fresh = Problem(case)
+                fresh.params = holder["params"]
+                opt2 = holder["opt"]
             t2 = _run(case, fresh, opt2, n_steps)
-        except Exception as exc:
-            raise PropertyFailure("P8", case, f"step() after resuming ({how}) raised {type(exc).__name__}: {exc}") from None
+        except OptimizerRaised as exc:
+            raise optimizer_finding("P8", case, exc, f"resuming through {how}", how=how) from None
         for j in range(1, n_steps + 1):
             a, b = t2.xs[j], tr.xs[k_steps + j]
             if not _same(case, a, b, 1.0 + max(float(x.abs().max()) for x in b)):
                 raise PropertyFailure("P8", case, f"{case.name} differs after reload ({how}) at step {k_steps + j}: "
                                                   f"max |Δx| = {max_diff(a, b):.3g}, expected equal {_cmp_word(case)} "
                                                   f"to the uninterrupted run (is 'step' or other state kept outside "
-                                                  f"state_dict?)")
+                                                  f"state_dict?)", how=how)
 
 
 def check_p9(case: Case) -> None:
@@ -395,7 +428,10 @@ def check_p10(case: Case) -> None:
         values.append(value.detach())
         return value
 
-    got = opt.step(closure)
+    try:
+        got = call_optimizer("step(closure)", opt.step, closure)
+    except OptimizerRaised as exc:
+        raise optimizer_finding("P10", case, exc) from None
     if not values:
         raise PropertyFailure("P10", case, "step(closure) never called the closure")
     if got is None or not torch.is_tensor(got) or not torch.equal(got.detach(), values[0]):
@@ -464,11 +500,12 @@ def check_p14(case: Case) -> None:
     c = Problem(case)
     tc = _run(case, c, case.make(c.params), steps)
     n = Problem(case, noncontiguous=True)
-    assert not n.params[0].is_contiguous()
+    if n.params[0].is_contiguous():  # the harness's own precondition, not the optimizer's
+        raise RuntimeError("Problem(noncontiguous=True) built a contiguous parameter")
     try:
         tn = _run(case, n, case.make(n.params), steps)
-    except RuntimeError as exc:
-        raise PropertyFailure("P14", case, f"step() raised on non-contiguous params: {exc}") from None
+    except OptimizerRaised as exc:
+        raise optimizer_finding("P14", case, exc, "stepping non-contiguous (transposed) parameters") from None
     for k in range(1, steps + 1):
         a, b = tn.xs[k], tc.xs[k]
         scale = 1.0 + max(float(x.abs().max()) for x in b)
@@ -521,7 +558,7 @@ def check_p16(case: Case) -> None:
         prob = Problem(case)
         opt = case.make(prob.params)
         _run(case, prob, opt, 1)
-        opt.zero_grad(set_to_none=set_to_none)
+        call_optimizer(f"zero_grad(set_to_none={set_to_none})", opt.zero_grad, set_to_none=set_to_none)
         for i, p in enumerate(prob.params):
             g = p.grad
             if g is not None and bool(_dense(g).abs().max() != 0):

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import sympy
 import torch
 import torch.nn.functional as F
 
 from ..devices import dtype_name
-from ..loop import run_loop
+from ..loop import call_optimizer, has_modes, read_params, run_loop
+from ..schedules import describe as describe_schedule
+from ..schedules import make_scheduler
 from .contract import Case, PropertyFailure, check_p6
 from .info import OptConfig, OptimizerInfo
 
@@ -80,6 +82,7 @@ class P1Result:
     x_star: torch.Tensor | None = None
     epochs_run: int = 0
     grad_error: str | None = None
+    schedule: str | None = None  # the schedule the run used, as it reads ("ExponentialLR(gamma=0.99)")
 
     def converged(self, g: int) -> bool:
         return self.diverged[g] is None and all(e is not None for e in self.reached[g])
@@ -107,8 +110,12 @@ def run_p1(
     f_star: float | None = None,
     check_grad: bool = True,
     early_stop: bool = True,
+    schedule: Mapping[str, Any] | None = None,
 ) -> P1Result:
-    """Run P1 for every lr in ``lrs`` over ``starts`` (S, d); stop early once all have converged."""
+    """Run P1 for every lr in ``lrs`` over ``starts`` (S, d); stop early once all have converged.
+
+    ``schedule`` (see :mod:`optbench.schedules`) decays every group's lr through a torch lr scheduler
+    stepped after each optimizer step."""
     info, dt, dev = case.info, case.dtype, case.device
     tol_x, tol_f, _ = tolerance(info, dt)
     xs_star = (target.x_star(torch.float64) if x_star is None else x_star).cpu()
@@ -139,31 +146,40 @@ def run_p1(
             runs.append([(g, ss, new_param(starts[ss])) for g in gs])
 
     for units in runs:
-        _one_run(case, target, units, lrs, epochs, res, tol_x, tol_f, xs_star, fs, weight_decay, check_grad, early_stop)
+        _one_run(case, target, units, lrs, epochs, res, tol_x, tol_f, xs_star, fs, weight_decay, check_grad, early_stop,
+                 schedule)
+    res.schedule = describe_schedule(schedule, epochs)
     return res
 
 
 def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_star, fs, weight_decay, check_grad,
-             early_stop):
+             early_stop, schedule=None):
+    """One optimizer over ``units`` (group index, start indices, parameter). The loss and the per-epoch
+    bookkeeping are computed for all units at once (one (sum S_u, d) tensor), so an lr grid of ten
+    param groups costs about one group's tensor ops per epoch."""
     info = case.info
     params = [p for _, _, p in units]
-    vals: dict[int, torch.Tensor] = {}
+    d = target.dim
+    sizes = [len(ss) for _, ss, _ in units]
+    bounds = [sum(sizes[:u]) for u in range(len(units) + 1)]
     sparse = info.sparse_grad
+    vals: list[torch.Tensor] = []
 
     def view(p: torch.Tensor) -> torch.Tensor:
         if sparse:
             return F.embedding(torch.arange(p.shape[0], device=p.device), p, sparse=True)
         return p
 
+    def rows(ps) -> torch.Tensor:
+        xs = [view(p).reshape(n, d) for p, n in zip(ps, sizes)]
+        return xs[0] if len(xs) == 1 else torch.cat(xs)
+
     def loss_fn() -> torch.Tensor:
-        total = None
-        for u, (_, ss, p) in enumerate(units):
-            x = view(p).reshape(len(ss), target.dim)
-            v = target.fn(x)
-            # f + λ/2·|x|² is what coupled decay minimises; the decay itself is the optimizer's (not in the loss)
-            vals[u] = (v + 0.5 * weight_decay * (x * x).sum(-1)).detach() if weight_decay else v.detach()
-            total = v.sum() if total is None else total + v.sum()
-        return total
+        x = rows(params)
+        v = target.fn(x)
+        # f + λ/2·|x|² is what coupled decay minimises; the decay itself is the optimizer's (not in the loss)
+        vals[:] = [(v + 0.5 * weight_decay * (x * x).sum(-1)).detach() if weight_decay else v.detach()]
+        return v.sum()  # d(sum)/dx_i = f'(x_i) for every row: the same gradient as a loss per unit
 
     groups = []
     for g, _, p in units:
@@ -174,60 +190,84 @@ def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_s
     over: dict[str, Any] = {}
     if weight_decay or _accepts_wd(case):
         over["weight_decay"] = weight_decay
-    opt = info.make(groups, case.config, case.impl, **over)
+    # lr is always passed to the constructor too (a constructor may have no lr default); the groups override it
+    first_lr = next((lr for lr in lrs if lr is not None), None)
+    if first_lr is not None:
+        over["lr"] = first_lr
+    opt = call_optimizer("the constructor", info.make, groups, case.config, case.impl, **over)
+    scheduler = make_scheduler(schedule, opt, epochs)
+    modes = has_modes(opt)
     done = [False] * len(units)
-    history: list[list[torch.Tensor]] = [[] for _ in units]
+    history: list[torch.Tensor] = []  # the last three x of all units, (sum S_u, d) float64
+    grad_rtol = GRAD_RTOL.get(case.dtype, 1e-2)
 
     def hook(epoch: int, loss: torch.Tensor) -> bool:
-        for u, (g, ss, p) in enumerate(units):
+        with torch.no_grad():
+            xp = rows([p.detach() for p in params]).double().cpu()  # where the gradient was taken
+            # x as the method returns it: eval mode for optimizers with train()/eval() modes
+            x = rows(read_params(params, opt)).double().cpu() if modes else xp
+        history.append(x)
+        del history[:-3]
+        fv = vals[0].double().cpu()
+        finite = (torch.isfinite(x).all(1) & torch.isfinite(fv)).tolist()
+        if check_grad and epoch in GRAD_EPOCHS and res.grad_error is None:
+            grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
+            gr = torch.cat([gg.detach().reshape(n, d) for gg, n in zip(grads, sizes)]).double().cpu()
+            live = torch.tensor([all(finite[bounds[u]:bounds[u + 1]]) and not done[u] for u in range(len(units))
+                                 for _ in range(sizes[u])])
+            if bool(live.any()):
+                want = symbolic_grad(target, xp[live])
+                err_rows = ((gr[live] - want).abs() / (1.0 + want.abs())).amax(1)
+                err = float(err_rows.max())
+                if err > grad_rtol:
+                    i = int(err_rows.argmax())
+                    res.grad_error = (f"at epoch {epoch} p.grad differs from the symbolic gradient at the current x: "
+                                      f"max rel. error {err:.3g} > {grad_rtol:.0e}; x = {xp[live][i].tolist()}, "
+                                      f"p.grad = {gr[live][i].tolist()}, exact {want[i].tolist()}")
+        dist = ((x[:, None, :] - xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
+        gap = fv - fs
+        ok = ((dist <= tol_x) & (gap <= tol_f)).tolist()
+        for u, (g, ss, _) in enumerate(units):
             if done[u]:
                 continue
-            x = p.detach().reshape(len(ss), target.dim).double().cpu()
-            history[u].append(x.clone())
-            del history[u][:-3]
-            fv = vals[u].double().cpu()
-            if not (torch.isfinite(x).all() and torch.isfinite(fv).all()):
+            lo, hi = bounds[u], bounds[u + 1]
+            if not all(finite[lo:hi]):
                 res.diverged[g] = epoch if res.diverged[g] is None else min(res.diverged[g], epoch)
                 done[u] = True
                 continue
-            if check_grad and epoch in GRAD_EPOCHS and res.grad_error is None:
-                gr = p.grad
-                gr = (gr.to_dense() if gr.is_sparse else gr).detach().reshape(len(ss), target.dim).double().cpu()
-                want = symbolic_grad(target, x)
-                err = float(((gr - want).abs() / (1.0 + want.abs())).max())
-                if err > GRAD_RTOL.get(case.dtype, 1e-2):
-                    res.grad_error = (f"at epoch {epoch} p.grad differs from the symbolic gradient at the current x: "
-                                      f"max rel. error {err:.3g} > {GRAD_RTOL.get(case.dtype, 1e-2):.0e}; x = "
-                                      f"{x[0].tolist()}, p.grad = {gr[0].tolist()}, exact {want[0].tolist()}")
-            dist = ((x[:, None, :] - xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
-            gap = fv - fs
-            res.dist[g][ss] = dist
-            res.gap[g][ss] = gap
-            ok = (dist <= tol_x) & (gap <= tol_f)
+            res.dist[g][ss] = dist[lo:hi]
+            res.gap[g][ss] = gap[lo:hi]
             # Converged means every start inside the tolerance at the same epoch (passing through the
             # ball while oscillating does not count): leaving it resets the mark.
             for j, s in enumerate(ss):
-                if not ok[j]:
+                if not ok[lo + j]:
                     res.reached[g][s] = None
                 elif res.reached[g][s] is None:
                     res.reached[g][s] = epoch
             if early_stop and all(res.reached[g][s] is not None for s in ss):
                 done[u] = True
-        if case.config.lr_decay:
-            for grp in opt.param_groups:
-                grp["lr"] = grp["lr"] * case.config.lr_decay
+                res.last[g] = _last(res, g, ss, [h[lo:hi] for h in history], d)
         return early_stop and all(done) or all(res.diverged[g] is not None for g, _, _ in units)
 
-    traj = run_loop(loss_fn, params, opt, epochs, on_epoch=hook, record_x=False, check_finite=False)
+    traj = run_loop(loss_fn, params, opt, epochs, on_epoch=hook, record_x=False, check_finite=False,
+                    scheduler=scheduler)
     res.epochs_run = max(res.epochs_run, traj.epochs_run)
-    S = res.starts.shape[0]
-    for u, (g, ss, p) in enumerate(units):
-        if not res.last[g]:
-            res.last[g] = [torch.full((S, target.dim), math.nan, dtype=torch.float64) for _ in range(3)]
-        hist = history[u][-3:] + [p.detach().reshape(len(ss), target.dim).double().cpu()]
-        hist = hist[-3:]
-        for k, x in enumerate(hist):
-            res.last[g][3 - len(hist) + k][ss] = x
+    with torch.no_grad():
+        final = rows(read_params(params, opt) if modes else [p.detach() for p in params]).double().cpu()
+    for u, (g, ss, _) in enumerate(units):
+        if done[u] and res.diverged[g] is None:
+            continue  # converged: its last points were taken when it got there
+        lo, hi = bounds[u], bounds[u + 1]
+        res.last[g] = _last(res, g, ss, [h[lo:hi] for h in history[-2:]] + [final[lo:hi]], d)
+
+
+def _last(res: P1Result, g: int, ss: list[int], hist: list[torch.Tensor], d: int) -> list[torch.Tensor]:
+    """Write the last (up to three) points of starts ``ss`` into group ``g``'s record of last points."""
+    last = res.last[g] or [torch.full((res.starts.shape[0], d), math.nan, dtype=torch.float64) for _ in range(3)]
+    hist = hist[-3:]
+    for k, x in enumerate(hist):
+        last[3 - len(hist) + k][ss] = x
+    return last
 
 
 def _accepts_wd(case: Case) -> bool:

@@ -15,6 +15,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..loop import has_modes
+
 # The property contract. P1 is convergence; P2-P17 hold for every optimizer unless exempted.
 PROPERTIES: dict[str, str] = {
     "P1": "convergence",
@@ -73,7 +75,8 @@ class OptConfig:
     epochs: int = 400  # P1 epoch budget when a target has no Budget of its own
     budgets: Mapping[str, Budget] = field(default_factory=dict)
     exemptions: Mapping[str, str] = field(default_factory=dict)  # extra to the optimizer's own
-    lr_decay: float | None = None  # multiply lr by this every epoch in P1 (applied in run_loop's hook)
+    # P1's lr schedule (optbench.schedules): {"name": <torch.optim.lr_scheduler class>, **kwargs}; None: constant lr
+    schedule: Mapping[str, Any] | None = None
     known: Mapping[str, str] = field(default_factory=dict)  # known upstream bugs of this config (see OptimizerInfo)
     exact: str | None = None  # "gd" | "heavy_ball" | "nesterov": a linear recurrence on quadratics (exact trajectory)
     # P1 targets of this config (None: its optimizer's ``targets``). A reference config declares more of the
@@ -93,6 +96,8 @@ class OptimizerInfo:
     # Exemptions: property id ("P7"), or "P1:<target>" for one target, or "P1.<check>" -> reason.
     exemptions: Mapping[str, str] = field(default_factory=dict)
     targets: tuple[str, ...] | None = P1_TARGETS  # None: every catalogue target that applies
+    # hard targets run and recorded as convergence profiles (epochs to tolerance), never judged
+    profile_targets: tuple[str, ...] = ()
     elementwise: bool | None = True  # update of x_i depends only on x_i's history (batched starts exact); None: probe
     closure: bool = False  # step() needs a closure (LBFGS)
     sparse_grad: bool = False  # gradients must be sparse (SparseAdam)
@@ -109,6 +114,7 @@ class OptimizerInfo:
     known: Mapping[str, str] = field(default_factory=dict)
     contract_dtypes: tuple[str, ...] = ("float64", "float32")  # dtypes of the contract tests
     random_starts: int | None = None  # P1 random starts (None: K_BATCHED when batched, K_SEPARATE otherwise)
+    detected: tuple[str, ...] = ()  # conventions detected by probing a user optimizer (shown in reports)
 
     def __post_init__(self) -> None:
         # The P1 matrix is parametrized over ``targets``: it holds every config's own targets too.
@@ -149,6 +155,8 @@ class OptimizerInfo:
         opt = self.factory(params, **kwargs)
         if self.closure:
             opt._optbench_needs_closure = True  # read by optbench.loop.needs_closure
+        if has_modes(opt):  # schedule-free style: steps are taken in train mode, as a training loop does
+            opt.train()
         return opt
 
 
@@ -358,7 +366,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                                                                exemptions={"P1:rosenbrock_2d": _ROSEN}),),
                       impls={"cpu": _FLF, "cuda": _FL}, source="torch.optim.Adagrad"),
         OptimizerInfo("adadelta", O.Adadelta,
-                      configs=(OptConfig("", {}, lr=30.0, epochs=2000, lr_decay=0.997),),
+                      configs=(OptConfig("", {}, lr=30.0, epochs=2000, schedule={"name": "ExponentialLR", "gamma": 0.997}),),
                       impls=_all_impls(_FL),
                       exemptions={**{f"P1:{t}": "Adadelta's step √(E[Δx²]+eps)/√(E[g²]+eps)·g starts at √eps·lr and "
                                                  "adapts slowly; measured: no constant lr in 5..100 reaches 1e-4 within "
@@ -490,7 +498,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                 configs=(
                     OptConfig("", {"weight_decay": 0.0}, lr=0.1, epochs=80, exemptions={"P1": _MUON_P1}),
                     OptConfig("nomomentum", {"weight_decay": 0.0, "momentum": 0.0, "nesterov": False}, lr=1.0,
-                              epochs=80, lr_decay=0.85,
+                              epochs=80, schedule={"name": "ExponentialLR", "gamma": 0.85},
                               exemptions={f"P{i}": "the contract is checked on Muon's default config"
                                           for i in range(2, 18)}),
                 ),

@@ -1,0 +1,106 @@
+"""``optbench validate``: run the property contract on your optimizers (or targets) from any folder.
+
+    optbench validate [NAME=]module:attr ... [--target module:attr ...] [--config FILE]
+                      [--device cpu|cuda|all] [-n N] [--out DIR] [-k TEXT]
+
+Prints one verdict table per optimizer (property x case: PASS, FAIL, N/A, EXEMPT, XFAIL, MEASURED),
+then every finding with its one-line diagnosis and a standalone reproducer, and writes the same as
+JSON and markdown under ``--out``. Exit codes: 0 clean, 1 a property violated, 2 bad input, 3 an
+internal error of optbench (reported as such, never as the optimizer's failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from ..errors import OptbenchError
+
+DEFAULT_OUT = "optbench-validate"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "validate",
+        help="validate optimizers (P1-P17, and P18-P20 distributed) or targets, from any folder",
+        description="Run optbench's property contract on the optimizers named as [NAME=]module:attr (an Optimizer "
+        "subclass or a factory (params, **kwargs) -> Optimizer), or on --target module:attr targets and kernels. "
+        "Prints one verdict table; writes results.json, results.md and reproducers under --out.",
+        epilog="exit codes: 0 clean, 1 a property violated, 2 bad input, 3 optbench's own error",
+    )
+    p.add_argument("optimizers", nargs="*", metavar="[NAME=]module:attr", help="optimizers to validate")
+    p.add_argument("--target", action="append", default=[], metavar="module:attr",
+                   help="validate these targets/kernels too (a Target, a list, or a callable returning them)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML with [optimizers.NAME] settings and exemptions (default: [tool.optbench] in "
+                        "./pyproject.toml)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda", "all"),
+                   help="devices (default: cpu, plus cuda when a GPU is visible)")
+    p.add_argument("-n", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"folder for results.json, results.md, reproducers/ (default: ./{DEFAULT_OUT})")
+    p.add_argument("-k", dest="select", default=None, metavar="TEXT",
+                   help="run only the checks whose id contains TEXT, e.g. -k p05 or -k booth")
+    p.add_argument("--no-distributed", dest="distributed", action="store_false",
+                   help="skip the distributed properties P18-P20 (they start two gloo processes)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def _devices(choice: str | None) -> tuple[str, ...]:
+    from ..devices import cuda_skip_reason, selected_devices
+
+    if choice is None:
+        return ("cpu",) if cuda_skip_reason() else ("cpu", "cuda")
+    return tuple(selected_devices(choice))
+
+
+def _plans(args: argparse.Namespace) -> tuple[str, ...]:
+    import importlib.util
+
+    plans: list[str] = []
+    if args.optimizers:
+        plans.append("optimizers")
+        if args.distributed and importlib.util.find_spec("optbench.distributed") is not None:
+            plans.append("distributed")
+    if args.target:
+        plans.append("targets")
+    return tuple(plans)
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..validation import Request, exit_code, prepare_out, render_text, run_plan, write_results
+
+    if not args.optimizers and not args.target:
+        raise OptbenchError("nothing to validate: name optimizers as module:attr (e.g. optbench validate "
+                            "myopt:MyAdam) or targets with --target module:attr")
+    if args.workers < 1:
+        raise OptbenchError(f"-n {args.workers}: give a number of workers >= 1")
+    request = Request(optimizers=list(args.optimizers), targets=list(args.target), config=args.config,
+                      devices=_devices(args.device), plans=_plans(args), rootdir=os.getcwd(), select=args.select)
+    folder = prepare_out(args.out)  # refuse a folder optbench does not own before spending any time
+    t0 = time.time()
+    last = [0.0]
+
+    def progress(done: int, total: int, verdict) -> None:
+        if args.quiet:
+            return
+        now = time.time()
+        if done == total or now - last[0] > 1.0:
+            last[0] = now
+            print(f"\r[{done}/{total}] {now - t0:.0f} s", end="" if done < total else "\n", file=sys.stderr,
+                  flush=True)
+
+    items, verdicts = run_plan(request, workers=args.workers, progress=progress)
+    if not items:
+        raise OptbenchError("no check selected (is -k too narrow?); run without -k to see every check")
+    title = "optbench validate: " + ", ".join(request.optimizers + request.targets)
+    _, repro_paths = write_results(folder, request, items, verdicts, title=title)
+    print(render_text(items, verdicts, reproducer_paths=repro_paths), end="")
+    code = exit_code(verdicts)
+    word = {0: "clean", 1: "property violated", 3: "optbench internal error"}[code]
+    print(f"{len(verdicts)} checks in {time.time() - t0:.0f} s: {word} (exit {code}); results in "
+          f"{folder / 'results.md'} and {folder / 'results.json'}")
+    return code

@@ -1,0 +1,105 @@
+"""Detect an optimizer's conventions instead of crashing on them.
+
+A user's optimizer arrives with no declaration. Before any property is checked, a few one-step probes
+find out how it must be driven: whether ``step()`` needs a closure (LBFGS-style), whether it takes
+only 2-D parameters (Muon-style), whether it needs sparse gradients (SparseAdam-style), whether it has
+``train()``/``eval()`` modes (schedule-free), and whether its constructor accepts lr=0 (checked by P3
+through the param group instead when it does not). lr is always passed to the constructor. What the
+TOML config declares wins over what is detected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SpecError
+from ..loop import has_modes
+
+
+@dataclass
+class Capabilities:
+    closure: bool = False
+    matrix_only: bool = False
+    sparse_grad: bool = False
+    modes: bool = False
+    defaults: frozenset[str] = frozenset()
+    notes: list[str] = field(default_factory=list)  # what was detected, as a user reads it
+
+
+def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
+    x = F.embedding(torch.arange(p.shape[0]), p, sparse=True) if sparse else p
+    return ((x - 0.5) ** 2).sum()
+
+
+def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[str, Any], *, closure: bool,
+         sparse: bool) -> tuple[Any, BaseException | None]:
+    """Construct over one parameter and take one step; (optimizer, None) or (optimizer or None, exception)."""
+    p = torch.full(shape, 0.25, dtype=torch.float64, requires_grad=True)
+    try:
+        opt = factory([p], **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the probe classifies what the constructor does
+        return None, exc
+    if not isinstance(opt, torch.optim.Optimizer):
+        return opt, None
+    try:
+        if has_modes(opt):
+            opt.train()
+        if closure:
+            def fn() -> torch.Tensor:
+                opt.zero_grad()
+                value = _loss(p, sparse)
+                value.backward()
+                return value
+
+            opt.step(fn)
+        else:
+            opt.zero_grad()
+            _loss(p, sparse).backward()
+            opt.step()
+    except Exception as exc:  # noqa: BLE001
+        return opt, exc
+    return opt, None
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
+           declared: Mapping[str, Any]) -> Capabilities:
+    """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works."""
+    kw = {"lr": lr, **kwargs}
+    trials = []  # (closure, matrix, sparse): the plain way first, then each convention alone
+    for closure in (bool(declared.get("closure", False)), True):
+        for matrix in (bool(declared.get("matrix_only", False)), True):
+            for sparse in (bool(declared.get("sparse_grad", False)), True):
+                if (closure, matrix, sparse) not in trials:
+                    trials.append((closure, matrix, sparse))
+    trials.sort(key=lambda t: sum(t))  # fewest conventions first
+    errors: list[BaseException] = []
+    for closure, matrix, sparse in trials:
+        shape = (3, 2) if matrix else (4,)
+        opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse)
+        if opt is not None and not isinstance(opt, torch.optim.Optimizer):
+            raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
+                            f"torch.optim.Optimizer; give an Optimizer subclass or a factory returning one")
+        if exc is not None:
+            errors.append(exc)
+        else:
+            caps = Capabilities(closure, matrix, sparse, has_modes(opt), frozenset(opt.defaults))
+            if closure and not declared.get("closure"):
+                caps.notes.append("step() needs a closure (step() without one raised)")
+            if matrix and not declared.get("matrix_only"):
+                caps.notes.append("takes 2-D parameters only (a 1-D parameter was refused)")
+            if sparse and not declared.get("sparse_grad"):
+                caps.notes.append("needs sparse gradients (a dense gradient was refused)")
+            if caps.modes:
+                caps.notes.append("has train()/eval() modes: steps run in train mode, x is read in eval mode")
+            return caps
+    raise SpecError(f"--optimizer {spec_text!r}: no way of driving it worked (1-D and 2-D parameters, dense and sparse "
+                    f"gradients, with and without a closure); the plain attempt raised {_short(errors[0])}; it must "
+                    f"accept (params, lr=..., **kwargs) and step; pass required settings as kwargs in its config")

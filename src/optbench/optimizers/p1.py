@@ -1,0 +1,146 @@
+"""P1 as correctness, plus convergence profiles.
+
+*Correctness*: on the targets where every correct method of its class must converge (the seed, and the
+convex quadratics not declared ill-conditioned: a constant Hessian with kappa <= 25, so one fixed lr is
+stable from every start), the optimizer reaches the exact minimum from the canonical and random
+starts, within its lr band: the declared lr, or some lr of :data:`~optbench.optimizers.convergence.LR_GRID`. A method whose
+fixed-lr runs hover at a distance that grows with lr (sign or RMS-normalised steps) is run again under
+a decaying schedule (:data:`optbench.schedules.AUTO`), as real training would.
+
+*Hard targets* (Rosenbrock, Beale, Himmelblau, the multimodal ones): epochs to tolerance per optimizer,
+target, start and lr are recorded as profile records (``optbench-profiles/1``, read by
+``optbench.report.profiles``). A hard target is judged (FAIL on non-convergence) only where a config
+declares a budget for it; the built-in registry's declared targets are such declarations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..devices import dtype_name
+from ..schedules import AUTO
+from . import contract as C
+from . import convergence as CV
+from .contract import Case, PropertyFailure
+
+# The hard targets every optimizer is profiled on when nothing else is declared (user optimizers).
+PROFILE_TARGETS = ("rosenbrock_2d", "beale", "himmelblau")
+PROFILE_SCHEMA = "optbench-profiles/1"
+
+
+def p1_role(target: Any) -> str:
+    """"correctness" where every correct method must converge, else "hard" (read from declared data).
+
+    A convex quadratic has one constant Hessian, so a fixed lr below 2/L is stable from every start. A
+    non-quadratic convex target is not enough: Zakharov's quartic term makes the gradient's Lipschitz
+    constant grow without bound away from x*, so plain GD needs a start-dependent lr."""
+    tags = set(target.tags)
+    if "seed" in tags or (target.kind == "quadratic" and "convex" in tags and "ill-conditioned" not in tags):
+        return "correctness"
+    return "hard"
+
+
+def correctness_targets() -> tuple[str, ...]:
+    """The catalogue's correctness targets, in catalogue order."""
+    from ..catalogue import catalogue
+
+    return tuple(name for name, t in catalogue().items() if p1_role(t) == "correctness")
+
+
+def hovers(res: CV.P1Result) -> bool:
+    """Fixed-lr runs that settle at a distance proportional to lr: two successive grid lrs, neither diverged,
+    where the smaller got well inside the start distance (< 1e-1 of it) and the larger ends >= 2x farther
+    (the grid steps lr by sqrt(10) = 3.16). A merely slow method ends *closer* at the larger lr."""
+    start_dist = float(((res.starts[:, None, :] - res.x_star[None]) ** 2).sum(-1).sqrt().amin(1).max())
+    pts = [(lr, float(res.dist[g].max())) for g, lr in enumerate(res.lrs)
+           if lr is not None and res.diverged[g] is None and math.isfinite(float(res.dist[g].max()))]
+    for (l1, d1), (l2, d2) in zip(pts, pts[1:]):
+        if l2 > l1 and 0 < d1 < 0.1 * start_dist and d2 >= 2 * d1:
+            return True
+    return False
+
+
+_GROUPS_EXACT: dict[tuple[str, str], bool] = {}  # (source, config) -> P6 holds; probed once per process
+
+
+def _groups_exact(case: Case) -> bool:
+    """The lr grid may be batched as param groups only where P6 (group independence) holds."""
+    key = (case.info.source or case.info.name, case.config.name)
+    if key not in _GROUPS_EXACT:
+        try:
+            C.check_p6(case)
+            _GROUPS_EXACT[key] = True
+        except Exception:  # noqa: BLE001 - any failure (or the optimizer raising) means: run groups apart
+            _GROUPS_EXACT[key] = False
+    return _GROUPS_EXACT[key]
+
+
+def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> list[dict[str, Any]]:
+    """One ``optbench-profiles/1`` record per (lr, start) of a P1 run."""
+    tol_x, tol_f, _ = CV.tolerance(case.info, case.dtype)
+    n_canon = len(target.start)
+    out = []
+    for g, lr in enumerate(res.lrs):
+        for s in range(res.starts.shape[0]):
+            reached = res.reached[g][s]
+            out.append({
+                "optimizer": case.name, "source": case.info.source, "target": target.name, "dim": target.dim,
+                "start": s, "start_kind": "canonical" if s < n_canon else "random",
+                "lr": lr if lr is not None else case.info.contract_lr, "schedule": res.schedule,
+                "epochs_to_tol": None if reached is None or res.diverged[g] is not None else int(reached) + 1,
+                "budget": int(budget), "diverged": res.diverged[g] is not None,
+                "dtype": dtype_name(case.dtype), "device": case.device, "tol_x": tol_x, "tol_f": tol_f,
+                "final_dist": float(res.dist[g][s]), "final_gap": float(res.gap[g][s]),
+            })
+    return out
+
+
+def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: float = 0.0,
+             x_star: torch.Tensor | None = None, f_star: float | None = None, what: str = "P1") -> dict[str, Any]:
+    """Run P1 on one target. Raises :class:`PropertyFailure` when ``judge`` and no lr converged; returns the
+    lr band and the profile records either way."""
+    from ..catalogue import get_target
+
+    info, cfg = case.info, case.config
+    target = get_target(target_name)
+    budget = info.budget(cfg, target.name)
+    batch = info.elementwise
+    if batch is None:  # user optimizer without a declaration: probe batched == separate once
+        batch = CV.batched_equals_separate(case, target, epochs=5)[0]
+    lrs = [budget.lr] if budget.lr is not None else list(CV.LR_GRID)
+    groups_exact = len(lrs) == 1 or _groups_exact(case)
+    starts = CV.starts_for(info, target, case.dtype, bool(batch))
+    kw = dict(batch_starts=bool(batch), batch_groups=groups_exact, weight_decay=weight_decay, x_star=x_star,
+              f_star=f_star)
+    res = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=cfg.schedule, **kw)
+    if res.grad_error:
+        raise PropertyFailure(what, case, f"on {target.name}: {res.grad_error}", kind="grad", target=target.name)
+    ok = [g for g in range(len(lrs)) if res.converged(g)]
+    records = profile_records(case, target, res, budget.epochs)
+    note = ""
+    if not ok and cfg.schedule is None and len(lrs) > 1 and hovers(res):
+        fixed = res
+        res = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=AUTO, **kw)
+        ok = [g for g in range(len(lrs)) if res.converged(g)]
+        records += profile_records(case, target, res, budget.epochs)
+        best = min(range(len(lrs)), key=lambda g: float(fixed.dist[g].max()))
+        note = (f" under {res.schedule}: with a constant lr it hovered at a distance that grows with lr "
+                f"(|x - x*| {float(fixed.dist[best].max()):.2g} at lr {lrs[best]:.3g}), as sign or RMS-normalised "
+                f"steps do")
+    band = None
+    if budget.lr is None:
+        band = (f"{target.name}: converged for lr in [{lrs[ok[0]]:.3g}, {lrs[ok[-1]]:.3g}] ({len(ok)} of {len(lrs)} "
+                f"grid lrs){note}" if ok else f"{target.name}: no lr of the grid converged{note}")
+    data = {"lr_band": band, "profiles": records, "converged": bool(ok), "schedule": res.schedule}
+    if not ok and judge:
+        g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max())))
+        extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
+        bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
+        raise PropertyFailure(what, case, CV.describe_failure(case, target, res, g, budget.epochs) + extra + note,
+                              kind="converge", target=target.name, lr=lrs[g], epochs=budget.epochs,
+                              start=res.starts[bad[0]].tolist(), schedule=res.schedule, weight_decay=weight_decay,
+                              x_star=res.x_star.tolist(), f_star=f_star)
+    return data

@@ -1,0 +1,252 @@
+"""The optimizer check plan: every (check, optimizer config, implementation, target, dtype, device) as a
+:class:`~optbench.verdict.CheckItem`, read from the declared data of each ``OptimizerInfo``.
+
+Ids read ``<optimizer[_config]>-<impl>[-<target>]-<dtype>-<device>``. The matrix (chosen for the time
+budget):
+
+* P1 (``test_converges``): every config x its declared targets in float64 with the primary impl
+  (foreach where it exists); float32 on ``booth`` only (precision attainment). ``test_profile``: the
+  profile targets (hard targets nobody declared a budget for) are run and recorded, never judged.
+* P2-P17 (``test_pNN_*``): every config, primary impl, float64 and float32; the other impls in float64
+  for the state- and grad-handling properties P3 P4 P5 P8 P9 P14 P16, and P15 compares every impl with
+  the primary one.
+
+Exemptions (declared reasons) become EXEMPT, known upstream bugs XFAIL, capabilities the optimizer
+lacks (no ``maximize``, no ``weight_decay``) and absent devices N/A. Nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import sympy
+import torch
+
+from ..devices import cuda_skip_reason, dtype_name
+from ..loop import OptimizerRaised
+from ..plan import Selection
+from ..verdict import CheckItem
+from . import contract as C
+from . import convergence as CV
+from . import p1 as P1
+from .contract import Case, PropertyFailure, accepts, optimizer_finding
+from .info import OptConfig, OptimizerInfo
+
+F32_P1_TARGETS = ("booth",)
+OTHER_IMPL_PROPS = frozenset({"P3", "P4", "P5", "P8", "P9", "P14", "P16"})
+DTYPES = (torch.float64, torch.float32)
+EXACT_TARGETS = ("seed_quadratic", "sphere_2d", "booth")
+
+# contract test name -> (property keys looked up for exemptions/known bugs, check)
+CONTRACT: dict[str, tuple[tuple[str, ...], Callable[[Case], None]]] = {
+    "test_p02_descent": (("P2",), C.check_p2),
+    "test_p03_lr_zero": (("P3",), C.check_p3),
+    "test_p04_frozen_param": (("P4",), C.check_p4),
+    "test_p05_grad_untouched": (("P5",), C.check_p5),
+    "test_p06_param_groups": (("P6",), C.check_p6),
+    "test_p07_param_independence": (("P7",), C.check_p7),
+    "test_p08_resume_state_dict": (("P8", "P8.state_dict"), lambda case: C.check_p8(case, ("state_dict",))),
+    "test_p08_resume_deepcopy": (("P8", "P8.deepcopy"), lambda case: C.check_p8(case, ("deepcopy",))),
+    "test_p09_state_dtype_device": (("P9",), C.check_p9),
+    "test_p10_closure_loss": (("P10",), C.check_p10),
+    "test_p11_maximize": (("P11",), C.check_p11),
+    "test_p12_weight_decay": (("P12",), C.check_p12),
+    "test_p13_translation": (("P13",), C.check_p13),
+    "test_p14_noncontiguous": (("P14",), C.check_p14),
+    "test_p16_zero_grad": (("P16",), C.check_p16),
+    "test_p17_determinism": (("P17",), C.check_p17),
+}
+
+
+def primary_impl(info: OptimizerInfo, device: str) -> str:
+    impls = info.impls.get(device, ())
+    for want in ("foreach", "forloop", "default"):
+        if want in impls:
+            return want
+    return impls[0] if impls else "default"
+
+
+def case_id(case: Case, target: str | None = None, other: str | None = None) -> str:
+    parts = [case.name, case.impl if other is None else f"{case.impl}_vs_{other}"]
+    if target:
+        parts.append(target)
+    return "-".join(parts + [dtype_name(case.dtype), case.device])
+
+
+def declared(info: OptimizerInfo, cfg: OptConfig, keys: Sequence[str], impl: str, dtype: str) -> tuple[str | None, str | None]:
+    """(exemption, known bug) for the first matching key: an exemption wins over a known bug."""
+    for key in keys:
+        reason = info.exemption(key, cfg)
+        if reason:
+            return reason, None
+    for key in keys:
+        for k in (f"{key}@{impl}", f"{key}@{dtype}", key):
+            reason = cfg.known.get(k) or info.known.get(k)
+            if reason:
+                return None, f"{k} in {info.source}: {reason}"
+    return None, None
+
+
+def capability_na(case: Case, prop: str) -> str | None:
+    """A property the optimizer cannot take part in, detected from what its constructor accepts."""
+    if prop == "P11" and not accepts(case.info, case.config, "maximize"):
+        return f"{case.name} has no maximize argument"
+    if prop == "P12" and not accepts(case.info, case.config, "weight_decay"):
+        return f"{case.name} has no weight_decay argument"
+    return None
+
+
+def guarded(prop: str, case: Case, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a check; the optimizer raising is its finding; every failure gets a standalone reproducer."""
+    from . import reproducer
+
+    try:
+        return fn(*args, **kwargs)
+    except OptimizerRaised as exc:
+        failure = optimizer_finding(prop, case, exc)
+    except PropertyFailure as exc:
+        failure = exc
+    if failure.reproducer is None:
+        failure.reproducer = reproducer.script(failure, case)
+    raise failure
+
+
+def _l2_check(case: Case, target_name: str) -> dict[str, Any]:
+    """P1 with coupled weight decay λ: the minimum of f + λ/2·|x|², solved exactly by sympy."""
+    from ..catalogue import get_target
+
+    target = get_target(target_name)
+    lam = sympy.Rational(1, 2)
+    A, b, _ = target.quadratic_form()
+    xs = (A + lam * sympy.eye(target.dim)).LUsolve(b)
+    fl = target.expr + lam / 2 * sum(v ** 2 for v in target.variables)
+    f_star = float(fl.xreplace(dict(zip(target.variables, xs))))  # exact min of f + λ/2·|x|²
+    x_star = torch.tensor([[float(v) for v in xs]], dtype=torch.float64)
+    return P1.check_p1(case, target_name, weight_decay=float(lam), x_star=x_star, f_star=f_star, what="P1.l2")
+
+
+def _batched_check(case: Case, target_name: str) -> None:
+    from ..catalogue import get_target
+
+    same, diff = CV.batched_equals_separate(case, get_target(target_name))
+    if not same:
+        raise PropertyFailure("P1.batched", case, f"starts batched as rows of one tensor differ from separate runs "
+                                                  f"after 30 epochs: max |Δx| = {diff:.3g}; declare elementwise=False")
+
+
+def _target_check(fn: Callable[[Case, Any], None]) -> Callable[[Case, str], None]:
+    def run(case: Case, target_name: str) -> None:
+        from ..catalogue import get_target
+
+        fn(case, get_target(target_name))
+
+    return run
+
+
+_EXACT = {"exact": _target_check(CV.check_exact_trajectory), "edge": _target_check(CV.check_stability_edge),
+          "rate": _target_check(CV.check_linear_rate)}
+_EXACT_TESTS = {"exact": "test_exact_trajectory", "edge": "test_stability_edge", "rate": "test_linear_rate"}
+
+
+class _Builder:
+    def __init__(self, info: OptimizerInfo, cfg: OptConfig, device: str) -> None:
+        self.info, self.cfg, self.device = info, cfg, device
+        self.cuda_na = cuda_skip_reason() if device == "cuda" else None
+        self.marks = ("cuda",) if device == "cuda" else ()
+        self.items: list[CheckItem] = []
+
+    def add(self, test: str, prop: str, case: Case, keys: Sequence[str], run: Callable[[], Any], *,
+            target: str | None = None, other: str | None = None, measure: bool = False,
+            na: str | None = None, exempt: str | None = None) -> None:
+        declared_exempt, known = declared(self.info, self.cfg, keys, other or case.impl, dtype_name(case.dtype))
+        exempt = exempt or declared_exempt
+        self.items.append(CheckItem(
+            test=test, id=case_id(case, target, other), prop=prop, subject=case.name, run=run, exempt=exempt,
+            known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target))
+
+
+def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str) -> list[CheckItem]:
+    impls = list(info.impls.get(device, ()))
+    if not impls:
+        return []
+    b = _Builder(info, cfg, device)
+    prim = primary_impl(info, device)
+    # P1: declared targets are judged; profile targets only measured
+    for t in _p1_targets(info):
+        if not info.declares(cfg, t):  # another config of this optimizer runs it
+            continue
+        for dt in DTYPES:
+            if dt == torch.float32 and t not in F32_P1_TARGETS:
+                continue
+            case = Case(info, cfg, prim, dt, device)
+            b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True), target=t)
+    for t in info.profile_targets:  # only explicit exemptions apply: a profile target is never "declared"
+        case = Case(info, cfg, prim, torch.float64, device)
+        b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False), target=t, measure=True,
+              exempt=cfg.exemptions.get(f"P1:{t}") or info.exemptions.get(f"P1:{t}"))
+    # exact recurrences of the linear methods, coupled L2, batched starts
+    for kind in ("exact", "edge", "rate"):
+        if cfg.exact is None or (kind != "exact" and cfg.exact != "gd"):
+            continue
+        for t in info.targets or ():
+            if t in EXACT_TARGETS:
+                case = Case(info, cfg, prim, torch.float64, device)
+                b.add(_EXACT_TESTS[kind], f"P1.{kind}", case, ["P1", f"P1.{kind}"],
+                      _bind(f"P1.{kind}", case, _EXACT[kind], case, t), target=t)
+    if info.weight_decay == "coupled":
+        case = Case(info, cfg, prim, torch.float64, device)
+        b.add("test_converges_with_coupled_l2", "P1.l2", case, ["P1", "P1.l2", "P1:booth"],
+              _bind("P1.l2", case, _l2_check, case, "booth"), target="booth")
+    if info.elementwise is True and device == "cpu":
+        case = Case(info, cfg, prim, torch.float64, device)
+        b.add("test_batched_starts_equal_separate_runs", "P1.batched", case, ["P1.batched"],
+              _bind("P1.batched", case, _batched_check, case, "himmelblau"), target="himmelblau")
+    # the contract P2-P17
+    for test, (keys, fn) in CONTRACT.items():
+        prop = keys[0]
+        for impl in [prim] + [i for i in impls if i != prim]:
+            for dt in DTYPES:
+                if impl != prim and (dt != torch.float64 or prop not in OTHER_IMPL_PROPS):
+                    continue
+                if dtype_name(dt) not in info.contract_dtypes:
+                    continue
+                case = Case(info, cfg, impl, dt, device)
+                b.add(test, prop, case, keys, _bind(prop, case, fn, case), na=capability_na(case, prop))
+    for other in impls:
+        if other == prim:
+            continue
+        for dt in DTYPES:
+            case = Case(info, cfg, prim, dt, device)
+            b.add("test_p15_impl_parity", "P15", case, ["P15", f"P15.{other}"],
+                  _bind("P15", case, C.check_p15_impls, case, other), other=other)
+    if len(info.contract_dtypes) > 1:
+        case = Case(info, cfg, prim, torch.float64, device)
+        b.add("test_p15_dtype_parity", "P15", case, ["P15", "P15.dtype"], _bind("P15", case, C.check_p15_dtypes, case),
+              other="float32")
+    return b.items
+
+
+def _bind(prop: str, case: Case, fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: guarded(prop, case, fn, *args)
+
+
+def _p1_run(case: Case, target: str, *, judge: bool) -> Callable[[], Any]:
+    return lambda: guarded("P1", case, P1.check_p1, case, target, judge=judge)
+
+
+def _p1_targets(info: OptimizerInfo) -> list[str]:
+    if info.targets is not None:
+        return list(info.targets)
+    from ..catalogue import names
+
+    return names()  # names only: building every target is left to the checks that use one
+
+
+def optimizer_checks(selection: Selection) -> list[CheckItem]:
+    """Every optimizer check for the selection (the registry, or the user's optimizers), in a fixed order."""
+    out: list[CheckItem] = []
+    for info in selection.optimizer_infos():
+        for cfg in info.configs:
+            for device in selection.devices:
+                out.extend(_items_for(info, cfg, device))
+    return out

@@ -1,0 +1,285 @@
+"""Run check plans outside pytest and report the verdicts (what ``optbench validate`` does).
+
+:func:`run_plan` runs every item of the selected plans, serially or on N worker processes that each
+rebuild the same deterministic plan and run their share by index. :func:`verdict_table` renders the
+property x case table, :func:`write_results` the JSON, markdown, reproducers and convergence
+profiles under an output folder that optbench owns (never a user's folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import OptbenchError
+from .io import atomic_write_json, atomic_write_text
+from .verdict import BAD, ERROR, EXEMPT, FAIL, MEASURED, NA, PASS, XFAIL, XPASS, CheckItem, Verdict, run_check
+
+MARKER = ".optbench-validate"  # a folder holding this file was written by optbench validate
+
+
+@dataclass
+class Request:
+    """Everything needed to rebuild the plan in another process (plain data, picklable)."""
+
+    optimizers: list[str] = field(default_factory=list)  # [NAME=]module:attr
+    targets: list[str] = field(default_factory=list)  # module:attr
+    config: str | None = None
+    devices: tuple[str, ...] = ("cpu",)
+    plans: tuple[str, ...] = ()
+    rootdir: str = "."
+    select: str | None = None  # keep only items whose node id contains this text
+
+
+def build(request: Request) -> list[CheckItem]:
+    """The items of the request's plans (user optimizers and targets loaded, one-line errors on bad input)."""
+    from .optimizers.user import load_user_optimizers
+    from .plan import Selection, checks
+    from .target_spec import load_targets
+
+    if request.rootdir not in sys.path:
+        sys.path.insert(0, request.rootdir)  # module:attr names modules relative to where the user runs it
+    infos = load_user_optimizers(request.optimizers, config_file=request.config, rootdir=request.rootdir) \
+        if request.optimizers else None
+    targets = [t for text in request.targets for t in load_targets(text)] or None
+    items = checks(Selection(optimizers=infos, targets=targets, devices=request.devices), request.plans)
+    if request.select:
+        items = [i for i in items if request.select in i.nodeid]
+    return items
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(request: Request) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # N workers share the cores: one intra-op thread each
+    _WORKER["items"] = build(request)
+
+
+def _run_index(index: int) -> Verdict:
+    return run_check(_WORKER["items"][index])
+
+
+def run_plan(request: Request, *, workers: int = 1, progress: Callable[[int, int, Verdict], None] | None = None
+             ) -> tuple[list[CheckItem], list[Verdict]]:
+    """Run every item; verdicts come back in plan order whatever the number of workers."""
+    items = build(request)
+    verdicts: list[Verdict | None] = [None] * len(items)
+    done = 0
+    if workers <= 1 or len(items) < 2:
+        for i, item in enumerate(items):
+            verdicts[i] = run_check(item)
+            done += 1
+            if progress:
+                progress(done, len(items), verdicts[i])
+        return items, [v for v in verdicts if v is not None]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(request,)) as pool:
+        futures = {pool.submit(_run_index, i): i for i in range(len(items))}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            verdicts[i] = fut.result()
+            done += 1
+            if progress:
+                progress(done, len(items), verdicts[i])
+    return items, [v for v in verdicts if v is not None]
+
+
+# ---- the verdict table ----------------------------------------------------------------------------
+
+CELL = {PASS: "PASS", FAIL: "FAIL", NA: "N/A", EXEMPT: "EXEMPT", XFAIL: "XFAIL", XPASS: "XPASS",
+        MEASURED: "MEASURED", ERROR: "ERROR"}
+
+
+def _column(item: CheckItem) -> str:
+    """The case without the subject and, for P1, without the target (the target becomes the row)."""
+    return item.column
+
+
+def _row(item: CheckItem) -> str:
+    import re
+
+    name = re.sub(r"^p\d+_", "", item.test.removeprefix("test_"))  # test_p05_grad_untouched -> grad_untouched
+    row = f"{item.prop} {name}"
+    return f"{row}: {item.target}" if item.target and item.target != item.subject else row
+
+
+def counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
+    out: dict[str, int] = OrderedDict((o, 0) for o in CELL)
+    for v in verdicts:
+        out[v.outcome] += 1
+    return {k: n for k, n in out.items() if n}
+
+
+def exit_code(verdicts: Sequence[Verdict]) -> int:
+    """0 clean, 1 a property violated (or a stale known-bug declaration), 3 optbench's own error."""
+    if any(v.outcome in BAD for v in verdicts):
+        return 1
+    if any(v.outcome == ERROR for v in verdicts):
+        return 3
+    return 0
+
+
+def verdict_table(items: Sequence[CheckItem], verdicts: Sequence[Verdict]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per subject: (columns, rows) of a property x case grid; cells are outcomes, '' where not run."""
+    tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    by_subject: dict[str, list[tuple[CheckItem, Verdict]]] = OrderedDict()
+    for item, v in zip(items, verdicts):
+        by_subject.setdefault(item.subject, []).append((item, v))
+    for subject, pairs in by_subject.items():
+        cols: list[str] = list(OrderedDict.fromkeys(_column(i) for i, _ in pairs))
+        rows: dict[str, dict[str, str]] = OrderedDict()
+        for i, v in pairs:
+            rows.setdefault(_row(i), {})[_column(i)] = CELL[v.outcome]
+        body = [[r] + [cells.get(c, "") for c in cols] for r, cells in rows.items()]
+        tables[subject] = (cols, body)
+    return tables
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in [header] + rows]
+    lines = ["| " + " | ".join(esc[0]) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    return "\n".join(lines)
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(header, widths)).rstrip()]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def _reasons(verdicts: Sequence[Verdict], outcome: str) -> list[tuple[str, str, int]]:
+    """(property, reason, how many cases) for N/A or EXEMPT verdicts, deduplicated."""
+    seen: dict[tuple[str, str, str], int] = OrderedDict()
+    for v in verdicts:
+        if v.outcome == outcome:
+            key = (v.subject, v.prop, v.message)
+            seen[key] = seen.get(key, 0) + 1
+    return [(f"{s} {p}", m, n) for (s, p, m), n in seen.items()]
+
+
+def render_text(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, reproducer_paths: dict[str, str]) -> str:
+    """What ``optbench validate`` prints: the table per subject, then every finding and reason."""
+    out: list[str] = []
+    for subject, (cols, rows) in verdict_table(items, verdicts).items():
+        sv = [v for v in verdicts if v.subject == subject]
+        summary = ", ".join(f"{n} {k}" for k, n in counts(sv).items())
+        out += [f"== {subject}: {summary}", _text_table(["property / check"] + cols, rows), ""]
+    fails = [v for v in verdicts if v.outcome in (FAIL, XPASS, ERROR)]
+    if fails:
+        out.append("Findings (FAIL: a property is violated; ERROR: optbench's own defect, please report it):")
+        for v in fails:
+            out.append(f"  {v.outcome} {v.nodeid}: {v.message}")
+            if v.nodeid in reproducer_paths:
+                out.append(f"      reproducer: {reproducer_paths[v.nodeid]}")
+        out.append("")
+    for outcome, title in ((NA, "Does not apply (N/A, detected)"), (EXEMPT, "Exempt (EXEMPT, declared)"),
+                           (XFAIL, "Known upstream bugs (XFAIL)")):
+        rs = _reasons(verdicts, outcome)
+        if rs:
+            out.append(f"{title}:")
+            out += [f"  {who} ({n} case{'s' if n > 1 else ''}): {why}" for who, why, n in rs]
+            out.append("")
+    shown: set[str] = set()
+    for v in fails:
+        if v.reproducer and v.prop not in shown:
+            shown.add(v.prop)
+            out += [f"Standalone reproducer for {v.nodeid} (imports only torch and the optimizer):", "",
+                    v.reproducer.rstrip(), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_markdown(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, title: str,
+                    reproducer_paths: dict[str, str], profiles_md: str = "") -> str:
+    out = [f"# {title}", ""]
+    for subject, (cols, rows) in verdict_table(items, verdicts).items():
+        sv = [v for v in verdicts if v.subject == subject]
+        out += [f"## {subject}", "", ", ".join(f"{n} {k}" for k, n in counts(sv).items()), "",
+                _md_table(["property / check"] + cols, rows), ""]
+    fails = [v for v in verdicts if v.outcome in (FAIL, XPASS, ERROR)]
+    if fails:
+        out += ["## Findings", ""]
+        for v in fails:
+            repro = f" ([reproducer]({reproducer_paths[v.nodeid]}))" if v.nodeid in reproducer_paths else ""
+            out.append(f"- **{v.outcome}** `{v.nodeid}`: {v.message}{repro}")
+        out.append("")
+    for outcome, heading in ((NA, "Does not apply (N/A)"), (EXEMPT, "Exempt"), (XFAIL, "Known upstream bugs")):
+        rs = _reasons(verdicts, outcome)
+        if rs:
+            out += [f"## {heading}", ""] + [f"- {who} ({n}): {why}" for who, why, n in rs] + [""]
+    if profiles_md:
+        out += [profiles_md, ""]
+    return "\n".join(out)
+
+
+def _claim(folder: Path) -> None:
+    """Refuse to write into a non-empty folder optbench validate did not create."""
+    if folder.exists() and not folder.is_dir():
+        raise OptbenchError(f"--out {folder} is a file; give a folder")
+    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
+        raise OptbenchError(f"--out {folder} exists and was not written by optbench validate; choose another --out "
+                            f"or empty it")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / MARKER, "written by optbench validate; files here are regenerated\n")
+
+
+def _safe_name(nodeid: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid).strip("_")[:150] + ".py"
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    folder = Path(out)
+    _claim(folder)
+    return folder
+
+
+def write_results(folder: Path, request: Request, items: Sequence[CheckItem], verdicts: Sequence[Verdict],
+                  *, title: str) -> tuple[list[Path], dict[str, str]]:
+    """results.json, results.md, reproducers/*.py and profiles under ``folder`` (claimed by prepare_out)."""
+    import torch
+
+    written: list[Path] = []
+    repro_dir = folder / "reproducers"
+    paths: dict[str, str] = {}
+    for v in verdicts:
+        if v.reproducer and v.outcome in (FAIL, XPASS):
+            p = repro_dir / _safe_name(v.nodeid)
+            atomic_write_text(p, v.reproducer)
+            paths[v.nodeid] = os.path.relpath(p, folder)
+    profiles = [r for v in verdicts for r in ((v.data or {}).get("profiles") or [])]
+    profiles_md = ""
+    if profiles:
+        from .optimizers.p1 import PROFILE_SCHEMA
+
+        ppath = atomic_write_json(folder / "profiles.json", {"schema": PROFILE_SCHEMA, "torch": torch.__version__,
+                                                             "records": profiles})
+        written.append(ppath)
+        try:
+            from .report.profiles import render_section
+
+            profiles_md = render_section([ppath], folder)
+        except ImportError:  # the profiles report is optional to the verdicts
+            profiles_md = ""
+    doc = {"schema": "optbench-validate/1", "torch": torch.__version__, "request": request.__dict__,
+           "counts": counts(verdicts), "exit_code": exit_code(verdicts),
+           "verdicts": [v.as_dict() for v in verdicts]}
+    written.append(atomic_write_json(folder / "results.json", json.loads(json.dumps(doc, default=str))))
+    written.append(atomic_write_text(folder / "results.md", render_markdown(items, verdicts, title=title,
+                                                                            reproducer_paths=paths,
+                                                                            profiles_md=profiles_md)))
+    return written, {k: str(folder / v) for k, v in paths.items()}
