@@ -117,6 +117,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = opts
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """``--optimizer``/``--target`` on a run that collected nothing of optbench's is a usage error, never a
+    silent pass: the user's own tests ran and nothing was validated."""
+    opts = session.config.stash.get(OPTIONS, None)
+    if opts is None or not (opts.user_optimizers or opts.user_targets):
+        return
+    if any(item.get_closest_marker("optbench") or item.get_closest_marker("bench") for item in session.items):
+        return
+    given = " ".join(f"--optimizer {t}" for t in session.config.getoption("optimizer"))
+    given = " ".join(filter(None, [given, " ".join(f"--target {t}" for t in session.config.getoption("target"))]))
+    names = " ".join(session.config.getoption("optimizer")) or ""
+    targets = " ".join(f"--target {t}" for t in session.config.getoption("target"))
+    raise pytest.UsageError(
+        f"{given} was given, but this run collected no optbench validation (only {len(session.items)} test(s) of "
+        f"your own), so nothing would be validated; run `optbench validate {' '.join(filter(None, [names, targets]))}` "
+        f"instead, or collect the checks in your tests with optbench.testing.parametrize_with_checks")
+
+
 def options(config: pytest.Config) -> OptbenchOptions:
     """The session's resolved options (for fixtures/ and benches/)."""
     return config.stash[OPTIONS]
