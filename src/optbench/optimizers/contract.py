@@ -192,10 +192,17 @@ def _same(case: Case, a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], scal
     return max_diff(a, b) <= rel_tol(case.dtype) * scale
 
 
+def _loop(case: Case, loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor],
+          opt: torch.optim.Optimizer, epochs: int, **kw: Any):
+    """run_loop as the contract drives it: the closure convention comes from the declaration (an instance
+    attribute would not survive ``copy.deepcopy`` of the optimizer)."""
+    return run_loop(loss_fn, params, opt, epochs, closure=True if case.info.closure else None, **kw)
+
+
 def _run(case: Case, prob: Problem, opt: torch.optim.Optimizer, epochs: int, which: Sequence[int] | None = None,
          params: Sequence[torch.Tensor] | None = None):
     ps = prob.params if params is None else params
-    return run_loop(prob.loss_fn(which), ps, opt, epochs, check_finite=False)
+    return _loop(case, prob.loss_fn(which), ps, opt, epochs, check_finite=False)
 
 
 def _traj_diff(case: Case, t1, t2, i_map: Sequence[tuple[int, int]] | None = None) -> tuple[int, float] | None:
@@ -227,7 +234,7 @@ def check_p2(case: Case) -> None:
     def hook(epoch: int, value: torch.Tensor) -> None:
         grads.extend(_dense(p.grad).detach().clone() for p in prob.params)
 
-    traj = run_loop(loss, prob.params, opt, 1, on_epoch=hook, check_finite=False)
+    traj = _loop(case, loss, prob.params, opt, 1, on_epoch=hook, check_finite=False)
     dx = [x1 - x0 for x0, x1 in zip(traj.xs[0], traj.xs[1])]
     inner = sum(float((d.double() * g.double()).sum()) for d, g in zip(dx, grads))
     with torch.no_grad():
@@ -311,7 +318,7 @@ def check_p5(case: Case) -> None:
 
 
 def _run_hook(prob: Problem, opt: torch.optim.Optimizer, hook) -> Any:
-    return run_loop(prob.loss_fn(), prob.params, opt, 1, on_epoch=hook, check_finite=False, record_x=False)
+    return _loop(prob.case, prob.loss_fn(), prob.params, opt, 1, on_epoch=hook, check_finite=False, record_x=False)
 
 
 def _group_kwargs(case: Case, which: int) -> dict[str, Any]:
@@ -328,12 +335,12 @@ def check_p6(case: Case) -> None:
     joint = Problem(case)
     opt = case.make([{"params": [joint.params[0]], **_group_kwargs(case, 0)},
                      {"params": [joint.params[2]], **_group_kwargs(case, 1)}])
-    tj = run_loop(joint.loss_fn([0, 2]), [joint.params[0], joint.params[2]], opt, steps, check_finite=False)
+    tj = _loop(case, joint.loss_fn([0, 2]), [joint.params[0], joint.params[2]], opt, steps, check_finite=False)
     sep = Problem(case)
-    ta = run_loop(sep.loss_fn([0]), [sep.params[0]], case.make([sep.params[0]], **_group_kwargs(case, 0)), steps,
-                  check_finite=False)
-    tb = run_loop(sep.loss_fn([2]), [sep.params[2]], case.make([sep.params[2]], **_group_kwargs(case, 1)), steps,
-                  check_finite=False)
+    ta = _loop(case, sep.loss_fn([0]), [sep.params[0]], case.make([sep.params[0]], **_group_kwargs(case, 0)), steps,
+               check_finite=False)
+    tb = _loop(case, sep.loss_fn([2]), [sep.params[2]], case.make([sep.params[2]], **_group_kwargs(case, 1)), steps,
+               check_finite=False)
     for k in range(1, steps + 1):
         for gi, ts in ((0, ta), (1, tb)):
             a, b = [tj.xs[k][gi]], [ts.xs[k][0]]
@@ -352,7 +359,7 @@ def check_p7(case: Case) -> None:
     tj = _run(case, joint, case.make(joint.params), steps)
     sep = Problem(case)
     for i in range(len(sep.params)):
-        ts = run_loop(sep.loss_fn([i]), [sep.params[i]], case.make([sep.params[i]]), steps, check_finite=False)
+        ts = _loop(case, sep.loss_fn([i]), [sep.params[i]], case.make([sep.params[i]]), steps, check_finite=False)
         for k in range(1, steps + 1):
             a, b = [tj.xs[k][i]], [ts.xs[k][0]]
             if not _same(case, a, b, 1.0 + float(a[0].abs().max())):
@@ -458,8 +465,8 @@ def check_p12(case: Case) -> None:
     prob = Problem(case)
     opt = case.make(prob.params, weight_decay=0.1)
     x0 = prob.snapshot()
-    traj = run_loop(lambda: sum((prob.view(p) * 0).sum() for p in prob.params), prob.params, opt, 3,
-                    check_finite=False)
+    traj = _loop(case, lambda: sum((prob.view(p) * 0).sum() for p in prob.params), prob.params, opt, 3,
+                 check_finite=False)
     n0 = math.sqrt(sum(float((x.double() ** 2).sum()) for x in x0))
     n1 = math.sqrt(sum(float((x.double() ** 2).sum()) for x in traj.xs[-1]))
     grew = max(float((b.abs() - a.abs()).max()) for a, b in zip(x0, traj.xs[-1]))

@@ -250,6 +250,7 @@ def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_s
         return early_stop and all(done) or all(res.diverged[g] is not None for g, _, _ in units)
 
     traj = run_loop(loss_fn, params, opt, epochs, on_epoch=hook, record_x=False, check_finite=False,
+                    closure=True if info.closure else None,
                     scheduler=scheduler)
     res.epochs_run = max(res.epochs_run, traj.epochs_run)
     with torch.no_grad():

@@ -355,7 +355,9 @@ def _header(case: Any, kw: dict[str, Any], prop: str, message: str, *, problem: 
         setup = (f"\nDEVICE, DTYPE = {case.device!r}, torch.{dtype_name(case.dtype)}\n"
                  f"KWARGS = {_fmt_kwargs(kw)}  # how optbench constructed it\n\n")
     note = " ".join(message.split())
-    return (f'"""optbench reproducer for {prop}: {note}\n\nRun it with `python this_file.py`: it prints what it '
+    where = "" if imp.startswith("Opt = torch.") else (" from a folder where the optimizer's module imports (e.g. "
+                                                        "PYTHONPATH=. python this_file.py)")
+    return (f'"""optbench reproducer for {prop}: {note}\n\nRun it with `python this_file.py`{where}: it prints what it '
             f'measures and fails with AssertionError where the property is violated."""\n\nimport torch\n\n{imp}\n'
             f"{setup}")
 

@@ -1,0 +1,73 @@
+"""Conventions are detected, not failed on: correct optimizers that refuse lr=0, need lr, have
+train()/eval() modes, need a closure, 2-D parameters or sparse gradients, or move by sign(g), get no
+FAIL; broken ones fail on their property with a diagnosis; optbench's own crash is an ERROR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from optbench.optimizers.plan import optimizer_checks
+from optbench.optimizers.user import load_user_optimizers
+from optbench.plan import Selection
+from optbench.verdict import ERROR, FAIL, NA, PASS, CheckItem, run_check
+
+ROOT = Path(__file__).resolve().parents[1]
+MOD = "tests.planted.conventions"
+# The contract on the primary implementation in float64 (every property once), and P1 on two targets.
+KEEP = ("float64-cpu",)
+
+
+def _items(name: str, tests: tuple[str, ...] | None = None, ids: tuple[str, ...] = KEEP) -> list[CheckItem]:
+    (info,) = load_user_optimizers([f"{name.lower()}={MOD}:{name}"], rootdir=str(ROOT))
+    items = optimizer_checks(Selection(optimizers=[info], devices=("cpu",)))
+    items = [i for i in items if any(k in i.id for k in ids) and (tests is None or i.test in tests)]
+    return [i for i in items if i.test not in ("test_converges", "test_profile") or i.target in ("booth", "seed_quadratic")]
+
+
+@pytest.mark.parametrize("name, detected", [
+    ("RefusesLrZero", None), ("LrRequired", None), ("Moded", "train()/eval()"), ("ClosureOnly", "closure"),
+    ("MatrixOnly", "2-D"), ("SparseOnly", "sparse"),
+])
+def test_correct_optimizers_following_a_convention_never_fail(name, detected):
+    (info,) = load_user_optimizers([f"{name.lower()}={MOD}:{name}"], rootdir=str(ROOT))
+    if detected:
+        assert any(detected in n for n in info.detected), f"{name}: expected the convention {detected!r} to be " \
+                                                         f"detected, got {info.detected}"
+    verdicts = [run_check(i) for i in _items(name, ids=("foreach-float64-cpu", "default-float64-cpu"))]
+    bad = [f"{v.nodeid}: {v.outcome} {v.message}" for v in verdicts if v.outcome not in (PASS, NA, "EXEMPT")]
+    assert not bad, f"{name} is correct, yet:\n" + "\n".join(bad)
+    assert sum(v.outcome == PASS for v in verdicts) >= 10, [v.nodeid for v in verdicts]
+
+
+def test_a_constructor_refusing_lr_zero_gets_p3_through_the_param_group():
+    (item,) = [i for i in _items("RefusesLrZero", ("test_p03_lr_zero",))]
+    assert run_check(item).outcome == PASS
+    (bad,) = [i for i in _items("MovesAtGroupLrZero", ("test_p03_lr_zero",))]
+    v = run_check(bad)
+    assert v.outcome == FAIL and "set to 0 after construction" in v.message and "Invalid learning rate" in v.message, v
+
+
+def test_sign_updates_converge_under_the_automatic_decaying_schedule():
+    (item,) = [i for i in _items("SignSGD", ("test_converges",)) if i.target == "booth"]
+    v = run_check(item)
+    assert v.outcome == PASS, v.message
+    band = v.data["lr_band"]
+    assert "ExponentialLR" in band and "hovered at a distance that grows with lr" in band, band
+
+
+def test_an_exception_raised_by_the_optimizer_is_its_finding_with_its_message():
+    (item,) = [i for i in _items("RaisesOnSecondStep", ("test_p05_grad_untouched",))]
+    v = run_check(item)
+    assert v.outcome == FAIL, v
+    assert "step() raised RuntimeError: internal buffer size mismatch in RaisesOnSecondStep" in v.message, v.message
+    assert "raised inside the optimizer, not by optbench" in v.message
+
+
+def test_a_crash_of_optbench_itself_is_an_error_never_the_optimizers_failure():
+    def crash():
+        raise KeyError("optbench bookkeeping")  # not inside the optimizer
+
+    v = run_check(CheckItem(test="test_p02_descent", id="x-cpu", prop="P2", subject="x", run=crash))
+    assert v.outcome == ERROR and "optbench internal error (not the subject's fault)" in v.message, v

@@ -1,0 +1,42 @@
+"""P1's decision logic on data: which targets judge correctness, and when a fixed-lr grid "hovers"
+(a distance growing with lr, as sign steps do) rather than being slow. Synthetic results, no training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from optbench.catalogue import catalogue
+from optbench.optimizers.convergence import LR_GRID, P1Result
+from optbench.optimizers.p1 import CORRECTNESS_TARGETS, hovers, p1_role
+
+
+def test_the_declared_correctness_targets_are_what_the_catalogue_data_says():
+    derived = tuple(name for name, t in catalogue().items() if p1_role(t) == "correctness")
+    assert derived == CORRECTNESS_TARGETS, f"p1_role derives {derived}, p1.CORRECTNESS_TARGETS says {CORRECTNESS_TARGETS}"
+    for name in CORRECTNESS_TARGETS:
+        t = catalogue()[name]
+        assert t.kind == "quadratic" and t.condition_number <= 25, (name, t.kind, t.condition_number)
+
+
+def _result(final_dists: list[float | None]) -> P1Result:
+    """One start at distance 2 from x* = 0; per grid lr the final distance (None: diverged)."""
+    n = len(final_dists)
+    starts = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
+    res = P1Result(list(LR_GRID[:n]), [[None] for _ in range(n)], [None if d is not None else 5 for d in final_dists],
+                   [[] for _ in range(n)], [torch.tensor([d if d is not None else math.inf]) for d in final_dists],
+                   [torch.tensor([1.0]) for _ in range(n)], starts, torch.zeros(1, 2, dtype=torch.float64))
+    return res
+
+
+@pytest.mark.parametrize("dists, expected, why", [
+    ([1.9, 1.5, 0.5, 1e-3, 3.2e-3, 0.01, 0.032, None], True, "sign steps: past the slow lrs the residual tracks lr"),
+    ([1.9, 1.5, 0.9, 0.3, 0.05, 0.004, 2e-4, None], False, "slow method: larger lrs end closer"),
+    ([1.9, 1.9, 1.8, 1.7, 1.7, 1.6, 1.6, 1.6], False, "stuck far away: no lr got within a tenth of the start"),
+    ([None] * 8, False, "everything diverged"),
+    ([0.01, 0.0315, None, None, None, None, None, None], True, "two lrs are enough"),
+])
+def test_hovering_is_a_residual_that_grows_with_lr(dists, expected, why):
+    assert hovers(_result(dists)) is expected, why
