@@ -123,13 +123,14 @@ def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: 
     if res.grad_error:
         raise PropertyFailure(what, case, f"on {target.name}: {res.grad_error}", kind="grad", target=target.name)
     ok = [g for g in range(len(lrs)) if res.converged(g)]
-    records = profile_records(case, target, res, budget.epochs)
+    profiled = p1_role(target) == "hard"  # profiles compare optimizers where speed differs: the hard targets
+    records = profile_records(case, target, res, budget.epochs) if profiled else []
     note = ""
     if not ok and cfg.schedule is None and len(lrs) > 1 and hovers(res):
         fixed = res
         res = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=AUTO, **kw)
         ok = [g for g in range(len(lrs)) if res.converged(g)]
-        records += profile_records(case, target, res, budget.epochs)
+        records += profile_records(case, target, res, budget.epochs) if profiled else []
         best = min(range(len(lrs)), key=lambda g: float(fixed.dist[g].max()))
         note = (f" under {res.schedule}: with a constant lr it hovered at a distance that grows with lr "
                 f"(|x - x*| {float(fixed.dist[best].max()):.2g} at lr {lrs[best]:.3g}), as sign or RMS-normalised "

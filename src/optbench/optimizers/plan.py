@@ -6,7 +6,8 @@ budget):
 
 * P1 (``test_converges``): every config x its declared targets in float64 with the primary impl
   (foreach where it exists); float32 on ``booth`` only (precision attainment). ``test_profile``: the
-  profile targets (hard targets nobody declared a budget for) are run and recorded, never judged.
+  profile targets (hard targets nobody declared a budget for) are run and recorded, never judged: a
+  user optimizer's always, the registry's with ``selection.options["profiles"]`` (the bench env).
 * P2-P17 (``test_pNN_*``): every config, primary impl, float64 and float32; the other impls in float64
   for the state- and grad-handling properties P3 P4 P5 P8 P9 P14 P16, and P15 compares every impl with
   the primary one.
@@ -165,7 +166,16 @@ class _Builder:
             known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target))
 
 
-def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str) -> list[CheckItem]:
+def _profile_targets(info: OptimizerInfo, cfg: OptConfig, profiles: bool) -> tuple[str, ...]:
+    """A user optimizer's declared profile targets; for the registry, with ``profiles`` on (the bench env),
+    the hard targets of :data:`p1.PROFILE_TARGETS` this config does not already run as judged P1."""
+    if info.user or not profiles:
+        return tuple(info.profile_targets)
+    return tuple(t for t in P1.PROFILE_TARGETS
+                 if not (info.declares(cfg, t) and not info.exemption(f"P1:{t}", cfg)) and cfg.lr is not None)
+
+
+def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool = False) -> list[CheckItem]:
     impls = list(info.impls.get(device, ()))
     if not impls:
         return []
@@ -180,10 +190,10 @@ def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str) -> list[CheckIt
                 continue
             case = Case(info, cfg, prim, dt, device)
             b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True), target=t)
-    for t in info.profile_targets:  # only explicit exemptions apply: a profile target is never "declared"
+    for t in _profile_targets(info, cfg, profiles):  # never judged, so a P1:<target> exemption does not apply
         case = Case(info, cfg, prim, torch.float64, device)
         b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False), target=t, measure=True,
-              exempt=cfg.exemptions.get(f"P1:{t}") or info.exemptions.get(f"P1:{t}"))
+              exempt=info.exemption("P1") if info.user else None)
     # exact recurrences of the linear methods, coupled L2, batched starts
     for kind in ("exact", "edge", "rate"):
         if cfg.exact is None or (kind != "exact" and cfg.exact != "gd"):
@@ -248,5 +258,5 @@ def optimizer_checks(selection: Selection) -> list[CheckItem]:
     for info in selection.optimizer_infos():
         for cfg in info.configs:
             for device in selection.devices:
-                out.extend(_items_for(info, cfg, device))
+                out.extend(_items_for(info, cfg, device, bool(selection.options.get("profiles"))))
     return out
