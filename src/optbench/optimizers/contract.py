@@ -88,12 +88,13 @@ class Case:
                               **self.kwargs(**overrides))
 
 
-_ACCEPTS: dict[tuple[int, str], frozenset[str]] = {}
+_ACCEPTS: dict[tuple[str, str, str], frozenset[str]] = {}
 
 
 def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
     """Whether the optimizer takes hyperparameter ``key`` (looked up in its ``defaults``)."""
-    cache_key = (id(info), config.name)
+    # keyed by what the optimizer is, not id(info): an id is recycled once its object is collected
+    cache_key = (info.name, info.source, config.name)
     if cache_key not in _ACCEPTS:
         p = torch.zeros(2, 2, requires_grad=True)
         names: frozenset[str] = frozenset()
