@@ -28,7 +28,7 @@ def _items(name: str, tests: tuple[str, ...] | None = None, ids: tuple[str, ...]
 
 @pytest.mark.parametrize("name, detected", [
     ("RefusesLrZero", None), ("LrRequired", None), ("Moded", "train()/eval()"), ("ClosureOnly", "closure"),
-    ("MatrixOnly", "2-D"), ("SparseOnly", "sparse"),
+    ("MatrixOnly", "2-D"), ("SparseOnly", "sparse"), ("NoClosureParam", None),
 ])
 def test_correct_optimizers_following_a_convention_never_fail(name, detected):
     (info,) = load_user_optimizers([f"{name.lower()}={MOD}:{name}"], rootdir=str(ROOT))
@@ -39,6 +39,11 @@ def test_correct_optimizers_following_a_convention_never_fail(name, detected):
     bad = [f"{v.nodeid}: {v.outcome} {v.message}" for v in verdicts if v.outcome not in (PASS, NA, "EXEMPT")]
     assert not bad, f"{name} is correct, yet:\n" + "\n".join(bad)
     assert sum(v.outcome == PASS for v in verdicts) >= 10, [v.nodeid for v in verdicts]
+
+
+def test_a_step_without_a_closure_parameter_makes_p10_not_applicable():
+    (item,) = _items("NoClosureParam", ("test_p10_closure_loss",))
+    assert item.na and "takes no argument" in item.na, item
 
 
 def test_a_constructor_refusing_lr_zero_gets_p3_through_the_param_group():

@@ -9,6 +9,7 @@ Correct (every property must PASS, be N/A or EXEMPT with a detected reason, neve
   MatrixOnly      2-D parameters only
   SparseOnly      sparse gradients only
   SignSGD         a sign-based update (every coordinate moves by exactly lr): needs a decaying lr for P1
+  NoClosureParam  step(self) takes no closure at all (P10 does not apply)
 
 Broken (the property named must FAIL with a diagnosis):
   MovesAtGroupLrZero  refuses lr=0 at construction, yet moves when a scheduler sets the group's lr to 0 (P3)
@@ -175,3 +176,11 @@ class RaisesOnSecondStep(_SGD):
         if self._steps == 2:
             raise RuntimeError("internal buffer size mismatch in RaisesOnSecondStep")
         return super().step(closure)
+
+
+class NoClosureParam(_SGD):
+    """step(self) with no closure parameter at all: P10 does not apply."""
+
+    @torch.no_grad()
+    def step(self):  # type: ignore[override]
+        return super().step()

@@ -89,6 +89,22 @@ class Case:
 
 
 _ACCEPTS: dict[tuple[str, str, str], frozenset[str]] = {}
+_STEP_PARAMS = "<step parameters>"  # a pseudo-key: step() takes at least one argument (the closure)
+
+
+def _step_takes_argument(opt: torch.optim.Optimizer) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(opt.step).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C step: assume the standard signature
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+def step_takes_closure(info: OptimizerInfo, config: OptConfig) -> bool:
+    """Whether ``step`` has a parameter at all (``step(self)`` alone cannot be given a closure)."""
+    return accepts(info, config, _STEP_PARAMS)
 
 
 def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
@@ -100,7 +116,8 @@ def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
         names: frozenset[str] = frozenset()
         for kw in ({"lr": info.contract_lr}, {}):  # lr passed: a constructor may have no lr default
             try:
-                names = frozenset(info.make([p], config, **kw).defaults)
+                opt = info.make([p], config, **kw)
+                names = frozenset(opt.defaults) | ({_STEP_PARAMS} if _step_takes_argument(opt) else frozenset())
                 break
             except Exception:  # noqa: BLE001 - a constructor that refuses is probed again, then taken as accepting nothing
                 continue

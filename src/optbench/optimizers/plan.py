@@ -94,6 +94,8 @@ def capability_na(case: Case, prop: str) -> str | None:
         return f"{case.name} has no maximize argument"
     if prop == "P12" and not accepts(case.info, case.config, "weight_decay"):
         return f"{case.name} has no weight_decay argument"
+    if prop == "P10" and not C.step_takes_closure(case.info, case.config):
+        return f"{case.name}.step() takes no argument, so it cannot be given a closure"
     return None
 
 
