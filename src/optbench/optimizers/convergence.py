@@ -83,9 +83,18 @@ class P1Result:
     epochs_run: int = 0
     grad_error: str | None = None
     schedule: str | None = None  # the schedule the run used, as it reads ("ExponentialLR(gamma=0.99)")
+    mid: list[float] = field(default_factory=list)  # per group: largest |x - x*| over starts at mid-budget
 
     def converged(self, g: int) -> bool:
         return self.diverged[g] is None and all(e is not None for e in self.reached[g])
+
+    def still_converging(self, g: int) -> bool:
+        """Not there yet, but the largest distance at least halved over the second half of the budget
+        (a slow method: O(1/k) averaging halves it; a stalled or hovering one does not)."""
+        if self.diverged[g] is not None or g >= len(self.mid) or not math.isfinite(self.mid[g]):
+            return False
+        end = float(self.dist[g].max())
+        return math.isfinite(end) and end <= 0.5 * self.mid[g]
 
 
 def _param_shape(info: OptimizerInfo, target) -> tuple[int, ...] | None:
@@ -125,7 +134,8 @@ def run_p1(
     res_x_star = xs_star
     res = P1Result(list(lrs), [[None] * S for _ in lrs], [None] * len(lrs), [[] for _ in lrs],
                    [torch.full((S,), math.inf, dtype=torch.float64) for _ in lrs],
-                   [torch.full((S,), math.inf, dtype=torch.float64) for _ in lrs], starts, res_x_star)
+                   [torch.full((S,), math.inf, dtype=torch.float64) for _ in lrs], starts, res_x_star,
+                   mid=[math.inf] * len(lrs))
 
     # units: (group index, start indices, param)
     def new_param(rows: torch.Tensor) -> torch.Tensor:
@@ -208,7 +218,12 @@ def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_s
             x = rows(read_params(params, opt)).double().cpu() if modes else xp
         history.append(x)
         del history[:-3]
-        fv = vals[0].double().cpu()
+        if modes:  # the loss was taken at the train-mode point: the gap belongs to the point the method returns
+            with torch.no_grad():
+                xe = x.to(dtype=case.dtype)
+                fv = (target.fn(xe) + (0.5 * weight_decay * (xe * xe).sum(-1) if weight_decay else 0)).double()
+        else:
+            fv = vals[0].double().cpu()
         finite = (torch.isfinite(x).all(1) & torch.isfinite(fv)).tolist()
         if check_grad and epoch in GRAD_EPOCHS and res.grad_error is None:
             grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
@@ -237,6 +252,9 @@ def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_s
                 continue
             res.dist[g][ss] = dist[lo:hi]
             res.gap[g][ss] = gap[lo:hi]
+            if epoch == epochs // 2:
+                worst = float(dist[lo:hi].max())
+                res.mid[g] = worst if not math.isfinite(res.mid[g]) else max(res.mid[g], worst)
             # Converged means every start inside the tolerance at the same epoch (passing through the
             # ball while oscillating does not count): leaving it resets the mark.
             for j, s in enumerate(ss):

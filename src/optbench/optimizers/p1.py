@@ -22,6 +22,7 @@ import torch
 
 from ..devices import dtype_name
 from ..schedules import AUTO
+from ..verdict import NotApplicable
 from . import contract as C
 from . import convergence as CV
 from .contract import Case, PropertyFailure
@@ -102,6 +103,37 @@ def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> l
     return out
 
 
+SLOW_FACTOR = 4  # a slow method gets this many times its budget before it is judged
+
+
+def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epochs: int, kw: dict,
+                   res: CV.P1Result, note: str) -> tuple[list[float], str]:
+    """Nothing converged within the budget. A run still converging at its best lr (the distance halved over
+    the second half) is a slow method, not a bug: it gets SLOW_FACTOR x the budget at that lr, and passes
+    if it gets there; if it is still converging then, P1 does not apply at this budget (N/A, with the
+    numbers). Stalled, hovering and diverging runs are left to fail."""
+    live = [g for g in range(len(lrs)) if res.diverged[g] is None]
+    if not live:
+        return [], note
+    g = min(live, key=lambda g: float(res.dist[g].max()))
+    if not res.still_converging(g):
+        return [], note
+    long_epochs = SLOW_FACTOR * epochs
+    schedule = None if res.schedule is None else AUTO
+    longer = CV.run_p1(case, target, starts, [lrs[g]], long_epochs, schedule=schedule, **kw)
+    slow = (f"at lr {lrs[g]:.3g} it was still converging when the {epochs}-epoch budget ran out (largest |x - x*| "
+            f"{res.mid[g]:.2g} at mid-budget, {float(res.dist[g].max()):.2g} at the end)")
+    if longer.converged(0):
+        last = max(e for e in longer.reached[0] if e is not None) + 1
+        return [lrs[g]], (f"{note}; {slow}, and converged within {last} epochs: a slow method, not a bug "
+                          f"(declare epochs = {2 * last} to judge it at that budget)")
+    if longer.still_converging(0):
+        raise NotApplicable(f"on {target.name}: {slow}, and still at {float(longer.dist[0].max()):.2g} (tol_x "
+                            f"{CV.tolerance(case.info, case.dtype)[0]:g}) after {long_epochs} epochs, still "
+                            f"converging: too slow to judge at this budget; declare a budget for it (epochs = ...)")
+    return [], note
+
+
 def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: float = 0.0,
              x_star: torch.Tensor | None = None, f_star: float | None = None, what: str = "P1") -> dict[str, Any]:
     """Run P1 on one target. Raises :class:`PropertyFailure` when ``judge`` and no lr converged; returns the
@@ -128,19 +160,25 @@ def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: 
     note = ""
     if not ok and cfg.schedule is None and len(lrs) > 1 and hovers(res):
         fixed = res
-        res = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=AUTO, **kw)
-        ok = [g for g in range(len(lrs)) if res.converged(g)]
-        records += profile_records(case, target, res, budget.epochs) if profiled else []
+        scheduled = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=AUTO, **kw)
+        records += profile_records(case, target, scheduled, budget.epochs) if profiled else []
         best = min(range(len(lrs)), key=lambda g: float(fixed.dist[g].max()))
-        note = (f" under {res.schedule}: with a constant lr it hovered at a distance that grows with lr "
-                f"(|x - x*| {float(fixed.dist[best].max()):.2g} at lr {lrs[best]:.3g}), as sign or RMS-normalised "
-                f"steps do")
+        hover = (f"with a constant lr it hovered at a distance that grows with lr (|x - x*| "
+                 f"{float(fixed.dist[best].max()):.2g} at lr {lrs[best]:.3g}), as sign or RMS-normalised steps do")
+        if any(scheduled.converged(g) for g in range(len(lrs))):
+            res, ok = scheduled, [g for g in range(len(lrs)) if scheduled.converged(g)]
+            note = f" under {scheduled.schedule}: {hover}"
+        else:  # report the constant-lr run, the method's own regime; the rerun did not help either
+            note = f"; {hover}, and a rerun under {scheduled.schedule} did not converge either"
+    ok_lrs = [lrs[g] for g in ok]
+    if not ok and judge:
+        ok_lrs, note = _slow_or_stuck(case, target, starts, lrs, budget.epochs, kw, res, note)
     band = None
     if budget.lr is None:
-        band = (f"{target.name}: converged for lr in [{lrs[ok[0]]:.3g}, {lrs[ok[-1]]:.3g}] ({len(ok)} of {len(lrs)} "
-                f"grid lrs){note}" if ok else f"{target.name}: no lr of the grid converged{note}")
-    data = {"lr_band": band, "profiles": records, "converged": bool(ok), "schedule": res.schedule}
-    if not ok and judge:
+        band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of {len(lrs)} "
+                f"grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
+    data = {"lr_band": band, "profiles": records, "converged": bool(ok_lrs), "schedule": res.schedule}
+    if not ok_lrs and judge:
         g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max())))
         extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
         bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
