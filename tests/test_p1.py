@@ -40,3 +40,16 @@ def _result(final_dists: list[float | None]) -> P1Result:
 ])
 def test_hovering_is_a_residual_that_grows_with_lr(dists, expected, why):
     assert hovers(_result(dists)) is expected, why
+
+
+@pytest.mark.parametrize("mid, end, diverged, expected, why", [
+    (0.36, 0.001, False, True, "O(1/k) averaging: the distance halved (and more) over the second half"),
+    (0.01, 0.009, False, False, "stalled: a bug stays put"),
+    (0.01, 0.02, False, False, "drifting away"),
+    (0.5, 0.1, True, False, "diverged"),
+    (math.inf, 0.1, False, False, "never measured at mid-budget"),
+])
+def test_still_converging_is_a_halving_over_the_second_half_of_the_budget(mid, end, diverged, expected, why):
+    res = _result([None if diverged else end])
+    res.mid = [mid]
+    assert res.still_converging(0) is expected, why
