@@ -149,11 +149,21 @@ def _subject_text(raised: dict[int, SubjectRaised]) -> str:
     return f"{first.what} raised {first.exc_type} {who}: {first.message} (at {first.where})"
 
 
+_HINTS = {
+    "P20": ("torch.distributed.checkpoint reshards DTensor state; a state tensor of a sharded parameter kept as a "
+            "plain tensor (e.g. of its local shard) is saved as one replicated tensor, rank 0's"),
+}
+
+
 def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | SubjectRaised) -> None:
     if isinstance(raised, SubjectRaised):
-        raise Failure(prop, case, f"{raised.what} raised {raised.exc_type}: {raised.message} "
-                                          f"(at {raised.where})") from None
-    raise Failure(prop, case, _subject_text(raised)) from None
+        text = f"{raised.what} raised {raised.exc_type}: {raised.message} (at {raised.where})"
+    else:
+        text = _subject_text(raised)
+    first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
+    if prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
+        text += f" ({_HINTS[prop]})"
+    raise Failure(prop, case, text) from None
 
 
 def _on_ranks(prop: str, case: Case, fn: Any, *args: Any, what: str) -> list[Any]:
@@ -202,7 +212,7 @@ def check_p18(case: Case) -> dict[str, Any]:
 
 
 def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
-    what = ("DDP with ZeroRedundancyOptimizer(optimizer_class=...)" if zero
+    what = ("DDP (gradient_as_bucket_view=True) with ZeroRedundancyOptimizer(optimizer_class=...)" if zero
             else "DDP (gradient_as_bucket_view=True)")
     ref = _here("P19", case, runs.single_run, STEPS, WORLD_SIZE)
     results = _on_ranks("P19", case, runs.ddp_run, STEPS, zero, what=what)
@@ -210,12 +220,13 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
     rule = rule_for(case, sharded=False)
     d = first_diff(ref["names"], ref["traj"], results[0]["traj"], rule)
     if d is not None:
-        hint = ("each rank steps only its partition of the parameters with its own optimizer instance; does the "
-                "update depend on other parameters?" if zero else
-                "DDP's gradients are views into its communication buckets, reused every step: is p.grad kept "
-                "(not copied) in the state, or changed in place?")
+        hint = ("DDP's gradients are views into its communication buckets, which the next backward overwrites: is "
+                "p.grad kept in the state without a copy, or changed in place?")
+        if zero:
+            hint = (f"each rank steps only its partition of the parameters with its own optimizer instance: does the "
+                    f"update depend on other parameters? Or, as under DDP: {hint}")
         raise Failure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
-                                           f"equal {rule.words} ({hint})")
+                                   f"equal {rule.words} ({hint})")
     return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS}
 
 

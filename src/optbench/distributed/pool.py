@@ -111,8 +111,8 @@ def _short(path: str) -> str:
 def blame_frame(tb: Any, source_files: Sequence[str] = ()) -> str:
     """The frame to name for an exception of the code under test: the innermost frame in one of
     ``source_files`` (the optimizer's own module), else the innermost frame outside torch's machinery,
-    else the innermost frame. ``file:line in func: source line``."""
-    frames = traceback.extract_tb(tb)
+    else the innermost frame. ``file:line in func: source line``. ``tb``: a traceback or a StackSummary."""
+    frames = tb if isinstance(tb, traceback.StackSummary) else traceback.extract_tb(tb)
     if not frames:
         return "?"
     wanted = {os.path.realpath(f) for f in source_files if f}
@@ -123,18 +123,30 @@ def blame_frame(tb: Any, source_files: Sequence[str] = ()) -> str:
     return f"{_short(pick.filename)}:{pick.lineno} in {pick.name}{line}"
 
 
+def _unwrap(exc: BaseException) -> tuple[BaseException, Any, str]:
+    """The exception to report, its traceback, and a note: torch.distributed.checkpoint wraps each rank's
+    exception in a CheckpointException (a BaseException) whose ``failures`` maps rank -> (exception, stack)."""
+    failures = getattr(exc, "failures", None)
+    if isinstance(failures, dict) and failures:
+        rank, pair = sorted(failures.items(), key=lambda kv: kv[0])[0]
+        if isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], BaseException):
+            return pair[0], pair[1], f" [{type(exc).__name__} of checkpoint rank {rank}]"
+    return exc, exc.__traceback__, ""
+
+
 @contextmanager
 def subject(what: str, source_files: Sequence[str] = ()) -> Iterator[None]:
     """Mark a section whose exceptions are findings of the code under test (the optimizer)."""
     try:
         yield
-    except SubjectRaised:
+    except (SubjectRaised, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - any exception of the subject is a finding
-        msg = " ".join(str(exc).split())
+    except BaseException as exc:  # noqa: BLE001 - any exception of the subject is a finding (DCP raises BaseException)
+        inner, tb, note = _unwrap(exc)
+        msg = " ".join(str(inner).split())
         if len(msg) > 600:
             msg = msg[:600] + " ..."
-        raise SubjectRaised(what, type(exc).__name__, msg, blame_frame(exc.__traceback__, source_files)) from None
+        raise SubjectRaised(what, type(inner).__name__, msg + note, blame_frame(tb, source_files)) from None
 
 
 def source_files_of(obj: Any) -> list[str]:
@@ -334,8 +346,9 @@ class _Rank:
 class RankPool:
     """``world_size`` rank processes in one process group, fed tasks by :meth:`run`."""
 
-    def __init__(self, backend: str = "gloo", world_size: int = WORLD_SIZE, timeout_s: float = COLLECTIVE_TIMEOUT_S):
-        self.backend, self.world_size, self.timeout_s = backend, world_size, timeout_s
+    def __init__(self, backend: str = "gloo", world_size: int = WORLD_SIZE, timeout_s: float = COLLECTIVE_TIMEOUT_S,
+                 margin_s: float = TASK_MARGIN_S):
+        self.backend, self.world_size, self.timeout_s, self.margin_s = backend, world_size, timeout_s, margin_s
         self._ranks: list[_Rank] = []
         self._answers: "queue.Queue[Any]" = queue.Queue()
         self._store: Any = None
@@ -448,7 +461,7 @@ class RankPool:
         try:
             for r in self._ranks:
                 r.send(("resync", token, token))
-            deadline = time.monotonic() + RESYNC_TIMEOUT_S + TASK_MARGIN_S
+            deadline = time.monotonic() + RESYNC_TIMEOUT_S + self.margin_s
             answers = 0
             while answers < self.world_size:
                 rank, msg = self._get(deadline, "the process group to resynchronise after a failed task")
@@ -486,7 +499,7 @@ class RankPool:
         out = TaskResult()
         harness: list[str] = []
         pending = set(range(self.world_size))
-        deadline = time.monotonic() + self.timeout_s + TASK_MARGIN_S
+        deadline = time.monotonic() + self.timeout_s + self.margin_s
         while pending:
             try:
                 rank, msg = self._get(deadline, what)
