@@ -61,7 +61,7 @@ TASK_MARGIN_S = 30.0
 START_TIMEOUT_S = float(os.environ.get("OPTBENCH_DIST_START_TIMEOUT", "180"))
 # After a rank reports a failure, how long the parent waits for the other ranks' reports before it kills
 # the pool (the same error usually shows on every rank at once; a peer stuck in a collective never answers).
-GRACE_S = 3.0
+GRACE_S = 5.0
 RESYNC_TIMEOUT_S = 10.0  # a process group that is still in step answers a barrier at once
 
 # Launcher variables a rank must not act on (the suite makes its own rendezvous).
@@ -94,12 +94,6 @@ class SubjectRaised(Exception):
         return f"{self.what} raised {self.exc_type}: {self.message} (at {self.where})"
 
 
-# Frames in these parts of torch are machinery (DTensor dispatch, collectives), not the code under test.
-_MACHINERY = (os.sep + os.path.join("torch", "distributed") + os.sep, os.sep + os.path.join("torch", "_"),
-              os.sep + os.path.join("torch", "utils") + os.sep, os.sep + os.path.join("torch", "nn") + os.sep,
-              os.sep + os.path.join("torch", "autograd") + os.sep)
-
-
 def _short(path: str) -> str:
     parts = path.replace("\\", "/").split("/")
     for anchor in ("site-packages", "dist-packages"):
@@ -108,19 +102,26 @@ def _short(path: str) -> str:
     return "/".join(parts[-3:])
 
 
+def _frame_text(f: Any) -> str:
+    line = f": {f.line.strip()}" if f.line else ""
+    return f"{_short(f.filename)}:{f.lineno} in {f.name}{line}"
+
+
 def blame_frame(tb: Any, source_files: Sequence[str] = ()) -> str:
-    """The frame to name for an exception of the code under test: the innermost frame in one of
-    ``source_files`` (the optimizer's own module), else the innermost frame outside torch's machinery,
-    else the innermost frame. ``file:line in func: source line``. ``tb``: a traceback or a StackSummary."""
+    """Where an exception of the code under test happened: the innermost frame in one of ``source_files``
+    (the optimizer's own module), and the frame that raised when it is another one (e.g. inside DTensor or
+    torch.distributed.checkpoint). ``tb``: a traceback or a StackSummary."""
     frames = tb if isinstance(tb, traceback.StackSummary) else traceback.extract_tb(tb)
     if not frames:
         return "?"
     wanted = {os.path.realpath(f) for f in source_files if f}
-    pick = next((f for f in reversed(frames) if os.path.realpath(f.filename) in wanted), None)
-    if pick is None:
-        pick = next((f for f in reversed(frames) if not any(m in f.filename for m in _MACHINERY)), frames[-1])
-    line = f": {pick.line.strip()}" if pick.line else ""
-    return f"{_short(pick.filename)}:{pick.lineno} in {pick.name}{line}"
+    own = next((f for f in reversed(frames) if os.path.realpath(f.filename) in wanted), None)
+    raised = frames[-1]
+    if own is None:
+        return _frame_text(raised)
+    if own is raised:
+        return _frame_text(own)
+    return f"{_frame_text(own)}; raised in {_frame_text(raised)}"
 
 
 def _unwrap(exc: BaseException) -> tuple[BaseException, Any, str]:
