@@ -185,8 +185,8 @@ _FSDP_STEPS_RAISE = "; the world-size-2 run of P20 takes FSDP2 steps, so it rais
 _RPROP_FSDP = ("step() raises under FSDP2: the foreach path copies the grads into state['prev'] with "
                "torch._foreach_copy_, which has no DTensor sharding strategy (NotImplementedError: Operator "
                "aten._foreach_copy_.default does not have a sharding strategy registered); the for-loop path's "
-               "grad[sign.eq(etaminus)] = 0 (aten.index_put_) raises too (in-place operations that require placement "
-               "changes are not supported)")
+               "masked assignment sign[sign.gt(0)] = etaplus (aten.index_put_) raises too (in-place operations that "
+               "require placement changes are not supported)")
 _ADAFACTOR_FSDP = ("step() raises under FSDP2: the column statistic torch.norm(grad, dim=-2, keepdim=True) reduces "
                    "over the sharded dim 0 into a _NormPartial DTensor, and squaring it in place (torch._foreach_mul_; "
                    "square_() in the for-loop path) would change its placement (RuntimeError: aten.mul.Tensor: "
