@@ -33,9 +33,9 @@ import torch
 
 from ..optimizers.contract import Case, PropertyFailure, rel_tol
 from ..optimizers.info import PROPERTIES
-from ..verdict import CheckFailure
+from ..verdict import CheckFailure, NotApplicable
 from . import runs
-from .pool import WORLD_SIZE, RankPool, SubjectRaised, TaskResult, get_pool
+from .pool import WORLD_SIZE, RankPool, SubjectRaised, TaskNotSendable, TaskResult, get_pool
 
 if issubclass(PropertyFailure, CheckFailure):
     Failure = PropertyFailure
@@ -167,7 +167,11 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
 
 
 def _on_ranks(prop: str, case: Case, fn: Any, *args: Any, what: str) -> list[Any]:
-    result: TaskResult = pool_for(case).run(fn, case, *args, what=f"{prop} {what} for {case.label}")
+    try:
+        result: TaskResult = pool_for(case).run(fn, case, *args, what=f"{prop} {what} for {case.label}")
+    except TaskNotSendable as exc:
+        raise NotApplicable(f"{case.name} cannot be sent to the rank processes ({exc}); define the optimizer in "
+                            f"an importable module (not __main__, not a lambda or a local class)") from None
     if result.subject:
         _raise_subject(prop, case, result.subject)
     return [result.values[r] for r in sorted(result.values)]

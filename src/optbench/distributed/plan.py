@@ -93,6 +93,9 @@ def case_na(case: Case, test: str) -> str | None:
     if test == "test_p20_dcp_resume" and info.closure:
         return (f"torch.distributed.checkpoint's get_state_dict initialises a fresh optimizer's state with "
                 f"step(closure=None), which {name} (closure: step needs a closure) cannot take")
+    if getattr(info.factory, "__module__", None) == "__main__":
+        return (f"{name} is defined in __main__, which the rank processes cannot import; define it in an importable "
+                f"module")
     try:
         pickle.dumps(case)
     except Exception as exc:  # noqa: BLE001

@@ -78,6 +78,10 @@ class PoolTimeout(PoolError):
     """No answer from the ranks within the deadline."""
 
 
+class TaskNotSendable(PoolError):
+    """The task cannot be pickled here or unpickled in a rank (e.g. an optimizer defined in ``__main__``)."""
+
+
 class SubjectRaised(Exception):
     """Raised in a rank when the code under test raised inside a :func:`subject` section.
 
@@ -286,6 +290,10 @@ def rank_main(argv: Sequence[str]) -> int:
         task_id, blob = msg
         try:
             fn, args = pickle.loads(blob)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a class that only the parent's __main__ defines
+            _send(out, (task_id, "unsendable", f"{type(exc).__name__}: {exc}"))
+            continue
+        try:
             payload: tuple[str, Any] = ("ok", _dumps(fn(ctx, *args)))
         except SubjectRaised as exc:
             payload = ("subject", SubjectRaised(exc.what, exc.exc_type, exc.message, exc.where, rank))
@@ -481,14 +489,15 @@ class RankPool:
         """Run ``fn(ctx, *args)`` on every rank and collect the answers.
 
         Returns a :class:`TaskResult`; ``subject`` is non-empty when the code under test raised (the
-        pool is then restarted before the next task). Raises :class:`PoolError` / :class:`PoolTimeout`
-        for optbench's own failures.
+        pool is then resynchronised, or killed and restarted at the next task). Raises
+        :class:`TaskNotSendable` when the task cannot reach the ranks, :class:`PoolError` /
+        :class:`PoolTimeout` for optbench's own failures.
         """
         try:  # fail here, with the reason, before anything is sent
             blob = pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # noqa: BLE001
-            raise PoolError(f"{what}: the task cannot be sent to the rank processes: {type(exc).__name__}: {exc}") \
-                from None
+            raise TaskNotSendable(f"{what}: the task cannot be sent to the rank processes: {type(exc).__name__}: "
+                                  f"{exc}") from None
         self._wait_ready()
         task_id = next(self._ids)
         try:
@@ -499,6 +508,7 @@ class RankPool:
             raise PoolError(f"{what}: a rank process is gone ({exc})") from None
         out = TaskResult()
         harness: list[str] = []
+        unsendable: list[str] = []
         pending = set(range(self.world_size))
         deadline = time.monotonic() + self.timeout_s + self.margin_s
         while pending:
@@ -514,15 +524,20 @@ class RankPool:
             status, payload = msg[1], msg[2]
             if status == "ok":
                 out.values[rank] = _loads(payload)
+            elif status == "unsendable":
+                unsendable.append(payload)
             elif status == "subject":
                 out.subject[rank] = payload
             else:
                 harness.append(payload)
-            if (out.subject or harness) and pending:
+            if (out.subject or harness or unsendable) and pending:
                 deadline = min(deadline, time.monotonic() + GRACE_S)
-        if harness or (out.subject and not self._resync(out)):
+        if unsendable and not (harness or out.subject) and len(unsendable) == self.world_size:
+            raise TaskNotSendable(f"{what}: the rank processes cannot import the task: {unsendable[0]}")
+        if harness or unsendable or (out.subject and not self._resync(out)):
             self.close()  # the process group may be out of step; the next task starts a fresh pool
-        if harness and not out.subject:
+        if (harness or unsendable) and not out.subject:
+            harness += [f"cannot import the task: {u}" for u in unsendable]
             raise PoolError(f"{what}: optbench's distributed harness failed on a rank:\n" + "\n".join(harness))
         return out
 
