@@ -94,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: long-running; deselect with -m 'not slow'",
         "bench: a benchmark in benches/",
         "optbench: an optbench check or benchmark (what --optimizer and --target select)",
+        "distributed: runs under torch.distributed (P18-P20: FSDP2, DDP, ZeRO, distributed checkpoints)",
     ):
         config.addinivalue_line("markers", line)
     try:

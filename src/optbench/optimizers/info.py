@@ -36,6 +36,9 @@ PROPERTIES: dict[str, str] = {
     "P15": "implementation parity",
     "P16": "zero_grad",
     "P17": "determinism",
+    "P18": "FSDP2 parity",
+    "P19": "data-parallel parity (DDP, ZeRO)",
+    "P20": "distributed checkpoint resume",
 }
 
 IMPLS = ("forloop", "foreach", "fused")
@@ -185,6 +188,29 @@ _MUON_P1 = ("with momentum 0.95 the orthogonalised (unit spectral norm) steps ov
             "hundreds of epochs, and Newton-Schulz runs in bfloat16 at ~40 ms a step on CPU: P1 runs on the "
             "'nomomentum' config with lr 1 decayed by 0.85 per epoch (80 epochs)")
 _L2_DECOUPLED = "decoupled weight decay does not minimise f + λ/2·|x|²"
+# ---- P18-P20 (optbench.distributed): torch.optim under FSDP2 and torch.distributed.checkpoint, measured on 2.13.0
+_FSDP_STEPS_RAISE = "; the world-size-2 run of P20 takes FSDP2 steps, so it raises there too"
+_RPROP_FSDP = ("step() raises under FSDP2: the foreach path copies the grads into state['prev'] with "
+               "torch._foreach_copy_, which has no DTensor sharding strategy (NotImplementedError: Operator "
+               "aten._foreach_copy_.default does not have a sharding strategy registered); the for-loop path's "
+               "masked assignment sign[sign.gt(0)] = etaplus (aten.index_put_) raises too (in-place operations that "
+               "require placement changes are not supported)")
+_ADAFACTOR_FSDP = ("step() raises under FSDP2: the column statistic torch.norm(grad, dim=-2, keepdim=True) reduces "
+                   "over the sharded dim 0 into a _NormPartial DTensor, and squaring it in place (torch._foreach_mul_; "
+                   "square_() in the for-loop path) would change its placement (RuntimeError: aten.mul.Tensor: "
+                   "in-place operations that require placement changes are not supported)")
+_LBFGS_FSDP = ("step() flattens every gradient with view(-1) (_gather_flat_grad), which DTensor refuses for an "
+               "unevenly sharded parameter (RuntimeError: Cannot flatten unevenly sharded tensor: dimension 0 (size 3) "
+               "is not evenly divisible by mesh dimension 0 (size 2))")
+_MUON_FSDP = ("under FSDP2 Newton-Schulz runs on the sharded bfloat16 gradient: its Frobenius norm is reduced from "
+              "per-shard bf16 norms, and a matrix with more rows than columns is orthogonalised as its transpose, "
+              "whose inner dimension is the sharded one, so every X·Xᵀ sums per-rank bf16 partial products; the extra "
+              "bf16 roundings, amplified by the 5 quintic iterations, change the 6x4 weight's update by 2-4% on the "
+              "first step (evenly sharded matrices with no more rows than columns match one process bit for bit)")
+_NADAM_DCP = ("state['mu_product'] is a float32 scalar whatever the param dtype, and set_state_dict (through "
+              "Optimizer.load_state_dict) casts it to the param's dtype, so a float64 run resumed from a "
+              "torch.distributed.checkpoint continues with a float64 mu_product where the uninterrupted run keeps "
+              "float32: it differs by ~4e-11 one step after the load (the P8.state_dict bug, through DCP)")
 _LINESEARCH_DT = ("a line search takes discrete accept/reject decisions, so float32 rounding changes the accepted "
                   "step: float32 and float64 trajectories need not stay close")
 
@@ -349,7 +375,8 @@ def builtin_registry() -> list[OptimizerInfo]:
             impls=_all_impls(_FL),
             known={"P8.state_dict@float64": "state['mu_product'] is created as a float32 scalar whatever the param dtype, and "
                          "load_state_dict casts it to the param's dtype, so a float64 run resumed from a state_dict "
-                         "differs from the uninterrupted one (by ~1e-12)"},
+                         "differs from the uninterrupted one (by ~1e-12)",
+                   "P20@float64": _NADAM_DCP},
             source="torch.optim.NAdam",
         ),
         OptimizerInfo(
@@ -392,6 +419,7 @@ def builtin_registry() -> list[OptimizerInfo]:
             exemptions={"P12": f"Rprop {_NO_WD}", "P1.l2": f"Rprop {_NO_WD}",
                         "P3": "Rprop's per-element step sizes are clamped to step_sizes[0] (1e-6) from the second "
                               "step on, so lr=0 still moves by ±1e-6: lr only sets the initial step size"},
+            known={"P18": _RPROP_FSDP, "P20": _RPROP_FSDP + _FSDP_STEPS_RAISE},
             source="torch.optim.Rprop",
         ),
         OptimizerInfo("asgd", O.ASGD,
@@ -453,6 +481,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                                "lacks self._params and step() raises AttributeError",
                 "P14": "_gather_flat_grad uses p.grad.view(-1), which raises on the non-contiguous grad of a "
                        "transposed parameter",
+                "P18": _LBFGS_FSDP,
             },
             source="torch.optim.LBFGS",
         ),
@@ -487,6 +516,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                     "P1:himmelblau": "Adafactor's relative step (RMS of x times lr) hovers at ~1e-2 from Himmelblau's "
                                      "minimiser with a constant lr (measured: 3000 epochs, lr 0.01-0.05)",
                 },
+                known={"P18": _ADAFACTOR_FSDP, "P20": _ADAFACTOR_FSDP + _FSDP_STEPS_RAISE},
                 source="torch.optim.Adafactor",
             )
         )
@@ -500,7 +530,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                     OptConfig("nomomentum", {"weight_decay": 0.0, "momentum": 0.0, "nesterov": False}, lr=1.0,
                               epochs=80, schedule={"name": "ExponentialLR", "gamma": 0.85},
                               exemptions={f"P{i}": "the contract is checked on Muon's default config"
-                                          for i in range(2, 18)}),
+                                          for i in range(2, 21)}),
                 ),
                 random_starts=1,
                 # Newton-Schulz in bfloat16 costs ~40 ms a step on CPU: the contract runs in float32 only.
@@ -512,6 +542,7 @@ def builtin_registry() -> list[OptimizerInfo]:
                 weight_decay="decoupled",
                 targets=("sphere_4d",),
                 exemptions={"P11": f"Muon {_NO_MAX}"},
+                known={"P18": _MUON_FSDP},
                 source="torch.optim.Muon",
             )
         )
