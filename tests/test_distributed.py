@@ -32,17 +32,11 @@ DIAGNOSIS = {
 }
 
 
-# The infos stay alive for the session: contract.accepts caches per id(info), and a freed info's id could be
-# reused by another test's object, which would then read this one's cached answer.
-_INFOS: list = []
-
-
 @pytest.fixture(scope="module")
 def verdicts():
     specs = [f"{n.lower()}=tests.planted.dist_bugs:{n}" for n in PLANTED_DIST] + \
         [f"{CORRECT}=tests.planted.dist_bugs:DistRef"]
     infos = load_user_optimizers(specs, rootdir=str(ROOT))
-    _INFOS.extend(infos)
     items = distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
     return {(it.subject, it.test): run_check(it) for it in items}
 

@@ -32,20 +32,9 @@ from typing import Any, Sequence
 import torch
 
 from ..optimizers.contract import Case, PropertyFailure, rel_tol
-from ..optimizers.info import PROPERTIES
-from ..verdict import CheckFailure, NotApplicable
+from ..verdict import NotApplicable
 from . import runs
 from .pool import WORLD_SIZE, RankPool, SubjectRaised, TaskNotSendable, TaskResult, get_pool
-
-if issubclass(PropertyFailure, CheckFailure):
-    Failure = PropertyFailure
-else:  # until contract.PropertyFailure derives from verdict.CheckFailure (planned): a PropertyFailure that is both
-
-    class Failure(PropertyFailure, CheckFailure):  # type: ignore[no-redef]
-        def __init__(self, prop: str, case: Case | None, message: str) -> None:
-            where = f"{PROPERTIES.get(prop, '')}, {case.label}" if case is not None else PROPERTIES.get(prop, "")
-            CheckFailure.__init__(self, prop, where, message)
-
 
 STEPS = 3  # P18/P19: every planted and upstream bug known here shows within 2 steps
 K_STEPS, N_STEPS = 2, 2  # P20: steps before the checkpoint, steps after it
@@ -163,7 +152,7 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
     first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
     if prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
         text += f" ({_HINTS[prop]})"
-    raise Failure(prop, case, text) from None
+    raise PropertyFailure(prop, case, text) from None
 
 
 def _on_ranks(prop: str, case: Case, fn: Any, *args: Any, what: str) -> list[Any]:
@@ -189,7 +178,7 @@ def _replicas_agree(prop: str, case: Case, results: list[dict[str, Any]], where:
     for r, other in enumerate(results[1:], start=1):
         d = first_diff(base["names"], base["traj"], other["traj"], exact_rule())
         if d is not None:
-            raise Failure(prop, case, f"{where}: the replicas on rank 0 and rank {r} diverged at {d.text()} "
+            raise PropertyFailure(prop, case, f"{where}: the replicas on rank 0 and rank {r} diverged at {d.text()} "
                                               f"(every rank applies the same averaged gradient, so the optimizer "
                                               f"must take the same step on each; is there rank-dependent state or "
                                               f"randomness?)")
@@ -205,7 +194,7 @@ def check_p18(case: Case) -> dict[str, Any]:
     rule = rule_for(case, sharded=True)
     d = first_diff(ref["names"], ref["traj"], got["traj"], rule)
     if d is not None:
-        raise Failure("P18", case, f"under FSDP2 (fully_shard over 2 ranks; parameters are DTensors, "
+        raise PropertyFailure("P18", case, f"under FSDP2 (fully_shard over 2 ranks; parameters are DTensors, "
                                            f"Shard(0)) the run differs from one process at {d.text(sharded=True)}; "
                                            f"expected equal {rule.words} (is a norm, a sum or a statistic computed "
                                            f"on the local shard, e.g. via .to_local()?)")
@@ -229,7 +218,7 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
         if zero:
             hint = (f"each rank steps only its partition of the parameters with its own optimizer instance: does the "
                     f"update depend on other parameters? Or, as under DDP: {hint}")
-        raise Failure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
+        raise PropertyFailure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
                                    f"equal {rule.words} ({hint})")
     return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS}
 
@@ -253,12 +242,12 @@ def _resume_failure(case: Case, how: str, resumed: dict[str, Any], want_traj: Se
     names = resumed["names"]
     at_load = first_diff(names, want_traj[:1], resumed["traj"][:1], rule, first_step=K_STEPS)
     if at_load is not None:
-        raise Failure("P20", case, f"{how}: the model parameters right after the load differ from those "
+        raise PropertyFailure("P20", case, f"{how}: the model parameters right after the load differ from those "
                                            f"{saved_where} ({at_load.text()}): the checkpoint did not restore the "
                                            f"model")
     d = first_diff(names, want_traj, resumed["traj"], rule, first_step=K_STEPS)
     if d is not None:
-        raise Failure("P20", case, f"{how}: the resumed run differs from the uninterrupted one at {d.text()}; "
+        raise PropertyFailure("P20", case, f"{how}: the resumed run differs from the uninterrupted one at {d.text()}; "
                                            f"expected equal {rule.words}. The parameters were restored exactly, so "
                                            f"the optimizer state was not (is state kept outside state_dict(), or as "
                                            f"plain tensors of the local shard, which a checkpoint cannot reshard?)")
@@ -308,4 +297,4 @@ CHECKS = {
     "test_p20_dcp_resume": ("P20", check_p20),
 }
 
-__all__ = ["CHECKS", "Failure", "check_p18", "check_p19_ddp", "check_p19_zero", "check_p20"]
+__all__ = ["CHECKS", "check_p18", "check_p19_ddp", "check_p19_zero", "check_p20"]

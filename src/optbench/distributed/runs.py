@@ -63,14 +63,7 @@ class CaseFactory:
         return self.case.make(params, **kwargs)
 
 
-# Every OptimizerInfo a rank unpickles stays alive for the rank's life: optbench.optimizers.contract.accepts caches
-# its answer under id(info), and a rank unpickles a new info per task; a freed one's id can be reused by the next,
-# which would then get the previous optimizer's answer (e.g. weight_decay passed to Rprop, which has none).
-_ALIVE: list[Any] = []
-
-
 def _rank_case(ctx: RankContext, case: Case) -> Case:
-    _ALIVE.append(case.info)
     return Case(case.info, case.config, case.impl, case.dtype, ctx.device)
 
 

@@ -97,7 +97,7 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
                           f"allowed: {', '.join(sorted(_KEYS))}")
     for key, reason in dict(entry.get("exemptions", {})).items():
         if not _EXEMPT_RE.match(key) or key.split(":")[0].split(".")[0] not in PROPERTIES:
-            raise ConfigError(f"{where}: optimizers.{name}.exemptions: {key!r} is not a property; use P1..P17 "
+            raise ConfigError(f"{where}: optimizers.{name}.exemptions: {key!r} is not a property; use P1..P{len(PROPERTIES)} "
                               f"(optionally P1:<target>)")
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{where}: optimizers.{name}.exemptions.{key} has no reason; an exemption must say "
