@@ -346,10 +346,10 @@ def _power(text: str, node: ast.AST, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr
     """``a**b`` after the checks that keep sympy from evaluating something it cannot finish."""
     if not b.free_symbols:
         if not a.free_symbols:
-            if b.is_real is False or abs(b) > MAX_INT_POWER:
+            if b.is_real is False or abs(b) > MAX_INT_POWER or (b.is_Rational and b.q > MAX_INT_POWER):
                 raise ExpressionError(
                     f"expression {_short(text)}: numeric power with exponent {b}{_where(node)} is too large "
-                    f"(|exponent| <= {MAX_INT_POWER})"
+                    f"(|exponent| <= {MAX_INT_POWER} and a denominator <= {MAX_INT_POWER}: sympy evaluates it exactly)"
                 )
             if a == 0 and b.is_negative:
                 raise ExpressionError(f"expression {_short(text)}: 0**{b}{_where(node)} is a division by zero")
@@ -368,6 +368,30 @@ def _power(text: str, node: ast.AST, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr
             "optbench evaluates targets exactly at rational points and could not finish: lower the degree"
         )
     return out
+
+
+def _check_constant(e: sympy.Expr, what: str) -> None:
+    """A sub-expression without variables (its own sub-trees already checked): defined, real, exact
+    numbers of bounded size, finite in float64. For sympy expressions given directly; the parser
+    makes the same checks with the column where they fail."""
+    if e.has(*_UNDEFINED):
+        raise ExpressionError(f"{what}: {_short(str(e))} is undefined (a division by zero, 0 to a negative power or "
+                              "log(0)); fix the formula")
+    if e.is_Rational:
+        if max(abs(e.p), e.q) >= 10**MAX_DIGITS:
+            raise ExpressionError(f"{what}: a number has more than {MAX_DIGITS} digits; rescale the target")
+        if e.p and abs(e.p).bit_length() - e.q.bit_length() > _FLOAT_MAX_BITS:
+            raise ExpressionError(f"{what}: a number is beyond float64 (1.8e308); rescale the target")
+        return
+    if e.is_real is False:
+        raise ExpressionError(f"{what}: {_short(str(e))} is not real; targets are real functions")
+    if type(e).__name__ in _GROWS and abs(float(sympy.N(e.args[0], 15))) > 709:
+        raise ExpressionError(f"{what}: {_short(str(e))} overflows float64 (argument above 709); rescale the target")
+    num = complex(sympy.N(e, 15))
+    if num.imag != 0:
+        raise ExpressionError(f"{what}: {_short(str(e))} is not real; targets are real functions")
+    if not math.isfinite(num.real):
+        raise ExpressionError(f"{what}: {_short(str(e))} overflows float64 (1.8e308); rescale the target")
 
 
 def check_size(expr: sympy.Expr, what: str = "expression", variables: Sequence[sympy.Symbol] | None = None) -> dict:
@@ -398,9 +422,9 @@ def check_size(expr: sympy.Expr, what: str = "expression", variables: Sequence[s
             deg, terms = 1, 1
         elif not e.free_symbols:
             deg, terms = 0, 1
-            for r in e.atoms(sympy.Rational):
-                if abs(r.p) >= 10**MAX_DIGITS or r.q >= 10**MAX_DIGITS:
-                    raise ExpressionError(f"{what}: a number has more than {MAX_DIGITS} digits; rescale the target")
+            if isinstance(e, sympy.Function):
+                fn, ex = fn + 1, ex + (type(e).__name__ in _GROWS)
+            _check_constant(e, what)
         elif e.is_Add:
             degs = [k[0] for k in kids]
             deg = None if any(d is None for d in degs) else max(degs)

@@ -68,6 +68,17 @@ class _Alarm(BaseException):
 _ACTIVE = threading.local()
 
 
+def time_limit_enforced() -> bool:
+    """Whether :func:`time_limit` can arm its alarm here and now."""
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and not getattr(_ACTIVE, "on", False)
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float):
     """Raise :class:`OutOfTime` when the block runs longer than ``seconds`` (wall time).
@@ -77,15 +88,7 @@ def time_limit(seconds: float):
     example pytest-timeout) and no interval timer armed; elsewhere, and for a nested block, it is a
     no-op and the up-front size bounds (:func:`optbench.expr.check_size`, :data:`MAX_BEZOUT`) stand
     alone."""
-    usable = (
-        seconds > 0
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and not getattr(_ACTIVE, "on", False)
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
-        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    )
-    if not usable:
+    if not (seconds > 0 and time_limit_enforced()):
         yield
         return
 

@@ -53,15 +53,20 @@ def _inside(point, box) -> bool:
 
 
 def _exact(c) -> sympy.Expr:
+    """An exact real number from what a user writes for a coordinate; TypeError when it is not one."""
     if isinstance(c, bool):
-        raise TargetError(f"point coordinate {c!r} is a bool, not a number")
+        raise TypeError(f"point coordinate {c!r} is a bool, not a number")
     if isinstance(c, float):
-        return sympy.Rational(repr(c))  # the decimal the user wrote: -1.2 is -6/5
-    if isinstance(c, str):
-        return to_expr(c)
-    if isinstance(c, torch.Tensor):
-        return sympy.Rational(float(c))
-    return sympy.sympify(c, strict=True) if not isinstance(c, sympy.Basic) else c
+        out = sympy.Rational(repr(c))  # the decimal the user wrote: -1.2 is -6/5
+    elif isinstance(c, str):
+        out = to_expr(c)
+    elif isinstance(c, torch.Tensor):
+        out = sympy.Rational(float(c))
+    else:
+        out = sympy.sympify(c, strict=True) if not isinstance(c, sympy.Basic) else c
+    if not isinstance(out, sympy.Expr) or out.free_symbols or out.is_real is not True or not out.is_finite:
+        raise TypeError(f"{c!r} is not a finite real number")
+    return out
 
 
 class Target:
@@ -121,7 +126,10 @@ class Target:
             if variables is not None:
                 if isinstance(variables, str):
                     variables = variables.replace(",", " ").split()
-                var_names = [v.name if isinstance(v, sympy.Symbol) else str(v) for v in variables]
+                var_names = [v.name if isinstance(v, sympy.Symbol) else v for v in variables]
+                bad = [v for v in var_names if not (isinstance(v, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", v))]
+                if bad:
+                    raise TargetError(f"target {name!r}: variables {bad!r} must be names such as x, y or x1")
             e = to_expr(expr, var_names)
             check_size(e, "the expression")  # also for a sympy expression given directly
         except ExpressionError as exc:
@@ -161,7 +169,14 @@ class Target:
                     f"target {name!r}: shape {shape} must be positive ints with {self.dim} entries in all (d = {self.dim})"
                 )
         self.shape = shape
-        self.tags = frozenset(tags)
+        if isinstance(tags, str):
+            tags = (tags,)
+        try:
+            self.tags = frozenset(tags)
+        except TypeError:
+            raise TargetError(f"target {name!r}: tags={tags!r} must be strings such as {{'convex'}}") from None
+        if not all(isinstance(t, str) for t in self.tags):
+            raise TargetError(f"target {name!r}: tags={sorted(map(repr, self.tags))} must be strings such as {{'convex'}}")
         if isinstance(impl, type) and issubclass(impl, torch.autograd.Function):
             impl = impl.apply  # an autograd.Function under test: call it through apply
         if impl is not None and not callable(impl):
@@ -201,7 +216,10 @@ class Target:
             self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: gp[i].diff(self.variables[j]).as_expr())
         self.numeric = minima.Numeric(e, self.variables, self.gradient, self.hessian)
         self.domain = self._box(domain, "domain") if domain is not None else None
-        self.lower_bound = None if lower_bound is None else _exact(lower_bound)
+        try:
+            self.lower_bound = None if lower_bound is None else _exact(lower_bound)
+        except (TypeError, ValueError, sympy.SympifyError) as exc:
+            raise TargetError(f"target {name!r}: lower_bound={lower_bound!r} is not an exact real number ({exc})") from None
         self._phase = "checking that it is bounded below"
         self._check_bounded_below()
         if self.domain is None and self.kind == "transcendental":
@@ -240,6 +258,8 @@ class Target:
     def _box(self, box, what):
         try:
             out = tuple((_exact(lo), _exact(hi)) for lo, hi in box)
+        except ExpressionError as exc:
+            raise TargetError(f"target {self.name!r}: {what}: {exc}") from None
         except (TypeError, ValueError, sympy.SympifyError):
             raise TargetError(f"target {self.name!r}: {what} must be ((lo, hi), ...) with one pair per variable") from None
         if len(out) == 1 and self.dim > 1:
@@ -255,7 +275,9 @@ class Target:
             p = (p,)
         try:
             pt = tuple(_exact(c) for c in p)
-        except (TypeError, sympy.SympifyError):
+        except ExpressionError as exc:
+            raise TargetError(f"target {self.name!r}: {what} {p!r}: {exc}") from None
+        except (TypeError, ValueError, sympy.SympifyError):
             raise TargetError(f"target {self.name!r}: {what} {p!r} is not a point of {self.dim} numbers") from None
         if len(pt) != self.dim:
             raise TargetError(
@@ -529,6 +551,16 @@ class Target:
                         f"target {self.name!r}: f at the {what} {_fmt_point(p)} is {mpmath.nstr(v, 6)}, not a finite "
                         f"real float64; move the {what} or rescale the expression"
                     )
+        for p in self.start:  # an optimizer's first step reads the gradient there
+            try:
+                gn = self.numeric.gradient_norm(p)
+            except (TypeError, ValueError, ArithmeticError):
+                gn = mpmath.inf
+            if not gn < _FLOAT64_MAX:
+                raise TargetError(
+                    f"target {self.name!r}: |grad f| at the start {_fmt_point(p)} is {mpmath.nstr(gn, 6)}, not a finite "
+                    "float64; move the start or rescale the expression"
+                )
 
     # ------------------------------------------------------------------ public API
 
