@@ -17,7 +17,7 @@ from optbench import Target
 from optbench import target_checks as TC
 from optbench.devices import cuda_skip_reason
 from optbench.plan import Selection, checks
-from optbench.verdict import ERROR, FAIL, NA, PASS, CheckFailure, run_check
+from optbench.verdict import ERROR, FAIL, NA, PASS, CheckFailure, NotApplicable, run_check
 
 
 def _rosen(x):
@@ -150,3 +150,41 @@ def test_every_property_is_documented_and_every_check_has_one():
         assert fn.__doc__
     for dtypes in (d for _, _, _, d in TC.G_CHECKS):
         assert set(dtypes) <= {torch.float32, torch.float64}
+
+
+@pytest.mark.parametrize(
+    "make, na",
+    [
+        # exp(1e6 x): central differences with h = 1e-6 give 1.18e6 for the derivative 1e6 at 0
+        (lambda: Target("steep", "x**2 + exp(1000000*x)", start=[0], domain=[(-1, 1)], stationary_guesses=[(-1e-5,)]),
+         {"T10 separable": "cannot evaluate"}),
+        # 1e-320 * y**2: its float32 gradient underflows to exactly 0 (not a kernel bug)
+        (lambda: Target("tiny", "x**2 + 1e-320*y**2", start=[(1, 1)], tags={"psd"}), {}),
+        # a coefficient beyond float32: nothing can be judged in float32
+        (lambda: Target("huge", "x**2 + 1e300*y**2", start=[(1, 1)], tags={"psd"}),
+         {"G1 value@float32": "constant 1e+300 is beyond float32"}),
+        # degree 5000, with the stationary guess the refusal of the exact derivation asks for
+        (lambda: Target("deg5000", "x**5000 - x", start=[0.5], stationary_guesses=[(0.9983,)]), {}),
+        (lambda: Target("tan_pole", "tan(x)**2", start=[1], domain=[(-2, 2)], stationary_guesses=[(0.1,)]),
+         {"T10 separable": "cannot evaluate"}),
+    ],
+    ids=["exp-1e6x", "subnormal-coefficient", "coefficient-beyond-float32", "degree-5000", "tan-with-poles"],
+)
+def test_extreme_but_correct_targets_are_never_failed(make, na):
+    """Precision: a correct target whose values or derivatives leave a dtype's range, or defeat finite
+    differences, gets N/A with the reason on the affected checks, never FAIL or ERROR."""
+    verdicts = _verdicts(make())
+    bad = [(v.nodeid, v.outcome, v.message) for v in verdicts if v.outcome not in (PASS, NA)]
+    assert not bad, bad
+    for key, needle in na.items():
+        prop, _, dt = key.partition("@")
+        hits = [v for v in verdicts if v.prop == prop and (not dt or dt in v.id)]
+        assert hits and all(v.outcome == NA and needle in v.message for v in hits), [(v.id, v.message) for v in hits]
+
+
+def test_gradcheck_leaves_out_points_where_finite_differences_cannot_resolve_the_function():
+    t = Target("steep", "x**2 + exp(1000000*x)", start=[0], domain=[(-1, 1)], stationary_guesses=[(-1e-5,)])
+    assert TC.check_gradcheck(t) == {"points": 4, "gradcheck_points": 3, "gradgradcheck_points": 3}  # not x = 0
+    with pytest.raises(NotApplicable, match="cannot resolve"):
+        TC.check_gradcheck(Target("steeper", "x**2 + exp(1000000*x)", start=[0], domain=[(-1e-3, 1e-3)],
+                                  stationary_guesses=[(-1e-5,)]))

@@ -4,7 +4,8 @@ Tolerances are *relative to a running-error scale*, not to the value itself. Eva
 ``f = sum(t_i)`` in floating point commits an error of about ``n * eps * sum(|t_i|)``, so the scale of
 an expression at a point is computed by :func:`error_scale` (every sum replaced by the sum of the
 magnitudes of its terms, with the usual first-order propagation through functions). A result is
-accepted when ``|got - exact| <= RTOL[dtype] * error_scale``. This is what makes one tolerance per
+accepted when ``|got - exact| <= RTOL[dtype] * error_scale`` (plus the dtype's smallest normal
+number, :func:`underflow_floor`, below which no float has relative accuracy). This is what makes one tolerance per
 dtype honest both for Rosenbrock at (-1.2, 1) (large, cancelling terms) and for a gradient that is
 exactly zero at a minimizer. Points are dyadic rationals, so the input itself is exact in every dtype.
 """
@@ -169,9 +170,13 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
     subs = {s: sp.Rational(Fraction(p).numerator, Fraction(p).denominator) for s, p in zip(syms, point)}
     rtol = RTOL[dtype]
     big = torch.finfo(dtype).max
+    floor = underflow_floor(dtype)
     g_exprs, h_exprs = derivative_exprs(target.expr, syms)
     exprs = {"value": [target.expr], "gradient": g_exprs, "hessian": [h for row in h_exprs for h in row]}
     pt = "(" + ", ".join(_fmt(p) for p in point) + ")"
+    const = largest_constant(target.expr)
+    if not const < big:
+        return [], f"the expression's constant {const:.3g} is beyond {dtype_label(dtype)}'s range ({big:.3g})"
     scales = {}
     for q in what:
         try:
@@ -187,20 +192,20 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
     out: list[Mismatch] = []
     if "value" in what:
         exact_f = target.expr.subs(subs)
-        allowed = rtol * scales["value"][0]
+        allowed = rtol * scales["value"][0] + floor
         err = abs(float(value) - float(exact_f))
         if not err <= allowed:
             out.append(Mismatch("value", tuple(point), exact_f, float(value), err, allowed))
     if "gradient" in what:
         g_exact = [g.subs(subs) for g in g_exprs]
-        g_allowed = [rtol * sc for sc in scales["gradient"]]
+        g_allowed = [rtol * sc + floor for sc in scales["gradient"]]
         g_err = [abs(float(a) - float(b)) for a, b in zip(grad.tolist(), g_exact)]
         if not all(e <= a for e, a in zip(g_err, g_allowed)):
             out.append(Mismatch("gradient", tuple(point), g_exact, grad.tolist(), max(g_err), max(g_allowed)))
     if "hessian" in what:
         d = len(syms)
         h_exact = [[h.subs(subs) for h in row] for row in h_exprs]
-        h_allowed = [[rtol * scales["hessian"][i * d + j] for j in range(d)] for i in range(d)]
+        h_allowed = [[rtol * scales["hessian"][i * d + j] + floor for j in range(d)] for i in range(d)]
         got_h = hess.tolist()
         h_err = [[abs(float(a) - float(b)) for a, b in zip(r1, r2)] for r1, r2 in zip(got_h, h_exact)]
         if not all(e <= a for re, ra in zip(h_err, h_allowed) for e, a in zip(re, ra)):
@@ -208,6 +213,21 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
                 Mismatch("hessian", tuple(point), h_exact, got_h, max(max(r) for r in h_err), max(max(r) for r in h_allowed))
             )
     return out, None
+
+
+@functools.lru_cache(maxsize=256)
+def largest_constant(expr: sp.Expr) -> float:
+    """The largest |number| written in the expression: a float evaluation in a dtype whose range it
+    exceeds turns it into inf (and inf * 0 into NaN) whatever the point."""
+    vals = [abs(float(sp.N(n, 15))) for n in expr.atoms(sp.Number, sp.NumberSymbol)]
+    return max(vals, default=0.0)
+
+
+def underflow_floor(dtype: torch.dtype) -> float:
+    """The absolute error every comparison also allows: the dtype's smallest normal number. Below it a
+    result is subnormal or flushed to 0 and has no relative accuracy left (1e-320 * y has a float32
+    gradient of exactly 0); it is far below anything else the tolerances allow (float64: 2.2e-308)."""
+    return float(torch.finfo(dtype).tiny)
 
 
 def dtype_label(dtype: torch.dtype) -> str:

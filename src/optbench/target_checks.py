@@ -18,7 +18,9 @@ with ids ``<target>-<dtype>-<device>``. Nothing here imports pytest.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import math
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Sequence
 
@@ -29,7 +31,8 @@ from torch.autograd.gradcheck import GradcheckError
 
 from . import minima
 from .devices import cuda_skip_reason, dtype_name
-from .gradcheck import RTOL, RTOL_REASON, BadOutput, compare_point, dyadic_points, error_scale
+from .gradcheck import (RTOL, RTOL_REASON, BadOutput, compare_point, dyadic_points, error_scale,
+                        underflow_floor)
 from .loop import run_loop
 from .plan import Selection
 from .verdict import CheckFailure, CheckItem, NotApplicable, SubjectRaised
@@ -280,13 +283,20 @@ def check_compiled(target, dtype: torch.dtype = torch.float64, device: Any = "cp
     pts = target.sample_points(4, seed=1)
     x = torch.tensor([[float(c) for c in p] for p in pts], dtype=torch.float64)
     got = target.reference(x).tolist()
+    judged = 0
     for p, g in zip(pts, got):
-        want = float(sympy.N(target.exact_value(p), 30))
+        exact = complex(sympy.N(target.exact_value(p), 30))
+        if exact.imag != 0 or not abs(exact.real) < torch.finfo(torch.float64).max:
+            continue  # f is beyond float64 (or not real) there: nothing a float64 evaluation could match
+        judged += 1
+        want = exact.real
         tol = 1e-11 + 1e-11 * abs(want)  # float64 rounding of the expression's operations, with headroom
         if not abs(g - want) <= tol:
             raise _fail(prop, where, f"at x = {_pt(p)} the compiled expression gives {g!r}, expected {want!r} "
                                      f"(|err| = {abs(g - want):.3g}, allowed 1e-11 + 1e-11 |f| = {tol:.3g}: float64 "
                                      f"rounding)")
+    if not judged:
+        raise NotApplicable(f"f is beyond float64's range or not real at every sampled point, e.g. x = {_pt(pts[0])}")
 
 
 def check_quadratic_form(target, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> None:
@@ -311,7 +321,11 @@ def check_separable(target, dtype: torch.dtype = torch.float64, device: Any = "c
     point or endpoint of g_i (stationary points enumerated from a grid, refined at 50 digits): the
     global claim checked independently of the stated lower bound."""
     prop, where = "T10 separable", _where(target)
-    res = minima.separable_global_min(target.expr, target.variables, target.domain)
+    try:
+        res = minima.separable_global_min(target.expr, target.variables, target.domain)
+    except (ValueError, ArithmeticError, TypeError) as exc:  # a pole, a complex value or an overflow on the grid
+        raise NotApplicable(f"1-D enumeration cannot evaluate {target.name} on its box ({type(exc).__name__}: "
+                            f"{' '.join(str(exc).split())[:120]}); its global claim rests on its stated lower bound")
     if res is None:
         raise NotApplicable(f"{target.name} is not separable; its global claim rests on its stated lower bound")
     low, argmins = res
@@ -373,41 +387,77 @@ def _in_float64_range(target, point) -> bool:
     return scale < 1e300  # finite differences need headroom below float64's 1.8e308
 
 
-def check_gradcheck(target, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> None:
+FD_STEP = 1e-6  # torch.autograd.gradcheck's default eps
+
+
+@functools.lru_cache(maxsize=256)
+def _fd_derivatives(expr: sympy.Expr, variables: tuple) -> tuple[list, list]:
+    """d^3 f / dx_j^3 and d^4 f / dx_i dx_j^3: the leading truncation terms of central differences."""
+    third = [sympy.diff(expr, v, 3) for v in variables]
+    return third, [[sympy.diff(t, w) for t in third] for w in variables]
+
+
+def _fd_resolvable(target, point, order: int) -> bool:
+    """Whether central differences with h = FD_STEP resolve the derivative at the point: their
+    truncation error h^2/6 |d^3 f/dx_j^3| (gradcheck) or h^2/6 |d_i d^3 f/dx_j^3| (gradgradcheck,
+    whose random grad_outputs lie in [-1, 1]) stays within half the smallest tolerance the check
+    allows (atol 1e-5 resp. 1e-4). Otherwise a disagreement would be the method's, not the backward's:
+    exp(1e6 x) at 0 has the derivative 1e6 and the central difference 1.18e6."""
+    third, fourth = _fd_derivatives(target.expr, tuple(target.variables))
+    exprs, budget = (third, 0.5e-5) if order == 1 else ([e for row in fourth for e in row], 0.5e-4)
+    subs = dict(zip(target.variables, _exact(point)))
+    try:
+        worst = max(abs(complex(sympy.N(e.xreplace(subs), 15))) for e in exprs)
+    except (TypeError, ValueError, ArithmeticError):
+        return False
+    return FD_STEP**2 / 6 * worst <= budget
+
+
+def check_gradcheck(target, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> dict:
     """G4: ``torch.autograd.gradcheck`` and ``gradgradcheck`` (central differences, h = 1e-6) on the
     sampled points batched as (n, d): float64 only, as torch requires. Finite differences lose
     ~eps * |output| / h = 2.2e-10 |output| to round-off, so the absolute tolerance grows with the
     output's magnitude (the ellipsoid's gradient reaches 1e6): 1e-9 x scale is 5x that round-off. This
-    cross-checks autograd with a method that shares no code with sympy or the backward."""
+    cross-checks autograd with a method that shares no code with sympy or the backward. Points where
+    the values leave float64's range, or where h = 1e-6 is too coarse for the function (its truncation
+    error alone could use up the tolerance), are not used; the returned data counts the points used."""
     prop, where = "G4 gradcheck", _where(target, dtype, device)
     pts = [p for p in check_points(target) if _in_float64_range(target, p)]
-    if not pts:
-        raise NotApplicable("no sampled point has values within float64's range for finite differences")
-    x = torch.tensor([[float(c) for c in p] for p in pts], dtype=dtype, device=device).requires_grad_(True)
-    at = f" at the points {', '.join(_pt(p) for p in pts)}"
-    with _subject(target, prop, where, at):
-        value = target(x)
-        if not isinstance(value, torch.Tensor) or value.shape != x.shape[:1]:
-            got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-            raise SubjectRaised(prop, where, f"the callable under test returned {got} for a batch of shape "
-                                             f"{tuple(x.shape)}; expected shape {tuple(x.shape[:1])} (one value per row)")
-        (grad,) = torch.autograd.grad(value.sum(), x)
-    f_scale = max(1.0, float(value.detach().abs().max()))
-    g_scale = max(1.0, float(grad.abs().max()))
-    checks = (
-        ("gradcheck", torch.autograd.gradcheck, 1e-5 + 1e-9 * f_scale, 1e-4, f"1e-5 + 1e-9 x max|f| ({f_scale:.3g})"),
-        ("gradgradcheck", torch.autograd.gradgradcheck, 1e-4 + 1e-9 * g_scale, 1e-3,
-         f"1e-4 + 1e-9 x max|grad f| ({g_scale:.3g})"),
-    )
-    for name, fn, atol, rtol, atol_text in checks:
+    sets = {order: [p for p in pts if _fd_resolvable(target, p, order)] for order in (1, 2)}
+    if not sets[1] and not sets[2]:
+        raise NotApplicable(f"central differences with h = {FD_STEP:g} cannot resolve the derivatives of "
+                            f"{target.name} at any sampled point (values beyond float64, or a truncation error "
+                            f"h^2/6 |f'''| beyond the tolerance)")
+    for order, name, fn in ((1, "gradcheck", torch.autograd.gradcheck),
+                            (2, "gradgradcheck", torch.autograd.gradgradcheck)):
+        if not sets[order]:
+            continue
+        x = torch.tensor([[float(c) for c in p] for p in sets[order]], dtype=dtype, device=device).requires_grad_(True)
+        at = f" at the points {', '.join(_pt(p) for p in sets[order])}"
+        with _subject(target, prop, where, at):
+            value = target(x)
+            if not isinstance(value, torch.Tensor) or value.shape != x.shape[:1]:
+                got = f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise SubjectRaised(prop, where, f"the callable under test returned {got} for a batch of shape "
+                                                 f"{tuple(x.shape)}; expected shape {tuple(x.shape[:1])} (one value "
+                                                 f"per row)")
+            (grad,) = torch.autograd.grad(value.sum(), x)
+        if order == 1:
+            scale = max(1.0, float(value.detach().abs().max()))
+            atol, rtol, atol_text = 1e-5 + 1e-9 * scale, 1e-4, f"1e-5 + 1e-9 x max|f| ({scale:.3g})"
+        else:
+            scale = max(1.0, float(grad.abs().max()))
+            atol, rtol, atol_text = 1e-4 + 1e-9 * scale, 1e-3, f"1e-4 + 1e-9 x max|grad f| ({scale:.3g})"
         with _subject(target, prop, where, at):
             try:
-                fn(target, (x,), eps=1e-6, atol=atol, rtol=rtol)
+                fn(target, (x,), eps=FD_STEP, atol=atol, rtol=rtol)
             except GradcheckError as exc:
-                raise _fail(prop, where, f"torch.autograd.{name}{at}: {_gradcheck_text(exc)} (numerical = central differences "
-                                         f"with h = 1e-6 = expected, analytical = the backward = got; atol = "
-                                         f"{atol_text} = {atol:.3g}, rtol = {rtol:g}: finite-difference round-off is "
-                                         f"~2.2e-10 x |output|)") from None
+                raise _fail(prop, where, f"torch.autograd.{name}{at}: {_gradcheck_text(exc)} (numerical = central "
+                                         f"differences with h = 1e-6 = expected, analytical = the backward = got; "
+                                         f"atol = {atol_text} = {atol:.3g}, rtol = {rtol:g}: finite-difference "
+                                         f"round-off is ~2.2e-10 x |output|)") from None
+    return {"points": len(check_points(target)), "gradcheck_points": len(sets[1]),
+            "gradgradcheck_points": len(sets[2])}
 
 
 def _gradcheck_text(exc: BaseException, keep: int = 500) -> str:
@@ -422,9 +472,17 @@ def _gradcheck_text(exc: BaseException, keep: int = 500) -> str:
 
 
 def _symbolic_grad(target, x: torch.Tensor) -> tuple[list[float], dict]:
-    """The exact gradient at the float point the optimizer actually reached (as exact rationals)."""
+    """The exact gradient at the float point the optimizer actually reached (as exact rationals);
+    components beyond float64 come back as +-inf."""
     subs = {s: sympy.Rational(float(v)) for s, v in zip(target.variables, x.tolist())}
-    return [float(g.xreplace(subs)) for g in target.gradient], subs
+    out = []
+    for g in target.gradient:
+        v = g.xreplace(subs)
+        try:
+            out.append(float(v))
+        except OverflowError:
+            out.append(math.copysign(math.inf, v))
+    return out, subs
 
 
 def check_loop_gradient(target, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> None:
@@ -437,9 +495,15 @@ def check_loop_gradient(target, dtype: torch.dtype = torch.float64, device: Any 
     opt = torch.optim.SGD([x], lr=STEP / g0)
     mismatches = []
 
+    big, floor = torch.finfo(dtype).max, underflow_floor(dtype)
+    beyond: list[int] = []
+
     def check(epoch, loss):
         expected, subs = _symbolic_grad(target, x.detach().cpu())
-        allowed = [RTOL[dtype] * error_scale(g, subs) for g in target.gradient]
+        allowed = [RTOL[dtype] * error_scale(g, subs) + floor for g in target.gradient]
+        if not all(abs(a) < big and tol < big for a, tol in zip(expected, allowed)):
+            beyond.append(epoch)  # the exact gradient is beyond the dtype's range here: nothing to compare
+            return
         got = x.grad.detach().cpu().tolist()
         if any(not abs(a - b) <= tol for a, b, tol in zip(got, expected, allowed)):
             mismatches.append(f"epoch {epoch}: x = {_pt(x.detach().cpu().tolist())}, expected grad {_pt(expected)}, "
@@ -452,6 +516,8 @@ def check_loop_gradient(target, dtype: torch.dtype = torch.float64, device: Any 
         raise _fail(prop, where, "p.grad differs from the symbolic gradient: " + "; ".join(mismatches[:2]) + more
                     + f"; tolerance RTOL[{dtype_name(dtype)}] = {RTOL[dtype]:g} x the running-error scale "
                       f"({RTOL_REASON[dtype]})")
+    if beyond and len(beyond) == traj.epochs_run:
+        raise NotApplicable(f"the exact gradient is beyond {dtype_name(dtype)}'s range along the loop from {_pt(start)}")
     if traj.epochs_run != EPOCHS or traj.diverged:
         raise _fail(prop, where, f"the loop from x = {_pt(start)} (SGD, lr = {STEP / g0:.3g}) ran {traj.epochs_run} of "
                                  f"{EPOCHS} epochs" + (f": non-finite loss or x at epoch {traj.nonfinite_epoch}"
@@ -469,6 +535,8 @@ def check_accumulation(target, dtype: torch.dtype = torch.float64, device: Any =
     with _subject(target, prop, where, f" at x = {_pt(start)}"):
         run_loop(lambda: target(x), [x], opt, EPOCHS, zero_grad=False, on_epoch=lambda e, l: seen.append(x.grad.clone()))
     g1 = torch.tensor(_symbolic_grad(target, x.detach().cpu())[0], dtype=dtype)
+    if not bool(torch.isfinite(EPOCHS * g1).all()):
+        raise NotApplicable(f"{EPOCHS} x the exact gradient at {_pt(start)} is beyond {dtype_name(dtype)}'s range")
     scale = max(1.0, float(g1.abs().max()))
     for k, g in enumerate(seen, start=1):
         # k additions of the same float64 gradient: error <= k * eps * |g| per entry, 1e-12 relative is ample
