@@ -191,20 +191,20 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
 
     out: list[Mismatch] = []
     if "value" in what:
-        exact_f = target.expr.subs(subs)
+        exact_f = target.expr.xreplace(subs)
         allowed = rtol * scales["value"][0] + floor
         err = abs(float(value) - float(exact_f))
         if not err <= allowed:
             out.append(Mismatch("value", tuple(point), exact_f, float(value), err, allowed))
     if "gradient" in what:
-        g_exact = [g.subs(subs) for g in g_exprs]
+        g_exact = [g.xreplace(subs) for g in g_exprs]
         g_allowed = [rtol * sc + floor for sc in scales["gradient"]]
         g_err = [abs(float(a) - float(b)) for a, b in zip(grad.tolist(), g_exact)]
         if not all(e <= a for e, a in zip(g_err, g_allowed)):
             out.append(Mismatch("gradient", tuple(point), g_exact, grad.tolist(), max(g_err), max(g_allowed)))
     if "hessian" in what:
         d = len(syms)
-        h_exact = [[h.subs(subs) for h in row] for row in h_exprs]
+        h_exact = [[h.xreplace(subs) for h in row] for row in h_exprs]
         h_allowed = [[rtol * scales["hessian"][i * d + j] + floor for j in range(d)] for i in range(d)]
         got_h = hess.tolist()
         h_err = [[abs(float(a) - float(b)) for a, b in zip(r1, r2)] for r1, r2 in zip(got_h, h_exact)]
