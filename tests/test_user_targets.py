@@ -88,8 +88,11 @@ _T_TESTS = {
         ("tests.user_targets.not_targets:things", "not an optbench.Target"),
         ("tests.user_targets.not_targets:raises", "raised RuntimeError: boom"),
         ("just-a-name", "is not of the form module:attr"),
+        ("tests.user_targets.unfinishable:t", "raised TargetError: target 't': grad f = 0 has gradient components of "
+                                              "degree 4999"),
     ],
-    ids=["no-module", "no-attribute", "a-number", "a-list-of-non-targets", "factory-raises", "malformed"],
+    ids=["no-module", "no-attribute", "a-number", "a-list-of-non-targets", "factory-raises", "malformed",
+         "derivation-cannot-finish"],
 )
 def test_bad_target_spec_is_a_one_line_usage_error(pytester, monkeypatch, spec, needle):
     monkeypatch.syspath_prepend(str(ROOT))
