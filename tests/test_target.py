@@ -208,6 +208,19 @@ def test_a_derivation_over_its_time_budget_is_a_one_line_refusal(monkeypatch):
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+def test_the_time_budget_comes_from_the_environment_and_a_bad_value_is_one_line(monkeypatch):
+    from optbench import minima
+    from optbench.errors import OptbenchError
+
+    monkeypatch.delenv("OPTBENCH_DERIVE_SECONDS", raising=False)
+    assert minima.derive_seconds() == minima.DERIVE_SECONDS == 20
+    monkeypatch.setenv("OPTBENCH_DERIVE_SECONDS", "90")
+    assert minima.derive_seconds() == 90
+    monkeypatch.setenv("OPTBENCH_DERIVE_SECONDS", "soon")
+    with pytest.raises(OptbenchError, match="OPTBENCH_DERIVE_SECONDS='soon' is not a positive number of seconds"):
+        Target("t", "x**2")
+
+
 @pytest.mark.parametrize(
     "make, needle",
     [

@@ -48,8 +48,26 @@ MAX_CANDIDATES = 20_000  # Cartesian-product candidates before the polynomial pa
 MAX_BEZOUT = 100
 # Backstop for what the up-front bounds cannot predict: building a Target (differentiation,
 # derivation, verification) gets this many seconds of wall time, enforced with SIGALRM where that is
-# possible (the main thread, no other alarm armed). The catalogue's slowest target takes ~1 s.
-DERIVE_SECONDS = float(os.environ.get("OPTBENCH_DERIVE_SECONDS", "20"))
+# possible (the main thread, no other alarm armed). The catalogue's slowest target takes ~1 s; the
+# environment variable OPTBENCH_DERIVE_SECONDS overrides it (see derive_seconds()).
+DERIVE_SECONDS = 20.0
+
+
+def derive_seconds() -> float:
+    """The time budget of one Target's construction: OPTBENCH_DERIVE_SECONDS, else DERIVE_SECONDS."""
+    text = os.environ.get("OPTBENCH_DERIVE_SECONDS")
+    if text is None:
+        return DERIVE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        from .errors import OptbenchError
+
+        raise OptbenchError(f"OPTBENCH_DERIVE_SECONDS={text!r} is not a positive number of seconds; unset it "
+                            f"(default {DERIVE_SECONDS:g}) or give one, e.g. 60")
+    return value
 
 
 class OutOfTime(Exception):

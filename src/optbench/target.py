@@ -187,7 +187,7 @@ class Target:
             raise TargetError(f"target {name!r}: derive={derive!r}; use auto, groebner or guesses")
         self._phase = "differentiating it"
         try:
-            with minima.time_limit(minima.DERIVE_SECONDS):
+            with minima.time_limit(minima.derive_seconds()):
                 self._build(kind, domain, basin, start, lower_bound, minimizers, stationary_guesses, derive)
         except minima.OutOfTime as exc:
             raise TargetError(
