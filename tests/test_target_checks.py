@@ -188,3 +188,35 @@ def test_gradcheck_leaves_out_points_where_finite_differences_cannot_resolve_the
     with pytest.raises(NotApplicable, match="cannot resolve"):
         TC.check_gradcheck(Target("steeper", "x**2 + exp(1000000*x)", start=[0], domain=[(-1e-3, 1e-3)],
                                   stationary_guesses=[(-1e-5,)]))
+
+
+def test_optbench_own_crash_inside_a_user_check_is_a_harness_error_not_the_kernel(monkeypatch, rosen):
+    """A crash of optbench's code is never reported as the kernel's fault, even where it runs between
+    the kernel's calls (the exact side of G1-G3, the loop hook of G5)."""
+    from optbench import gradcheck
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("optbench bug")
+
+    monkeypatch.setattr(gradcheck, "error_scale", broken)
+    monkeypatch.setattr(TC, "error_scale", broken)
+    verdicts = {v.prop: v for v in _verdicts(rosen) if v.id == "rosen-float64-cpu"}
+    for prop in ("G1 value", "G2 gradient", "G5 loop gradient"):
+        assert verdicts[prop].outcome == ERROR and "optbench internal error" in verdicts[prop].message, verdicts[prop]
+
+
+def test_a_backward_that_gives_no_gradient_is_named():
+    class NoGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return (x * x).sum(-1)
+
+        @staticmethod
+        def backward(ctx, g):
+            return None
+
+    verdicts = {v.prop: v for v in _verdicts(Target("nograd", "x**2 + y**2", impl=NoGrad))}
+    for prop in ("G2 gradient", "G5 loop gradient", "G6 accumulation"):
+        assert verdicts[prop].outcome == FAIL, verdicts[prop]
+    assert "p.grad is None after backward" in verdicts["G5 loop gradient"].message
+    assert "p.grad is None after backward" in verdicts["G6 accumulation"].message

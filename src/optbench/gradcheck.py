@@ -123,6 +123,14 @@ class BadOutput(ValueError):
     """The callable under test returned something that is not one value per point."""
 
 
+class SubjectError(Exception):
+    """The callable under test, or its backward, raised ``original`` (not this module's own code)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
 def autograd_derivatives(fn: Callable, x: torch.Tensor, order: int = 2) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """f(x), grad f(x) (``order >= 1``) and the Hessian by double backward (``order == 2``, through
     create_graph), for x of shape (d,). The input always requires grad, as it does in training."""
@@ -177,34 +185,39 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
     const = largest_constant(target.expr)
     if not const < big:
         return [], f"the expression's constant {const:.3g} is beyond {dtype_label(dtype)}'s range ({big:.3g})"
+    exact = {q: [e.xreplace(subs) for e in exprs[q]] for q in what}
     scales = {}
     for q in what:
-        try:
-            scales[q] = [error_scale(e, subs) for e in exprs[q]]
-        except (TypeError, ValueError, ArithmeticError):  # complex (sqrt or log of a negative), a pole
+        if not all(_finite_real(v) for v in exact[q]):  # a pole, or sqrt/log of a negative number
             return [], f"the exact {q} at x = {pt} is not a finite real number (is the domain where f is defined?)"
+        scales[q] = [error_scale(e, subs) for e in exprs[q]]
         if not all(sc < big for sc in scales[q]):
             return [], f"the exact {q} at x = {pt} is beyond {dtype_label(dtype)}'s range ({big:.3g})"
     order = 2 if "hessian" in what else (1 if "gradient" in what else 0)
     x = torch.tensor([float(p) for p in point], dtype=dtype, device=device)
-    value, grad, hess = autograd_derivatives(fn, x, order)
+    try:
+        value, grad, hess = autograd_derivatives(fn, x, order)
+    except BadOutput:
+        raise
+    except Exception as exc:  # the callable under test (forward or backward) raised
+        raise SubjectError(exc) from exc
 
     out: list[Mismatch] = []
     if "value" in what:
-        exact_f = target.expr.xreplace(subs)
+        exact_f = exact["value"][0]
         allowed = rtol * scales["value"][0] + floor
         err = abs(float(value) - float(exact_f))
         if not err <= allowed:
             out.append(Mismatch("value", tuple(point), exact_f, float(value), err, allowed))
     if "gradient" in what:
-        g_exact = [g.xreplace(subs) for g in g_exprs]
+        g_exact = exact["gradient"]
         g_allowed = [rtol * sc + floor for sc in scales["gradient"]]
         g_err = [abs(float(a) - float(b)) for a, b in zip(grad.tolist(), g_exact)]
         if not all(e <= a for e, a in zip(g_err, g_allowed)):
             out.append(Mismatch("gradient", tuple(point), g_exact, grad.tolist(), max(g_err), max(g_allowed)))
     if "hessian" in what:
         d = len(syms)
-        h_exact = [[h.xreplace(subs) for h in row] for row in h_exprs]
+        h_exact = [exact["hessian"][i * d:(i + 1) * d] for i in range(d)]
         h_allowed = [[rtol * scales["hessian"][i * d + j] + floor for j in range(d)] for i in range(d)]
         got_h = hess.tolist()
         h_err = [[abs(float(a) - float(b)) for a, b in zip(r1, r2)] for r1, r2 in zip(got_h, h_exact)]
@@ -213,6 +226,15 @@ def compare_point(target, point: Sequence, dtype: torch.dtype, device: str | tor
                 Mismatch("hessian", tuple(point), h_exact, got_h, max(max(r) for r in h_err), max(max(r) for r in h_allowed))
             )
     return out, None
+
+
+def _finite_real(v: sp.Expr) -> bool:
+    if v.is_Rational:
+        return True
+    if v.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        return False
+    num = complex(sp.N(v, 15))
+    return num.imag == 0 and math.isfinite(num.real)
 
 
 @functools.lru_cache(maxsize=256)

@@ -31,7 +31,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from . import minima
 from .devices import cuda_skip_reason, dtype_name
-from .gradcheck import (RTOL, RTOL_REASON, BadOutput, compare_point, dyadic_points, error_scale,
+from .gradcheck import (RTOL, RTOL_REASON, BadOutput, SubjectError, compare_point, dyadic_points, error_scale,
                         underflow_floor)
 from .loop import run_loop
 from .plan import Selection
@@ -104,21 +104,42 @@ def _fail(prop: str, where: str, message: str) -> CheckFailure:
     return CheckFailure(prop, where, " ".join(message.split()))
 
 
+class _Own(Exception):
+    """An exception of optbench's own code raised inside a :func:`_subject` block (``original``)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
 @contextlib.contextmanager
-def _subject(target, prop: str, where: str, at: str = "") -> Iterator[None]:
-    """Exceptions raised while the user's ``impl`` runs are its findings; the compiled expression of a
-    target without ``impl`` is optbench's own code, so its exceptions propagate (ERROR)."""
+def _subject(target, prop: str, where: str, at: str = "", *, marked_only: bool = False) -> Iterator[None]:
+    """Exceptions of the callable under test inside the block are findings of the user's ``impl``
+    (:class:`SubjectRaised`, a FAIL); with ``marked_only`` only those that ``compare_point`` marks as
+    the callable's (:class:`SubjectError`) are, for blocks that also run optbench's own code. A
+    target without ``impl`` runs optbench's compiled expression, and optbench's own exceptions
+    (:class:`_Own`) are never the subject's: both propagate (``run_check`` reports ERROR)."""
     try:
         yield
     except (CheckFailure, NotApplicable):
         raise
+    except _Own as exc:
+        raise exc.original from None
     except BadOutput as exc:
         raise SubjectRaised(prop, where, f"the callable under test {exc}{at}") from exc
-    except Exception as exc:  # noqa: BLE001 - the subject's exception, reported with its message
+    except SubjectError as exc:
         if target.impl is None:
+            raise exc.original from None
+        raise _raised(prop, where, exc.original, at) from exc.original
+    except Exception as exc:  # noqa: BLE001 - the subject's exception, reported with its message
+        if target.impl is None or marked_only:
             raise
-        text = " ".join(str(exc).split())
-        raise SubjectRaised(prop, where, f"the callable under test raised {type(exc).__name__}: {text[:300]}{at}") from exc
+        raise _raised(prop, where, exc, at) from exc
+
+
+def _raised(prop: str, where: str, exc: BaseException, at: str) -> SubjectRaised:
+    text = " ".join(str(exc).split())
+    return SubjectRaised(prop, where, f"the callable under test raised {type(exc).__name__}: {text[:300]}{at}")
 
 
 def check_points(target) -> list[tuple[Fraction, ...]]:
@@ -316,6 +337,9 @@ def check_quadratic_form(target, dtype: torch.dtype = torch.float64, device: Any
         raise _fail(prop, where, f"A = {A.tolist()} is not positive definite (eigenvalues {list(A.eigenvals())})")
 
 
+_GLOBAL_CLAIM = "its global claim rests on its stated lower bound, where it has one, and on T7's sampling"
+
+
 def check_separable(target, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> None:
     """T10: for f = sum_i g_i(x_i) the box minimum is the sum of the 1-D minima, each the lowest stationary
     point or endpoint of g_i (stationary points enumerated from a grid, refined at 50 digits): the
@@ -325,9 +349,9 @@ def check_separable(target, dtype: torch.dtype = torch.float64, device: Any = "c
         res = minima.separable_global_min(target.expr, target.variables, target.domain)
     except (ValueError, ArithmeticError, TypeError) as exc:  # a pole, a complex value or an overflow on the grid
         raise NotApplicable(f"1-D enumeration cannot evaluate {target.name} on its box ({type(exc).__name__}: "
-                            f"{' '.join(str(exc).split())[:120]}); its global claim rests on its stated lower bound")
+                            f"{' '.join(str(exc).split())[:120]}); {_GLOBAL_CLAIM}")
     if res is None:
-        raise NotApplicable(f"{target.name} is not separable; its global claim rests on its stated lower bound")
+        raise NotApplicable(f"{target.name} is not separable; {_GLOBAL_CLAIM}")
     low, argmins = res
     with mpmath.workdps(minima.DPS):
         fstar = minima.to_mpf(target.f_star)
@@ -350,7 +374,7 @@ def _autograd(target, dtype: torch.dtype, device: Any, prop: str, quantity: str)
     problems, skipped = [], []
     for pt in check_points(target):
         point = _exact(pt)
-        with _subject(target, prop, where, f" at x = {_pt(point)}"):
+        with _subject(target, prop, where, f" at x = {_pt(point)}", marked_only=True):
             mismatches, beyond = compare_point(target, point, dtype, device, what=(quantity,))
         problems += mismatches
         if beyond:
@@ -511,10 +535,19 @@ def check_loop_gradient(target, dtype: torch.dtype = torch.float64, device: Any 
     beyond: list[int] = []
 
     def check(epoch, loss):
+        try:
+            _compare(epoch)
+        except Exception as exc:  # optbench's own code runs inside the subject's loop: keep it apart
+            raise _Own(exc) from exc
+
+    def _compare(epoch):
         expected, subs = _symbolic_grad(target, x.detach().cpu())
         allowed = [RTOL[dtype] * error_scale(g, subs) + floor for g in target.gradient]
         if not all(abs(a) < big and tol < big for a, tol in zip(expected, allowed)):
             beyond.append(epoch)  # the exact gradient is beyond the dtype's range here: nothing to compare
+            return
+        if x.grad is None:
+            mismatches.append(f"epoch {epoch}: p.grad is None after backward (the backward gave x no gradient)")
             return
         got = x.grad.detach().cpu().tolist()
         if any(not abs(a - b) <= tol for a, b, tol in zip(got, expected, allowed)):
@@ -545,12 +578,16 @@ def check_accumulation(target, dtype: torch.dtype = torch.float64, device: Any =
     opt = torch.optim.SGD([x], lr=0.0)
     seen: list[torch.Tensor] = []
     with _subject(target, prop, where, f" at x = {_pt(start)}"):
-        run_loop(lambda: target(x), [x], opt, EPOCHS, zero_grad=False, on_epoch=lambda e, l: seen.append(x.grad.clone()))
+        run_loop(lambda: target(x), [x], opt, EPOCHS, zero_grad=False,
+                 on_epoch=lambda e, l: seen.append(None if x.grad is None else x.grad.clone()))
     g1 = torch.tensor(_symbolic_grad(target, x.detach().cpu())[0], dtype=dtype)
     if not bool(torch.isfinite(EPOCHS * g1).all()):
         raise NotApplicable(f"{EPOCHS} x the exact gradient at {_pt(start)} is beyond {dtype_name(dtype)}'s range")
     scale = max(1.0, float(g1.abs().max()))
     for k, g in enumerate(seen, start=1):
+        if g is None:
+            raise _fail(prop, where, f"after {k} epochs at x = {_pt(start)}: p.grad is None after backward, expected "
+                                     f"{k} x {_pt(g1.tolist())} (the backward gave x no gradient)")
         # k additions of the same float64 gradient: error <= k * eps * |g| per entry, 1e-12 relative is ample
         if not torch.allclose(g.cpu(), k * g1, rtol=1e-12, atol=1e-12 * scale * k):
             raise _fail(prop, where, f"after {k} epochs without zero_grad at x = {_pt(start)}: expected p.grad = {k} x "
