@@ -67,6 +67,65 @@ def test_parse_refuses_with_one_line(text, needle):
     assert needle in msg
 
 
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("x**99999999999", "exponent beyond 10000"),
+        ("x**1e10 + x**2", "exponent beyond 10000"),  # a float exponent is an exact integer
+        ("x**(10**10/3)", "exponent beyond 10000"),
+        ("(x**1000)**1000", "exponent beyond 10000"),  # sympy folds it into x**1000000
+        ("(2*x)**(10**60)", "exponent beyond 10000"),  # refused before sympy computes 2**(10**60)
+        ("x**" + "9" * 1200, "more than 1000 digits"),
+        ("x**2 + 1" + "0" * 400, "beyond float64"),
+        ("x**2 + 0**-1", "division by zero"),
+        ("x**2 + (x - x)**-1", "division by zero"),
+        ("x**2 + 1/(x - x)", "division by zero"),
+        ("x**2 + log(0)", "undefined"),
+        ("x**2 + log(x - x)", "undefined"),
+        ("x**2 + sqrt(-1)", "not real"),
+        ("x**2 + log(-2)", "not real"),
+        ("x**2 + asin(2)", "not real"),
+        ("x**2 + exp(1000)", "overflows float64"),
+        ("x**2 + exp(exp(10))", "overflows float64"),
+        ("exp(exp(exp(exp(x))))", "nested 4 deep, beyond 3"),
+        ("x**x**x**x**x", "nested 4 deep"),
+        ("sin(" * 11 + "x" + ")" * 11, "nested 11 deep, beyond 10"),
+        ("(a+b+c+d+e+f+g+h)**40", "terms, beyond 2000"),
+        ("(" * 70 + "x" + ")**2" * 70, "nested more than 64 levels deep"),
+        ("+".join(["x**2"] * 4000), "for Python's parser"),
+        ("-" * 10000 + "x", "for Python's parser"),
+        ("x" + "**x" * 3000, "for Python's parser"),
+    ],
+    ids=["exponent-1e11", "float-exponent-1e10", "rational-exponent", "folded-power", "huge-power-of-product",
+         "1200-digit-exponent", "beyond-float64", "zero-to-minus-one", "zero-base-after-cancelling",
+         "divide-by-cancelled-zero", "log-of-zero", "log-of-cancelled-zero", "sqrt-of-negative", "log-of-negative",
+         "asin-of-2", "exp-overflow", "exp-of-exp-overflow", "exp-nested-4", "power-tower", "sin-nested-11",
+         "multinomial-expansion", "deep-parentheses", "4000-term-chain", "10000-unary-minus", "3000-power-chain"],
+)
+def test_sizes_and_undefined_values_are_refused_at_once_in_one_line(text, needle):
+    """Each of these used to hang, overflow or raise a raw exception; the bounds are checked before
+    sympy is asked to do the work, so every refusal is immediate."""
+    with pytest.raises(ExpressionError) as info:
+        parse_expression(text)
+    msg = str(info.value)
+    assert "\n" not in msg and needle in msg, msg
+
+
+def test_long_sums_and_products_are_flattened_not_nested():
+    # 500 terms: as nested BinOps this would be 500 levels deep; the parser walks the chain iteratively
+    e = parse_expression(" + ".join(f"{k}*x**2" for k in range(1, 501)) + " - y/2/2*3")
+    assert sympy.expand(e - (125250 * x**2 - sympy.Rational(3, 4) * y)) == 0
+
+
+def test_check_size_reports_the_bounds_without_expanding():
+    from optbench.expr import check_size
+
+    info = check_size(parse_expression("(x + y + 1)**30 * sin(exp(x))"))
+    assert info["degree"] is None and info["terms"] == 496 and info["function nesting"] == 2
+    assert info["exp nesting"] == 1
+    assert check_size(parse_expression("(x + y)**3 + x*y"))["degree"] == 3
+
+
 def test_caret_is_refused_with_a_hint_to_use_double_star():
     with pytest.raises(ExpressionError, match=r"'\^'.*write '\*\*'"):
         parse_expression("x^2")

@@ -144,6 +144,126 @@ def test_injection_in_a_target_expression_is_refused():
     one_line_error(lambda: Target("inj", "__import__('os').getcwd()"), "'inj'", "not allowed")
 
 
+# ------------------------------------------------------------------ derivations that could not finish
+
+
+@pytest.mark.parametrize(
+    "make, needles",
+    [
+        # measured before the bounds: still running after 120 s
+        (lambda: Target("t", "x**5000 - x", start=[0.5]), ("degree 4999", "Bezout", "stationary_guesses=", "derive='guesses'")),
+        (lambda: Target("t", "x**99999999999", start=[0.5]), ("exponent beyond 10000", "lower the degree")),
+        # measured before: a raw OverflowError: too many digits in integer
+        (lambda: Target("t", "exp(exp(exp(exp(x))))", start=[0.5]), ("nested 4 deep", "nest fewer")),
+        (lambda: Target("t", "x**12 + y**12 + x**5*y**5 + x*y", start=[(1, 1)]), ("121 complex solutions",)),
+        (lambda: Target("t", " + ".join(f"(x{i}**2 - 1)**2" for i in range(30))), ("Bezout", "derive='guesses'")),
+        (lambda: Target("t", " + ".join(f"x{i}**2" for i in range(40))), ("40 variables, beyond 32",)),
+    ],
+    ids=["degree-5000", "exponent-1e11", "exp-nested-4", "bezout-121", "separable-30d-quartic", "40-variables"],
+)
+def test_a_derivation_that_cannot_finish_is_refused_up_front(make, needles):
+    msg = one_line_error(make, "'t'", *needles)
+    assert "\n" not in msg
+
+
+def _needs_the_alarm():
+    from optbench import minima
+
+    if not minima.time_limit_enforced():  # a thread other than the main one, or SIGALRM owned by someone else
+        pytest.skip("time_limit cannot arm SIGALRM here; only the up-front bounds apply")
+
+
+def test_time_limit_stops_pure_python_work_and_restores_the_alarm():
+    import signal
+
+    from optbench import minima
+
+    _needs_the_alarm()
+
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(minima.OutOfTime):
+        with minima.time_limit(0.05):
+            while True:  # what a runaway Groebner basis looks like to the interpreter
+                sum(range(1000))
+    assert signal.getsignal(signal.SIGALRM) is before and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_derivation_over_its_time_budget_is_a_one_line_refusal(monkeypatch):
+    import signal
+
+    from optbench import minima
+
+    _needs_the_alarm()
+
+    def runaway(*args):
+        # the budget's alarm is armed around the whole construction; bring it forward to now, so that
+        # it fires inside this phase whatever the machine's speed
+        signal.setitimer(signal.ITIMER_REAL, 0.01, 0.2)
+        while True:
+            sum(range(1000))
+
+    monkeypatch.setattr(minima, "solve_polynomial", runaway)
+    one_line_error(lambda: Target("slow", "(x**2 - 1)**2 + y**2"), "'slow'", "Groebner", "did not finish within",
+                   "stationary_guesses=", "OPTBENCH_DERIVE_SECONDS")
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_time_budget_comes_from_the_environment_and_a_bad_value_is_one_line(monkeypatch):
+    from optbench import minima
+    from optbench.errors import OptbenchError
+
+    monkeypatch.delenv("OPTBENCH_DERIVE_SECONDS", raising=False)
+    assert minima.derive_seconds() == minima.DERIVE_SECONDS == 20
+    monkeypatch.setenv("OPTBENCH_DERIVE_SECONDS", "90")
+    assert minima.derive_seconds() == 90
+    monkeypatch.setenv("OPTBENCH_DERIVE_SECONDS", "soon")
+    with pytest.raises(OptbenchError, match="OPTBENCH_DERIVE_SECONDS='soon' is not a positive number of seconds"):
+        Target("t", "x**2")
+
+
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda: Target("t", "(x - 1)**2 - log(x)", start=[0], domain=[(0, 3)], stationary_guesses=[(1.5,)]),
+         "f at the start (0) is +inf"),
+        (lambda: Target("t", "x**2", start=[1e308]), "f at the start (1e+308) is 1.0e+616"),
+        (lambda: Target("t", "sqrt(x) + x**2", domain=[(-1, 3)], stationary_guesses=[(0.5,)]), "left the region where f is real"),
+        (lambda: Target("t", "x**2", basin=[(3, 4)]), "holds none of the global minimizers"),
+        (lambda: Target("t", "x**2 + y**2", start=(3, 0), domain=[(-2, 2)]), "start (3, 0) lies outside the domain"),
+        (lambda: Target("t", "x**2 + y**2", basin=[(-3, 3)], domain=[(-2, 2)]), "is not inside the domain"),
+        (lambda: Target("t", "x**2 + y**2", shape=(-1, -2)), "must be positive ints"),
+        (lambda: Target("t", "x**2", start=[]), "start= is empty"),
+        (lambda: Target("t", "x**2 + 1e308*y**2", start=[(1, 1)]), "|grad f| at the start (1, 1) is 2.0e+308"),
+        (lambda: Target("t", "x**2", tags=5), "tags=5 must be strings"),
+        (lambda: Target("t", "x**2", variables=[1]), "variables [1] must be names"),
+        (lambda: Target("t", "x**2", minimizers=[("y",)]), "is not a point of 1 numbers"),
+        (lambda: Target("t", "x**2", start=[complex(1, 2)]), "is not a point of 1 numbers"),
+        (lambda: Target("t", "x**2", minimizers=[("sqrt(-1)",)]), "minimizer ('sqrt(-1)',): expression"),
+        (lambda: Target("t", "x**2", domain=[("I", 1)]), "domain must be ((lo, hi), ...)"),
+        (lambda: Target("t", "x**2 - cos(x)", domain=[(-3, 3)], minimizers=[(0,)], lower_bound="q"),
+         "lower_bound='q' is not an exact real number"),
+        (lambda: Target("t", sympy.Symbol("x") ** 2 + sympy.I), "is not real"),
+        (lambda: Target("t", sympy.Symbol("x") ** 2 + sympy.exp(sympy.exp(10))), "overflows float64"),
+        (lambda: Target("t", "(x - 1)**2", minimizers=[("(1/5000)**(1/4999)",)]), "denominator <= 64"),
+    ],
+    ids=["log-0-at-start", "overflowing-start", "complex-newton-iterate", "basin-without-minimizer", "start-outside-domain",
+         "basin-outside-domain", "negative-shape", "empty-start", "gradient-overflow-at-start", "tags-not-strings",
+         "variable-not-a-name", "symbolic-minimizer", "complex-start", "complex-minimizer-string", "symbolic-domain",
+         "symbolic-lower-bound", "sympy-expression-with-I", "sympy-constant-overflow", "sympy-builds-a-huge-integer"],
+)
+def test_inconsistent_or_unusable_definitions_are_refused(make, needle):
+    one_line_error(make, "'t'", needle)
+
+
+def test_default_domain_holds_the_given_starts_minimizers_and_basin():
+    # measured: with the domain derived from the stationary points alone it was [-1, 3]^2, and the
+    # classic start (-1.2, 1) lay outside it (a correct user target failed validation)
+    t = Target("rosen", "(1 - x)**2 + 100*(y - x**2)**2", variables=["x", "y"], start=[-1.2, 1.0])
+    assert t.domain == ((-4, 3), (-1, 3))
+    t = Target("far", "(x - 1)**2 + y**2", start=[(10, -7)], basin=[(0, 2), (-1, 1)])
+    assert t.domain == ((-2, 12), (-9, 3)) and t.start == ((10, -7),)
+
+
 def test_unknown_catalogue_name_suggests_close_names():
     msg = one_line_error(lambda: get_target("rosenbrok_2d"), "unknown target")
     assert "rosenbrock_2d" in msg

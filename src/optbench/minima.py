@@ -22,9 +22,13 @@ point, so the stationary points of lowest value with a PSD Hessian are the globa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
+import os
+import signal
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
@@ -37,6 +41,95 @@ GRAD_TOL = mpmath.mpf("1e-30")  # |grad f(x*)| below this at 60 digits counts as
 EIG_TOL = mpmath.mpf("1e-25")  # relative to the largest |eigenvalue|: below this an eigenvalue is 0
 VALUE_TOL = mpmath.mpf("1e-30")  # relative: two stationary values closer than this are equal
 MAX_CANDIDATES = 20_000  # Cartesian-product candidates before the polynomial path gives up
+# The exact polynomial path (Groebner basis, real roots) is refused up front when grad f = 0 can have
+# more than this many complex solutions (Bezout bound: the product of the degrees of the gradient's
+# components). The catalogue's largest is 81 (Powell singular, 0.3 s); a univariate degree 96 already
+# takes ~18 s and a 2-D system of degree-11 components (121) does not finish in minutes.
+MAX_BEZOUT = 100
+# Backstop for what the up-front bounds cannot predict: building a Target (differentiation,
+# derivation, verification) gets this many seconds of wall time, enforced with SIGALRM where that is
+# possible (the main thread, no other alarm armed). The catalogue's slowest target takes ~1 s; the
+# environment variable OPTBENCH_DERIVE_SECONDS overrides it (see derive_seconds()).
+DERIVE_SECONDS = 20.0
+
+
+def derive_seconds() -> float:
+    """The time budget of one Target's construction: OPTBENCH_DERIVE_SECONDS, else DERIVE_SECONDS."""
+    text = os.environ.get("OPTBENCH_DERIVE_SECONDS")
+    if text is None:
+        return DERIVE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        from .errors import OptbenchError
+
+        raise OptbenchError(f"OPTBENCH_DERIVE_SECONDS={text!r} is not a positive number of seconds; unset it "
+                            f"(default {DERIVE_SECONDS:g}) or give one, e.g. 60")
+    return value
+
+
+class OutOfTime(Exception):
+    """A :func:`time_limit` block ran out of its seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not finish within {seconds:g} s")
+        self.seconds = seconds
+
+
+class _Alarm(BaseException):
+    """Raised by the SIGALRM handler. A BaseException, so that no ``except Exception`` inside sympy
+    or mpmath swallows it; the timer also re-fires every 0.2 s until the block exits."""
+
+
+_ACTIVE = threading.local()
+
+
+def time_limit_enforced() -> bool:
+    """Whether :func:`time_limit` can arm its alarm here and now."""
+    return (
+        hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+        and not getattr(_ACTIVE, "on", False)
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None)
+        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    )
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`OutOfTime` when the block runs longer than ``seconds`` (wall time).
+
+    sympy and mpmath are pure Python, so a signal handler runs between bytecodes and interrupts them.
+    Enforced only where it is safe: in the main thread, with SIGALRM not owned by someone else (for
+    example pytest-timeout) and no interval timer armed; elsewhere, and for a nested block, it is a
+    no-op and the up-front size bounds (:func:`optbench.expr.check_size`, :data:`MAX_BEZOUT`) stand
+    alone."""
+    if not (seconds > 0 and time_limit_enforced()):
+        yield
+        return
+
+    def _fire(signum, frame):  # noqa: ARG001
+        raise _Alarm()
+
+    previous = signal.signal(signal.SIGALRM, _fire)
+    _ACTIVE.on = True
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
+    try:
+        yield
+    except _Alarm:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise OutOfTime(seconds) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _ACTIVE.on = False
+
+
+def bezout_bound(grad_degrees: Sequence[int]) -> int:
+    """The most isolated complex solutions grad f = 0 can have: the product of the component degrees."""
+    return math.prod(max(1, d) for d in grad_degrees)
 
 
 @dataclass(frozen=True)

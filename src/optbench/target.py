@@ -9,6 +9,7 @@ at use (:meth:`Target.x_star`).
 from __future__ import annotations
 
 import math
+import operator
 import random
 import re
 from typing import Callable, Iterable, Sequence
@@ -19,10 +20,11 @@ import torch
 
 from . import minima
 from .errors import ExpressionError, TargetError
-from .expr import compile_torch, to_expr
+from .expr import check_size, compile_torch, to_expr
 from .minima import StationaryPoint
 
 KINDS = ("quadratic", "polynomial", "transcendental")
+MAX_VARIABLES = 32  # exact Hessians and solves: a 32-variable quadratic builds in ~1.5 s, 48 in ~4 s
 _NONDIFF = (sympy.Abs, sympy.Max, sympy.Min, sympy.sign, sympy.Heaviside)
 
 
@@ -34,16 +36,37 @@ def _fmt_point(point) -> str:
     return "(" + ", ".join(f"{float(minima.to_mpf(c)):.6g}" for c in point) + ")"
 
 
+_FLOAT64_MAX = mpmath.mpf(torch.finfo(torch.float64).max)
+
+
+def _clip(exc: BaseException, n: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _fmt_box(box) -> str:
+    return " x ".join(f"[{float(lo):.6g}, {float(hi):.6g}]" for lo, hi in box)
+
+
+def _inside(point, box) -> bool:
+    return all(lo <= sympy.N(c, 30) <= hi for c, (lo, hi) in zip(point, box))
+
+
 def _exact(c) -> sympy.Expr:
+    """An exact real number from what a user writes for a coordinate; TypeError when it is not one."""
     if isinstance(c, bool):
-        raise TargetError(f"point coordinate {c!r} is a bool, not a number")
+        raise TypeError(f"point coordinate {c!r} is a bool, not a number")
     if isinstance(c, float):
-        return sympy.Rational(repr(c))  # the decimal the user wrote: -1.2 is -6/5
-    if isinstance(c, str):
-        return to_expr(c)
-    if isinstance(c, torch.Tensor):
-        return sympy.Rational(float(c))
-    return sympy.sympify(c, strict=True) if not isinstance(c, sympy.Basic) else c
+        out = sympy.Rational(repr(c))  # the decimal the user wrote: -1.2 is -6/5
+    elif isinstance(c, str):
+        out = to_expr(c)
+    elif isinstance(c, torch.Tensor):
+        out = sympy.Rational(float(c))
+    else:
+        out = sympy.sympify(c, strict=True) if not isinstance(c, sympy.Basic) else c
+    if not isinstance(out, sympy.Expr) or out.free_symbols or out.is_real is not True or not out.is_finite:
+        raise TypeError(f"{c!r} is not a finite real number")
+    return out
 
 
 class Target:
@@ -103,8 +126,12 @@ class Target:
             if variables is not None:
                 if isinstance(variables, str):
                     variables = variables.replace(",", " ").split()
-                var_names = [v.name if isinstance(v, sympy.Symbol) else str(v) for v in variables]
+                var_names = [v.name if isinstance(v, sympy.Symbol) else v for v in variables]
+                bad = [v for v in var_names if not (isinstance(v, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", v))]
+                if bad:
+                    raise TargetError(f"target {name!r}: variables {bad!r} must be names such as x, y or x1")
             e = to_expr(expr, var_names)
+            check_size(e, "the expression")  # also for a sympy expression given directly
         except ExpressionError as exc:
             raise TargetError(f"target {name!r}: {exc}") from None
         # real symbols throughout, so that sqrt(x**2) etc. simplify as they should
@@ -127,43 +154,90 @@ class Target:
             raise TargetError(f"target {name!r}: the expression {e} has no variables; a target needs at least one")
         self.expr = e
         self.dim = len(self.variables)
+        if self.dim > MAX_VARIABLES:
+            raise TargetError(
+                f"target {name!r} has {self.dim} variables, beyond {MAX_VARIABLES}: its exact validation builds the "
+                f"{self.dim} x {self.dim} symbolic Hessian and solves for its stationary points exactly; use fewer variables"
+            )
         if shape is not None:
-            shape = tuple(int(s) for s in shape)
-            if math.prod(shape) != self.dim:
-                raise TargetError(f"target {name!r}: shape {shape} has {math.prod(shape)} entries but d = {self.dim}")
+            try:
+                shape = tuple(operator.index(s) for s in shape)
+            except TypeError:
+                raise TargetError(f"target {name!r}: shape {shape!r} must be a tuple of positive ints") from None
+            if any(s < 1 for s in shape) or math.prod(shape) != self.dim:
+                raise TargetError(
+                    f"target {name!r}: shape {shape} must be positive ints with {self.dim} entries in all (d = {self.dim})"
+                )
         self.shape = shape
-        self.tags = frozenset(tags)
+        if isinstance(tags, str):
+            tags = (tags,)
+        try:
+            self.tags = frozenset(tags)
+        except TypeError:
+            raise TargetError(f"target {name!r}: tags={tags!r} must be strings such as {{'convex'}}") from None
+        if not all(isinstance(t, str) for t in self.tags):
+            raise TargetError(f"target {name!r}: tags={sorted(map(repr, self.tags))} must be strings such as {{'convex'}}")
         if isinstance(impl, type) and issubclass(impl, torch.autograd.Function):
             impl = impl.apply  # an autograd.Function under test: call it through apply
         if impl is not None and not callable(impl):
             raise TargetError(f"target {name!r}: impl must be a torch callable or autograd.Function, not {type(impl).__name__}")
         self.impl = impl
         self._kind_given = kind
+        if derive not in ("auto", "groebner", "guesses"):
+            raise TargetError(f"target {name!r}: derive={derive!r}; use auto, groebner or guesses")
+        self._phase = "differentiating it"
+        try:
+            with minima.time_limit(minima.derive_seconds()):
+                self._build(kind, domain, basin, start, lower_bound, minimizers, stationary_guesses, derive)
+        except minima.OutOfTime as exc:
+            raise TargetError(
+                f"target {name!r}: {self._phase} did not finish within {exc.seconds:g} s; give stationary_guesses= "
+                "(points near the stationary points, refined at 50 digits) or minimizers= with derive='guesses', "
+                "simplify the expression, or allow more time with OPTBENCH_DERIVE_SECONDS"
+            ) from None
+        except (ArithmeticError, RecursionError) as exc:  # OverflowError, ZeroDivisionError from sympy or mpmath
+            raise TargetError(
+                f"target {name!r}: {self._phase} failed: {type(exc).__name__}: {exc}; the expression's values are "
+                "beyond what can be computed there: rescale it or give a smaller domain"
+            ) from None
+
+    def _build(self, kind, domain, basin, start, lower_bound, minimizers, guesses, derive) -> None:
+        name, e = self.name, self.expr
         self.kind = self._infer_kind(kind)
         if self.kind == "transcendental":
             self.gradient = sympy.Matrix([sympy.diff(e, v) for v in self.variables])
             self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: sympy.diff(self.gradient[i], self.variables[j]))
+            self._grad_degrees = None
         else:  # differentiate in the polynomial ring: much faster than on unexpanded products
             poly = sympy.Poly(e, *self.variables)
             gp = [poly.diff(v) for v in self.variables]
+            self._grad_degrees = [g.total_degree() for g in gp]
             self.gradient = sympy.Matrix([g.as_expr() for g in gp])
             self.hessian = sympy.Matrix(self.dim, self.dim, lambda i, j: gp[i].diff(self.variables[j]).as_expr())
         self.numeric = minima.Numeric(e, self.variables, self.gradient, self.hessian)
         self.domain = self._box(domain, "domain") if domain is not None else None
-        self.lower_bound = None if lower_bound is None else _exact(lower_bound)
+        try:
+            self.lower_bound = None if lower_bound is None else _exact(lower_bound)
+        except (TypeError, ValueError, sympy.SympifyError) as exc:
+            raise TargetError(f"target {name!r}: lower_bound={lower_bound!r} is not an exact real number ({exc})") from None
+        self._phase = "checking that it is bounded below"
         self._check_bounded_below()
         if self.domain is None and self.kind == "transcendental":
             raise TargetError(
                 f"target {name!r}: a transcendental target needs domain=((lo, hi), ...) for its global claim"
             )
-        self.reference = compile_torch(e, self.variables, shape)
-        self.fn = impl if impl is not None else self.reference
+        self.reference = compile_torch(e, self.variables, self.shape)
+        self.fn = self.impl if self.impl is not None else self.reference
         self.stationary_complete = False
-        self._derive(minimizers, stationary_guesses, derive)
+        given_starts = self._given_starts(start)
+        given_basin = self._box(basin, "basin") if basin is not None else None
+        self._derive(minimizers, guesses, derive)
+        self._phase = "checking its domain, basin and starts"
         if self.domain is None:
-            self.domain = self._default_domain()
-        self.basin = self._box(basin, "basin") if basin is not None else self._default_basin()
-        self.start = self._starts(start)
+            self.domain = self._default_domain(given_starts, given_basin)
+        self.basin = given_basin if given_basin is not None else self._default_basin()
+        self.start = given_starts if given_starts is not None else self._default_starts()
+        self._check_consistent()
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -184,6 +258,8 @@ class Target:
     def _box(self, box, what):
         try:
             out = tuple((_exact(lo), _exact(hi)) for lo, hi in box)
+        except ExpressionError as exc:
+            raise TargetError(f"target {self.name!r}: {what}: {exc}") from None
         except (TypeError, ValueError, sympy.SympifyError):
             raise TargetError(f"target {self.name!r}: {what} must be ((lo, hi), ...) with one pair per variable") from None
         if len(out) == 1 and self.dim > 1:
@@ -199,7 +275,9 @@ class Target:
             p = (p,)
         try:
             pt = tuple(_exact(c) for c in p)
-        except (TypeError, sympy.SympifyError):
+        except ExpressionError as exc:
+            raise TargetError(f"target {self.name!r}: {what} {p!r}: {exc}") from None
+        except (TypeError, ValueError, sympy.SympifyError):
             raise TargetError(f"target {self.name!r}: {what} {p!r} is not a point of {self.dim} numbers") from None
         if len(pt) != self.dim:
             raise TargetError(
@@ -209,35 +287,39 @@ class Target:
         return pt
 
     def _check_bounded_below(self):
-        """Refuse targets that are unbounded below: for polynomials, a direction where the leading
-        homogeneous form is negative (f -> -inf along that ray); otherwise, on no domain, a ray along
-        which f keeps decreasing past -1e6 (numerical evidence; the ray is named)."""
+        """Refuse targets that are unbounded below: for polynomials, odd degree or a direction where the
+        leading homogeneous form is negative (f -> -inf along that ray); otherwise, on no domain, a ray
+        along which f keeps decreasing past -1e6 (numerical evidence; the ray is named). Points where f
+        cannot be evaluated (overflow, not real) are no evidence either way."""
         dirs = self._probe_directions()
-        if self.kind != "transcendental":
-            poly = sympy.Poly(self.expr, *self.variables)
-            deg = poly.total_degree()
-            lead = sum(c * sympy.prod(v**k for v, k in zip(self.variables, m)) for m, c in poly.terms() if sum(m) == deg)
-            if deg % 2 == 1:
-                raise TargetError(
-                    f"target {self.name!r} is unbounded below: its degree {deg} is odd, so f -> -inf along a ray; "
-                    "a minimization target must be bounded below"
-                )
-            lf = sympy.lambdify(self.variables, lead, "math")
+        if self.kind == "transcendental":
+            if self.domain is not None:
+                return  # a continuous function on a compact box is bounded; the global claim is on the box
+            f = sympy.lambdify(self.variables, self.expr, "mpmath")
             for d in dirs:
-                if lf(*d) < 0:
+                try:
+                    vals = [f(*[mpmath.mpf(t) * c for c in d]) for t in (1e2, 1e4, 1e6)]
+                except (ArithmeticError, ValueError, TypeError):
+                    continue
+                if all(mpmath.im(v) == 0 for v in vals) and vals[0] > vals[1] > vals[2] and vals[2] < -1e6:
                     raise TargetError(
-                        f"target {self.name!r} is unbounded below: along the ray t*{tuple(d)} the leading form "
-                        f"{lead} is negative, so f -> -inf; a minimization target must be bounded below"
+                        f"target {self.name!r} is unbounded below: f decreases without bound along the ray t*{tuple(d)}"
                     )
             return
-        if self.domain is not None:
-            return  # a continuous function on a compact box is bounded; the global claim is on the box
-        f = sympy.lambdify(self.variables, self.expr, "mpmath")
+        poly = sympy.Poly(self.expr, *self.variables)
+        deg = poly.total_degree()
+        lead = sum(c * sympy.prod(v**k for v, k in zip(self.variables, m)) for m, c in poly.terms() if sum(m) == deg)
+        if deg % 2 == 1:
+            raise TargetError(
+                f"target {self.name!r} is unbounded below: its degree {deg} is odd, so f -> -inf along a ray; "
+                "a minimization target must be bounded below"
+            )
+        lf = sympy.lambdify(self.variables, lead, "mpmath")
         for d in dirs:
-            vals = [f(*[mpmath.mpf(t) * c for c in d]) for t in (1e2, 1e4, 1e6)]
-            if all(mpmath.im(v) == 0 for v in vals) and vals[0] > vals[1] > vals[2] and vals[2] < -1e6:
+            if lf(*[mpmath.mpf(c) for c in d]) < 0:
                 raise TargetError(
-                    f"target {self.name!r} is unbounded below: f decreases without bound along the ray t*{tuple(d)}"
+                    f"target {self.name!r} is unbounded below: along the ray t*{tuple(d)} the leading form "
+                    f"{lead} is negative, so f -> -inf; a minimization target must be bounded below"
                 )
 
     def _probe_directions(self):
@@ -281,9 +363,8 @@ class Target:
         name = self.name
         grad = list(self.gradient)
         pts: list[tuple] = []
-        if derive not in ("auto", "groebner", "guesses"):
-            raise TargetError(f"target {name!r}: derive={derive!r}; use auto, groebner or guesses")
         if derive != "guesses" and self.kind == "quadratic":
+            self._phase = "solving grad f = 0 (a linear system)"
             sol = minima.solve_linear(grad, self.variables)
             if sol is None:
                 raise TargetError(
@@ -294,6 +375,15 @@ class Target:
             self.stationary_complete = True
             self.derivation = "linear solve"
         elif derive != "guesses" and self.kind == "polynomial" and not guesses:
+            bound = minima.bezout_bound(self._grad_degrees)
+            if bound > minima.MAX_BEZOUT:
+                raise TargetError(
+                    f"target {name!r}: grad f = 0 has gradient components of degree {max(self._grad_degrees)} and up "
+                    f"to {bound} complex solutions (Bezout bound), beyond the {minima.MAX_BEZOUT} that the exact "
+                    "derivation (Groebner basis and real roots) finishes in seconds; give stationary_guesses= (points "
+                    "near the stationary points, refined at 50 digits) or minimizers= with derive='guesses'"
+                )
+            self._phase = "deriving its stationary points (Groebner basis and real roots)"
             try:
                 pts = minima.solve_polynomial(grad, self.variables)
             except ValueError as exc:
@@ -302,15 +392,23 @@ class Target:
             self.derivation = "groebner + real_roots"
         else:
             self.derivation = "Newton at 50 digits from stated guesses" if guesses else "verified given minimizers"
+        self._phase = "refining its stationary guesses (Newton at 50 digits)"
         for g in guesses or ():
             g = self._point(g, "stationary guess")
             try:
                 p = minima.refine(grad, self.variables, [float(minima.to_mpf(c)) for c in g], self.numeric)
-            except (ValueError, ZeroDivisionError) as exc:
+            except (ValueError, ArithmeticError) as exc:
                 raise TargetError(
-                    f"target {name!r}: nsolve from the guess {_fmt_point(g)} did not converge ({exc}); move the guess"
+                    f"target {name!r}: nsolve from the guess {_fmt_point(g)} did not converge "
+                    f"({_clip(exc)}); move the guess"
+                ) from None
+            except TypeError as exc:  # mpmath: a complex iterate (sqrt or log of a negative number)
+                raise TargetError(
+                    f"target {name!r}: Newton from the guess {_fmt_point(g)} left the region where f is real "
+                    f"({_clip(exc)}); move the guess"
                 ) from None
             pts.append(p)
+        self._phase = "verifying its stationary points"
         claimed = [self._point(m, "minimizer") for m in minimizers] if minimizers is not None else []
         if not claimed and not pts:
             raise TargetError(
@@ -379,8 +477,13 @@ class Target:
                     f"{self.lower_bound}; the global claim does not hold"
                 )
 
-    def _default_domain(self):
+    def _default_domain(self, starts, basin):
+        """The box around every stationary point, the given starts and the given basin, widened by 2 on
+        each side and rounded out to integers."""
         coords = [[float(minima.to_mpf(c)) for c in s.point] for s in self.stationary]
+        coords += [[float(minima.to_mpf(c)) for c in p] for p in starts or ()]
+        if basin is not None:
+            coords += [[float(lo) for lo, _ in basin], [float(hi) for _, hi in basin]]
         out = []
         for i in range(self.dim):
             lo = math.floor(min(c[i] for c in coords)) - 2
@@ -401,17 +504,63 @@ class Target:
             out.append((max(lo, sympy.nsimplify(sympy.floor(c * 1024)) / 1024 - r), min(hi, sympy.ceiling(c * 1024) / 1024 + r)))
         return tuple(out)
 
-    def _starts(self, start):
+    def _given_starts(self, start):
         if start is None:
-            # 3/4 of the way from the basin's centre to its upper corner, on a dyadic grid
-            pts = [tuple(sympy.floor(((lo + hi) / 2 + 3 * (hi - lo) / 8) * 64) / 64 for lo, hi in self.basin)]
-        else:
-            if isinstance(start, (int, float, sympy.Expr, str)):
-                start = [(start,)] if self.dim == 1 else [start]
-            elif len(start) and not isinstance(start[0], (list, tuple, sympy.Tuple)):
-                start = [start]
-            pts = [self._point(s, "start") for s in start]
-        return tuple(pts)
+            return None
+        if isinstance(start, (int, float, sympy.Expr, str)):
+            start = [(start,)] if self.dim == 1 else [start]
+        elif len(start) and not isinstance(start[0], (list, tuple, sympy.Tuple)):
+            start = [start]
+        if not len(start):
+            raise TargetError(f"target {self.name!r}: start= is empty; give a point or omit it for the default")
+        return tuple(self._point(s, "start") for s in start)
+
+    def _default_starts(self):
+        # 3/4 of the way from the basin's centre to its upper corner, on a dyadic grid
+        return (tuple(sympy.floor(((lo + hi) / 2 + 3 * (hi - lo) / 8) * 64) / 64 for lo, hi in self.basin),)
+
+    def _check_consistent(self):
+        """The minimizers and starts lie in the domain, the basin inside it and around a global minimizer,
+        and f is finite in float64 at the starts and minimizers (an optimizer starts and ends there)."""
+        where = f"the domain {_fmt_box(self.domain)}"
+        for p in self.minimizers:
+            if not _inside(p, self.domain):
+                raise TargetError(
+                    f"target {self.name!r}: the global minimizer {_fmt_point(p)} lies outside {where}; widen the domain"
+                )
+        if not all(dlo <= lo and hi <= dhi for (lo, hi), (dlo, dhi) in zip(self.basin, self.domain)):
+            raise TargetError(
+                f"target {self.name!r}: the basin {_fmt_box(self.basin)} is not inside {where}; shrink the basin"
+            )
+        if not any(_inside(p, self.basin) for p in self.minimizers):
+            raise TargetError(
+                f"target {self.name!r}: the basin {_fmt_box(self.basin)} holds none of the global minimizers "
+                f"{', '.join(_fmt_point(p) for p in self.minimizers)}; move it around one"
+            )
+        for p in self.start:
+            if not _inside(p, self.domain):
+                raise TargetError(
+                    f"target {self.name!r}: the start {_fmt_point(p)} lies outside {where}; widen the domain or move "
+                    "the start"
+                )
+        for what, pts in (("start", self.start), ("minimizer", self.minimizers)):
+            for p in pts:
+                v = self.numeric.value(p)
+                if mpmath.im(v) != 0 or not mpmath.isfinite(v) or abs(v) > _FLOAT64_MAX:
+                    raise TargetError(
+                        f"target {self.name!r}: f at the {what} {_fmt_point(p)} is {mpmath.nstr(v, 6)}, not a finite "
+                        f"real float64; move the {what} or rescale the expression"
+                    )
+        for p in self.start:  # an optimizer's first step reads the gradient there
+            try:
+                gn = self.numeric.gradient_norm(p)
+            except (TypeError, ValueError, ArithmeticError):
+                gn = mpmath.inf
+            if not gn < _FLOAT64_MAX:
+                raise TargetError(
+                    f"target {self.name!r}: |grad f| at the start {_fmt_point(p)} is {mpmath.nstr(gn, 6)}, not a finite "
+                    "float64; move the start or rescale the expression"
+                )
 
     # ------------------------------------------------------------------ public API
 

@@ -53,12 +53,22 @@ zero_second_order = _target("kernel_zero_second_order", detach_backward=True)
 forward_offset = _target("kernel_forward_offset", forward_offset=0.25)
 
 PLANTED = {
-    # name -> the check that must catch it
-    "kernel_wrong_sign": "gradient",
-    "kernel_wrong_factor": "gradient",
-    "kernel_zero_second_order": "hessian",
-    "kernel_forward_offset": "value",
+    # name -> (the property that must catch it, the quantity its diagnosis names)
+    "kernel_wrong_sign": ("G2 gradient", "gradient"),
+    "kernel_wrong_factor": ("G2 gradient", "gradient"),
+    "kernel_zero_second_order": ("G3 hessian", "hessian"),
+    "kernel_forward_offset": ("G1 value", "value"),
 }
+
+
+def _rosen(x: torch.Tensor) -> torch.Tensor:
+    return (1 - x[..., 0]) ** 2 + 100 * (x[..., 1] - x[..., 0] ** 2) ** 2
+
+
+# The classic Rosenbrock with its classic start and a correct torch implementation, written as a user
+# would, without domain=: it must pass every target check (its derived default domain once left the
+# start outside, and T1 failed with a bare assert).
+rosen = Target("rosen", "(1 - x)**2 + 100*(y - x**2)**2", variables=["x", "y"], start=[-1.2, 1.0], impl=_rosen)
 
 
 def all_planted() -> list[Target]:
