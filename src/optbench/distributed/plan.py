@@ -105,7 +105,10 @@ def case_na(case: Case, test: str) -> str | None:
 
 
 def distributed_checks(selection: Any) -> list[CheckItem]:
-    """P18-P20 for every optimizer config of ``selection`` on each of its devices."""
+    """P18-P20 for every optimizer config of ``selection`` on each of its devices (none when the selection is
+    user targets alone)."""
+    if selection.user_targets and not selection.user_optimizers:
+        return []
     items: list[CheckItem] = []
     infos = selection.optimizer_infos()
     for test, prop, keys, check in TESTS:

@@ -255,7 +255,10 @@ def _p1_targets(info: OptimizerInfo) -> list[str]:
 
 
 def optimizer_checks(selection: Selection) -> list[CheckItem]:
-    """Every optimizer check for the selection (the registry, or the user's optimizers), in a fixed order."""
+    """Every optimizer check for the selection (the registry, or the user's optimizers), in a fixed order.
+    A selection of user targets alone (``--target`` without ``--optimizer``) validates the targets only."""
+    if selection.user_targets and not selection.user_optimizers:
+        return []
     out: list[CheckItem] = []
     for info in selection.optimizer_infos():
         for cfg in info.configs:
