@@ -1,19 +1,49 @@
-"""Glue for the benchmarks in benches/: thread count, the in-session streaming roofline, and the
-machine_info extension. Every measurement lives in ``optbench.bench``."""
+"""Glue for the benchmarks in benches/: allocator and thread count, the in-session streaming roofline,
+the instruction-count run, and the machine_info extension. Every measurement lives in ``optbench.bench``.
+
+``--instructions`` (or ``OPTBENCH_INSTRUCTIONS=1``) counts the instructions per call of every selected
+benchmark that Callgrind can count (CPU, float32, up to 1e6 parameters, not compiled) in ONE valgrind
+process, run after collection and before the first test; each result's ``extra_info`` then carries
+``instructions``. ``OPTBENCH_INSTRUCTIONS=auto`` (what ``tox -e bench`` sets) does the same when valgrind
+is installed and otherwise records why not. Without valgrind, ``--instructions`` is a one-line usage error
+naming the Debian package.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from optbench.bench.machine import optbench_machine_info
+from optbench.bench.machine import apply_allocator, optbench_machine_info
 from optbench.bench.timing import fix_threads, stream_bandwidth, synchronize
 from pytest_optbench.plugin import options
 
 _STREAM: dict[str, float] = {}  # device -> GB/s, measured once per session
 _T0: list[float] = []
+INSTR = pytest.StashKey[dict]()  # {"mode", "counts", "info", "skipped", "error"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("optbench").addoption(
+        "--instructions", action="store_true", default=False,
+        help="also count instructions per call under Callgrind (one valgrind process for every eligible benchmark; "
+             "needs the Debian package valgrind); stored as extra_info['instructions'] in the benchmark JSON")
+
+
+def _instr_mode(config: pytest.Config) -> str:
+    if config.getoption("instructions", False):
+        return "on"
+    env = os.environ.get("OPTBENCH_INSTRUCTIONS", "").strip().lower()
+    if env in ("", "0", "off", "no", "false"):
+        return "off"
+    if env == "auto":
+        return "auto"
+    if env in ("1", "on", "yes", "true"):
+        return "on"
+    raise pytest.UsageError(f"OPTBENCH_INSTRUCTIONS={env!r}: use 1 (count, fail without valgrind), auto or 0")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,11 +52,98 @@ def pytest_configure(config: pytest.Config) -> None:
     out = getattr(config.option, "benchmark_json", None)
     if isinstance(out, (str, os.PathLike)):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    # Fixed before any benchmark runs, recorded in machine_info and in every result's extra_info.
+    # The allocator (mallopt) and the thread count are fixed before any benchmark runs, and recorded in
+    # machine_info and in every result's extra_info; the gate refuses results measured under different ones.
+    apply_allocator()
     fix_threads()
-    import time
-
     _T0.append(time.time())
+    mode = _instr_mode(config)
+    state = {"mode": mode, "counts": {}, "info": None, "skipped": None, "error": None}
+    if mode != "off":
+        from optbench.bench.instructions import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason and mode == "on":
+            raise pytest.UsageError(f"--instructions: {reason}")
+        state["skipped"] = reason
+    config.stash[INSTR] = state
+
+
+def _instr_cases(items):
+    from optbench.bench.instructions import InstrCase, eligible
+
+    out = {}
+    for item in items:
+        spec = getattr(getattr(item, "callspec", None), "params", {}).get("bspec")
+        if spec is None or eligible(spec.impl, spec.size, spec.dtype, spec.device):
+            continue
+        ic = InstrCase(spec.case.name, spec.impl, spec.layout, spec.size, spec.dtype, spec.phase, spec.device)
+        out[ic.key] = ic
+    return list(out.values())
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The instruction run: every eligible selected benchmark, in one valgrind process, before the first test."""
+    config = session.config
+    state = config.stash.get(INSTR, None)
+    if not state or state["mode"] == "off" or state["skipped"] or config.option.collectonly:
+        return
+    cases = _instr_cases(session.items)
+    if not cases:
+        state["skipped"] = "no selected benchmark is countable (CPU, float32, <= 1e6 parameters, not compiled)"
+        return
+    from optbench.bench.instructions import Request, collect
+    from optbench.errors import OptbenchError
+
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    log = (lambda m: tr.write_line(m)) if tr else print
+    log(f"optbench: counting instructions of {len(cases)} benchmarks under Callgrind (one valgrind process) ...")
+    req = Request(cases, optimizer_specs=list(config.getoption("optimizer") or []),
+                  optimizer_config=config.getoption("optimizer_config"), rootdir=str(config.rootpath))
+    try:
+        res = collect(req, log=log)
+    except OptbenchError as exc:
+        state["error"] = str(exc)
+        log(f"optbench: instruction run failed: {exc}")
+        return
+    state["counts"], state["info"] = res["cases"], res["info"]
+
+
+@pytest.fixture(scope="session")
+def instruction_counts(request: pytest.FixtureRequest):
+    """``lookup(spec) -> {"instructions", "repeats", "calls"} | None``: one benchmark's counts from the
+    session's instruction run (None when it was not counted)."""
+    from optbench.bench.instructions import InstrCase
+
+    state = request.config.stash.get(INSTR, None)
+    counts = (state or {}).get("counts") or {}
+
+    def lookup(spec):
+        ic = InstrCase(spec.case.name, spec.impl, spec.layout, spec.size, spec.dtype, spec.phase, spec.device)
+        return counts.get(ic.key)
+
+    return lookup
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    state = config.stash.get(INSTR, None)
+    if not state or state["mode"] == "off":
+        return
+    if state["error"]:
+        terminalreporter.write_line(f"optbench: instruction counts: ERROR: {state['error']}", red=True)
+    elif state["skipped"]:
+        terminalreporter.write_line(f"optbench: instruction counts skipped: {state['skipped']}", yellow=True)
+    elif state["info"]:
+        i = state["info"]
+        terminalreporter.write_line(f"optbench: instruction counts of {i['cases']} benchmarks, {i['wall_s']:.0f} s "
+                                    f"under {i.get('valgrind')} (CPU capability {i.get('cpu_capability')})")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    state = session.config.stash.get(INSTR, None)
+    # a failed instruction run is an error of the run (never a measured figure): the session fails
+    if state and state["error"] and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def stream_gbps(device: str) -> float:
@@ -48,8 +165,14 @@ def bench_options(request: pytest.FixtureRequest):
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    import time
-
     machine_info["optbench"] = optbench_machine_info(dict(_STREAM))
     # wall time of the pytest session so far (validation + benches when run together, as tox -e bench does)
     machine_info["optbench"]["session_wall_s"] = time.time() - _T0[0] if _T0 else None
+    state = config.stash.get(INSTR, None)
+    if state and state["mode"] != "off":
+        info = dict(state["info"] or {})
+        if state["skipped"]:
+            info["skipped"] = state["skipped"]
+        if state["error"]:
+            info["error"] = state["error"]
+        machine_info["optbench"]["instructions"] = info

@@ -215,3 +215,48 @@ def choose_rounds(per_call_s: float, *, budget_s: float = 0.25, min_rounds: int 
     iterations = max(1, int(min_round_s / per_call_s + 0.999))
     rounds = int(budget_s / (per_call_s * iterations))
     return max(min_rounds, min(max_rounds, rounds)), iterations
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (``getrusage``; 0 where unavailable). Per call, it shows
+    whether the allocator keeps freed blocks (about 0) or returns them to the OS (thousands at 1e7)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+    except (ImportError, OSError):
+        return 0
+
+
+class CpuClock:
+    """CPU time of successive rounds: :meth:`start` at the end of a round's setup, :meth:`stop` at the
+    start of its teardown (pytest-benchmark's untimed hooks, so the wall-clock figure is untouched).
+
+    One torch thread: the calling thread's CPU time (``time.thread_time``), where the intra-op work
+    runs. More threads: the process's (``time.process_time``, which also counts OpenMP spin-waits).
+    Time spent preempted (co-tenants, steal) is not CPU time of the thread, so on a shared host the
+    minimum and median of these move far less than wall time for rounds of a millisecond and more."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
+        self.kind = "thread_time" if torch.get_num_threads() == 1 else "process_time"
+        self._t0: float | None = None
+        self.seconds: list[float] = []
+
+    def start(self) -> None:
+        self._t0 = self._clock()
+
+    def stop(self) -> None:
+        if self._t0 is not None:
+            self.seconds.append(self._clock() - self._t0)
+            self._t0 = None
+
+    def stats(self, skip: int = 0) -> dict[str, Any] | None:
+        data = self.seconds[skip:]
+        if not data:
+            return None
+        st = stats_of(data)
+        return {"clock": self.kind, "min": st["min"], "q1": st["q1"], "median": st["median"], "iqr": st["iqr"],
+                "q3": st["q3"], "rounds": st["rounds"]}
