@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import subprocess
 import sys
@@ -31,9 +30,9 @@ from typing import Any, Sequence
 ADAM = "adam=torch.optim:Adam"
 PLANTED = "adam=optbench.bench.planted:SlowAdam"
 # The matrices of the CI example (keep in sync with .github/workflows/optbench.yml).
-TIME_ARGS = ["--device", "cpu", "--sizes", "1e3,1e6", "-p", "no:randomly", "-q"]
-INSTR_ARGS = ["--device", "cpu", "--sizes", "1e3,1e6", "-p", "no:randomly", "-q", "--instructions",
-              "-k", "float32 and flat and not compiled and (test_epoch or step)"]
+TIME_ARGS = ["--device", "cpu", "--sizes", "1e3,1e6", "-p", "no:randomly", "-q", "-k", "not compiled and not selftest"]
+INSTR_ARGS = ["--instructions", "--device", "cpu", "--sizes", "1e3,1e6", "-p", "no:randomly", "-q",
+              "-k", "float32 and not compiled and not overhead and not selftest"]
 
 
 def loadavg() -> str:

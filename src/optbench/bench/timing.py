@@ -171,43 +171,6 @@ def time_rounds(fn: Callable[[], Any], *, rounds: int, iterations: int = 1,
     return out
 
 
-class Reference:
-    """An interleaved reference: an in-place ``mul_(1.0)`` on a buffer of the benchmark's size, timed
-    just before every round (in pytest-benchmark's untimed setup). Normalising a result by it cancels
-    the machine's speed at that moment (co-tenants, frequency) at the same working-set size."""
-
-    def __init__(self, n: int, device: str, dtype=torch.float32, calls: int = 1) -> None:
-        self.buf = torch.ones(max(int(n), 1), dtype=dtype, device=device)
-        self.device, self.calls = device, calls
-        self.seconds: list[float] = []
-
-    def __call__(self) -> None:
-        synchronize(self.device)
-        t0 = time.perf_counter()
-        for _ in range(self.calls):
-            self.buf.mul_(1.0)
-        synchronize(self.device)
-        self.seconds.append((time.perf_counter() - t0) / self.calls)
-
-    def summary(self) -> dict[str, float]:
-        st = stats_of(self.seconds) if self.seconds else None
-        if not st:
-            return {}
-        return {"ref_median_s": st["median"], "ref_iqr_s": st["iqr"], "ref_rounds": st["rounds"], "ref_min_s": st["min"],
-                "ref_bytes": 8 * self.buf.numel() * self.buf.element_size() // 4}
-
-
-def time_rounds_ref(fn: Callable[[], Any], ref: "Reference", *, rounds: int, iterations: int = 1,
-                    setup: Callable[[], Any] | None = None, device: str = "cpu") -> list[float]:
-    """Like :func:`time_rounds`, with ``ref`` timed (separately) before every round."""
-    def both() -> None:
-        ref()
-        if setup is not None:
-            setup()
-
-    return time_rounds(fn, rounds=rounds, iterations=iterations, setup=both, device=device)
-
-
 def choose_rounds(per_call_s: float, *, budget_s: float = 0.25, min_rounds: int = 5, max_rounds: int = 200,
                   min_round_s: float = 2e-4) -> tuple[int, int]:
     """(rounds, iterations) so one benchmark costs about ``budget_s`` and each round >= ``min_round_s``."""
