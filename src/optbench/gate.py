@@ -460,9 +460,44 @@ def format_table(res: GateResult) -> str:
     return "\n".join(out)
 
 
+def merge_runs(runs: Sequence[Run], *, stat: str = DEFAULT_STAT, clock: str = "auto") -> Run:
+    """Several runs of one side (processes interleaved with the other side's: A1 B1 A2 B2) as one: per
+    benchmark, the run with the lowest statistic. A whole benchmark measured during a bad moment of one
+    process then needs the same bad luck in every process to move the gate. The runs must share their
+    settings (threads, allocator, CPU; or the instruction environment)."""
+    if len(runs) == 1:
+        return runs[0]
+    for r in runs[1:]:
+        for fn in (time_settings, instruction_settings):
+            a, b = fn(runs[0]), fn(r)
+            diff = [k for k in a if a[k] != b[k]]
+            if diff:
+                raise ConfigError(f"{runs[0].path} and {r.path} were measured under different settings ({', '.join(diff)}); "
+                                  f"give one side's runs of one configuration")
+    best: dict[tuple, Record] = {}
+    for run in runs:
+        for rec in run.records:
+            cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
+            old = best.get(rec.key)
+            if old is None or _value(rec, stat, cl) < _value(old, stat, cl):
+                best[rec.key] = rec
+    first = runs[0]
+    return Run(" + ".join(r.path for r in runs), first.machine_info, first.commit_info, first.datetime,
+               list(best.values()), first.stream, first.raw)
+
+
+def load_side(paths: str, what: str, **kw) -> Run:
+    """``a.json`` or ``a.json,b.json,...`` (one side's interleaved runs, merged by :func:`merge_runs`)."""
+    parts = [p for p in str(paths).split(",") if p]
+    if not parts:
+        raise ConfigError(f"no {what} file given")
+    return merge_runs([load_run(p, what=what) for p in parts], **kw)
+
+
 def gate_files(baseline: str, current: str, **kw) -> GateResult:
-    base = load_run(baseline, what="baseline")
-    cur = load_run(current, what="current result")
+    side = {k: kw[k] for k in ("stat", "clock") if k in kw}
+    base = load_side(baseline, "baseline", **side)
+    cur = load_side(current, "current result", **side)
     return compare_runs(base, cur, **kw)
 
 

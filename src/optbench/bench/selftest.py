@@ -11,7 +11,8 @@ processes, one after the other, on this machine, then ``optbench gate`` on their
   the first moment per step; the gate must flag it: exit 1).
 
 With ``--base-once`` the base runs once and every trial gates against it (a baseline from earlier
-in the session). Every gate verdict, ratio and the load average (``/proc/loadavg``) at each run are
+in the session). With ``--repeats N`` each side runs N processes, interleaved with the other sides'
+(base, unchanged, planted, base, ...), and the gate takes each benchmark's best run. Every gate verdict, ratio and the load average (``/proc/loadavg``) at each run are
 written to ``--out``. This measures; it asserts nothing, so it belongs to the bench env, not tests/.
 """
 
@@ -52,12 +53,11 @@ def run_benches(benches: str, optimizer: str, out: Path, extra: Sequence[str], e
             "load_after": loadavg(), "tail": proc.stdout.strip().splitlines()[-1:] if proc.stdout else []}
 
 
-def gate(base: Path, cur: Path, metric: str, threshold: str | None) -> dict[str, Any]:
-    from ..gate import compare_runs, parse_threshold
-    from .results import load_run
+def gate(base: Sequence[Path], cur: Sequence[Path], metric: str, threshold: str | None) -> dict[str, Any]:
+    from ..gate import gate_files, parse_threshold
 
-    res = compare_runs(load_run(base), load_run(cur), metric=metric,
-                       threshold=None if threshold is None else parse_threshold(threshold))
+    res = gate_files(",".join(map(str, base)), ",".join(map(str, cur)), metric=metric,
+                     threshold=None if threshold is None else parse_threshold(threshold))
     return {"exit": res.exit_code, "regressed": [v.label for v in res.regressed], "clock": res.clock,
             "drift": {k: round(v, 4) for k, v in res.drift.items()},
             "residual": None if res.drift_residual is None else round(res.drift_residual, 4),
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--benches", default="benches", help="the benches folder (default: ./benches)")
     p.add_argument("--threshold", default=None)
-    p.add_argument("--base-once", action="store_true", help="one base run for all trials")
+    p.add_argument("--base-once", action="store_true", help="one base run (set) for all trials")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="processes per side and trial, interleaved (base, unchanged, planted, base, ...); the gate "
+                        "takes each benchmark's best run (optbench gate A1.json,A2.json B1.json,B2.json)")
     p.add_argument("--out", default=None, help="write every run and verdict here (JSON)")
     p.add_argument("--keep", default=None, help="keep the benchmark JSON files in this folder")
     a = p.parse_args(argv)
@@ -83,21 +86,28 @@ def main(argv: list[str] | None = None) -> int:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat()
     for i in range(a.trials):
         trial: dict[str, Any] = {"trial": i + 1}
-        if base is None or not a.base_once:
-            base = work / f"base_{i + 1}.json"
-            trial["base"] = run_benches(a.benches, ADAM, base, extra)
-        for kind, spec in (("unchanged", ADAM), ("planted", PLANTED)):
-            out = work / f"{kind}_{i + 1}.json"
-            trial[kind] = run_benches(a.benches, spec, out, extra)
-            if trial[kind]["rc"] not in (0,) or not out.exists():
-                trial[kind]["gate"] = {"exit": 2, "error": "bench run failed"}
+        files: dict[str, list[Path]] = {"base": [], "unchanged": [], "planted": []}
+        if base is not None and a.base_once:
+            files["base"] = base
+        for r in range(a.repeats):  # the sides' processes interleave: base, unchanged, planted, base, ...
+            for kind, spec in (("base", ADAM), ("unchanged", ADAM), ("planted", PLANTED)):
+                if kind == "base" and a.base_once and base is not None:
+                    continue
+                out = work / f"{kind}_{i + 1}_{r + 1}.json"
+                trial[f"{kind}_{r + 1}"] = run_benches(a.benches, spec, out, extra)
+                if trial[f"{kind}_{r + 1}"]["rc"] == 0 and out.exists():
+                    files[kind].append(out)
+        base = files["base"]
+        for kind in ("unchanged", "planted"):
+            if len(files[kind]) < a.repeats or len(base) < a.repeats:
+                trial[kind] = {"gate": {"exit": 2, "error": "a bench run failed"}}
                 continue
-            trial[kind]["gate"] = gate(base, out, a.metric, a.threshold)
+            trial[kind] = {"gate": gate(base, files[kind], a.metric, a.threshold), "load": loadavg()}
         fa += trial["unchanged"]["gate"]["exit"] != 0
         det += trial["planted"]["gate"]["exit"] == 1
         rows.append(trial)
         print(f"trial {i + 1}: unchanged exit {trial['unchanged']['gate']['exit']}, planted exit "
-              f"{trial['planted']['gate']['exit']} (load {trial['planted']['load_after']})", flush=True)
+              f"{trial['planted']['gate']['exit']} (load {loadavg()})", flush=True)
         if a.out:
             _write(a.out, a, started, rows, fa, det)
     print(f"{a.metric}: false alarms {fa}/{a.trials} unchanged pairs; detections {det}/{a.trials} planted pairs")
@@ -109,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 def _write(path: str, a: argparse.Namespace, started: str, rows: list, fa: int, det: int) -> None:
     from ..io import atomic_write_json
 
-    atomic_write_json(path, {"metric": a.metric, "trials": len(rows), "base_once": a.base_once, "started": started,
+    atomic_write_json(path, {"metric": a.metric, "trials": len(rows), "base_once": a.base_once, "repeats": a.repeats,
+                             "started": started,
                              "protocol": {"base": ADAM, "planted": PLANTED, "args": INSTR_ARGS if a.metric == "instructions" else TIME_ARGS},
                              "false_alarms": fa, "detections": det, "host_cpus": os.cpu_count(), "rows": rows})

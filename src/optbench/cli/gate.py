@@ -9,8 +9,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("gate", help="fail when a benchmark regressed against a baseline",
                        description="Compare CURRENT with BASELINE (pytest-benchmark JSON from pytest benches / tox -e bench). "
                                    "Exit 0: nothing regressed; 1: a regression; 2: bad input.")
-    p.add_argument("baseline", metavar="BASELINE.json")
-    p.add_argument("current", metavar="CURRENT.json")
+    p.add_argument("baseline", metavar="BASELINE.json[,...]",
+                   help="one result file, or several comma-separated runs of the same side (interleaved with the "
+                        "other side's: A1 B1 A2 B2); per benchmark the best run counts")
+    p.add_argument("current", metavar="CURRENT.json[,...]")
     p.add_argument("--metric", choices=("auto", "instructions", "time"), default="auto",
                    help="instructions (Callgrind counts, deterministic; pytest benches --instructions), time (wall "
                         "clock), or auto (default): instructions when both files carry counts, else time")
