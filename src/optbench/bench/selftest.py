@@ -76,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
                         "takes each benchmark's best run (optbench gate A1.json,A2.json B1.json,B2.json)")
     p.add_argument("--out", default=None, help="write every run and verdict here (JSON)")
     p.add_argument("--keep", default=None, help="keep the benchmark JSON files in this folder")
+    p.add_argument("-k", dest="select", default=None, help="replace the protocol's -k selection (a smaller matrix)")
     a = p.parse_args(argv)
-    extra = INSTR_ARGS if a.metric == "instructions" else TIME_ARGS
+    extra = list(INSTR_ARGS if a.metric == "instructions" else TIME_ARGS)
+    if a.select:
+        extra[extra.index("-k") + 1] = a.select
+    a.extra = extra
     work = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="optbench-selftest-"))
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -121,5 +125,5 @@ def _write(path: str, a: argparse.Namespace, started: str, rows: list, fa: int, 
 
     atomic_write_json(path, {"metric": a.metric, "trials": len(rows), "base_once": a.base_once, "repeats": a.repeats,
                              "started": started,
-                             "protocol": {"base": ADAM, "planted": PLANTED, "args": INSTR_ARGS if a.metric == "instructions" else TIME_ARGS},
+                             "protocol": {"base": ADAM, "planted": PLANTED, "args": a.extra},
                              "false_alarms": fa, "detections": det, "host_cpus": os.cpu_count(), "rows": rows})
