@@ -148,7 +148,8 @@ def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_
     doc.p(f"Sources: {', '.join(os.path.basename(r.path) for r in runs)}; run {run.datetime or '?'}.")
     doc.p(f"torch {tinfo.get('version', '?')} (git {str(tinfo.get('git_version', '?'))[:10]}, CUDA {tinfo.get('cuda')}); "
           f"CPU {info.get('cpu_model', '?')}, {info.get('cpu_count', '?')} cores, {info.get('torch_threads', '?')} torch threads; "
-          f"GPU {gpu.get('name', 'none')}; allocator: {alloc.get('summary', '?')} {alloc.get('env', {})}.")
+          f"GPU {gpu.get('name', 'none')}; allocator: {alloc.get('summary', '?')}"
+          + (f" (environment {alloc['env']})" if alloc.get("env") else "") + ".")
     wall = bench_wall_s or info.get("session_wall_s")
     if wall:
         doc.p(f"Wall time of the bench session (validation + benches): {wall:.0f} s.")
