@@ -253,3 +253,19 @@ def test_interleaved_runs_per_side_take_each_benchmarks_best_run(tmp_path, capsy
     t2 = _write(tmp_path, "t2.json", synthetic_run(MATRIX, seed=17, threads=2))
     assert cli(["gate", f"{a1},{t2}", b2]) == 2
     assert "different settings" in capsys.readouterr().err
+
+
+def test_references_pair_whatever_optimizer_measured_them():
+    """A full run measures the phases with its first optimizer (sgd); a run of one user optimizer
+    (--optimizer adam=...) with that one. The drift still comes from forward/backward of each size."""
+    full = [b for b in MATRIX]
+    only_adam = [Bench("adam", b.size, b.phase, b.impl, b.layout, b.dtype, b.device, b.seconds, b.instructions)
+                 for b in MATRIX if b.optimizer == "adam" or b.phase in ("forward", "backward", "zero_grad")]
+    base = parse_run(synthetic_run(full, seed=21))
+    cur = parse_run(synthetic_run(only_adam, seed=22, drift={1: 1.2, 10**3: 1.3, 10**6: 1.5}))
+    res = compare_runs(base, cur, metric="time")
+    assert set(res.drift) == {"cpu n=1", "cpu n=1e3", "cpu n=1e6"}
+    assert res.drift["cpu n=1e6"] == pytest.approx(1.5, rel=0.1)
+    assert res.regressed == []
+    planted = parse_run(synthetic_run(only_adam, seed=23, shift={"adam": 0.25}, drift={1: 1.2, 10**3: 1.3, 10**6: 1.5}))
+    assert compare_runs(base, planted, metric="time").regressed

@@ -247,18 +247,39 @@ def pick_clock(pairs: Sequence[tuple[Record, Record]], clock: str = "auto") -> s
     return clock
 
 
+def _ref_key(rec: Record) -> tuple:
+    # a reference does not run the optimizer: matched on everything but the optimizer and implementation
+    return (rec.device, rec.size, rec.dtype, rec.layout, rec.phase)
+
+
+def reference_pairs(base: Sequence[Record], cur: Sequence[Record], stat: str, clock: str) -> list[tuple[Record, Record]]:
+    """The reference benches of both runs, paired by (device, size, dtype, layout, phase) whatever
+    optimizer they were measured with (the best one where a run measured several)."""
+    sides = []
+    for recs in (base, cur):
+        best: dict[tuple, Record] = {}
+        for r in recs:
+            if r.phase in REFERENCE_PHASES and (clock == "wall" or r.extra.get("cpu_time")):
+                old = best.get(_ref_key(r))
+                if old is None or _value(r, stat, clock) < _value(old, stat, clock):
+                    best[_ref_key(r)] = r
+        sides.append(best)
+    return [(sides[0][k], sides[1][k]) for k in sides[0] if k in sides[1]]
+
+
 def fit_drift(pairs: Sequence[tuple[Record, Record]], stat: str = DEFAULT_STAT,
-              clock: str = "wall") -> tuple[dict[tuple, float], float | None, list[str]]:
+              clock: str = "wall", refs: Sequence[tuple[Record, Record]] | None = None
+              ) -> tuple[dict[tuple, float], float | None, list[str]]:
     """The drift model: per (device, size), the median log-ratio cur/base of the reference benches
-    (:data:`REFERENCE_PHASES`); and the references' residual spread around it (1.4826 x the median
-    absolute residual, pooled over groups, as a relative factor). A group without references takes
-    the median over all references (and a warning says so)."""
+    (:data:`REFERENCE_PHASES`; ``refs``, else the references among ``pairs``); and the references'
+    residual spread around it (1.4826 x the median absolute residual, pooled over groups, as a
+    relative factor). A group without references takes the median over all references (and a
+    warning says so)."""
     logs: dict[tuple, list[float]] = {}
-    for b, c in pairs:
-        if b.phase in REFERENCE_PHASES:
-            bv, cv = _value(b, stat, clock), _value(c, stat, clock)
-            if bv > 0 and cv > 0:
-                logs.setdefault(_drift_group(b), []).append(math.log(cv / bv))
+    for b, c in (refs if refs is not None else [(b, c) for b, c in pairs if b.phase in REFERENCE_PHASES]):
+        bv, cv = _value(b, stat, clock), _value(c, stat, clock)
+        if bv > 0 and cv > 0:
+            logs.setdefault(_drift_group(b), []).append(math.log(cv / bv))
     drift = {g: statistics.median(v) for g, v in logs.items()}
     # residuals about the group's median, leaving out the median itself in odd groups (its residual is 0 by
     # construction)
@@ -352,10 +373,10 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
         spread = None
         nref: dict[tuple, int] = {}
         if drift == "reference":
-            dmap, spread, w = fit_drift(pairs, stat, res.clock)
-            for b, _ in pairs:
-                if b.phase in REFERENCE_PHASES:
-                    nref[_drift_group(b)] = nref.get(_drift_group(b), 0) + 1
+            refs = reference_pairs(base_recs, cur_recs, stat, res.clock)
+            dmap, spread, w = fit_drift(pairs, stat, res.clock, refs)
+            for b, _ in refs:
+                nref[_drift_group(b)] = nref.get(_drift_group(b), 0) + 1
             res.warnings += w
             if not dmap:
                 res.warnings.append(f"no reference bench ({'/'.join(REFERENCE_PHASES)}) in common: compared raw, "
