@@ -12,7 +12,7 @@ import torch
 from .cases import BenchCase, LoopState, bytes_per_phase
 from .machine import optbench_machine_info
 from .results import fmt_size
-from .timing import stats_of, stream_bandwidth, time_rounds
+from .timing import CpuClock, stats_of, stream_bandwidth, time_rounds
 
 
 def _bench_entry(name: str, group: str, data: list[float], extra: dict[str, Any], iterations: int = 1) -> dict[str, Any]:
@@ -44,21 +44,29 @@ def measure_interleaved(variants: Sequence[Sequence[tuple[BenchCase, str, int, s
             st = LoopState(case, impl, size, layout, device, dtype)
             st.warm_up(2)
             fn, setup = st.phase(phase)
-            row.append((case, impl, size, phase, st, fn, setup, None, []))
+            row.append((case, impl, size, phase, st, fn, setup, CpuClock() if device == "cpu" else None, []))
         states.append(row)
     for _ in range(rounds):
         for row in states:
-            for *_, st, fn, setup, ref, data in row:
-                data.extend(time_rounds(fn, rounds=1, setup=setup, device=device))
+            for *_, st, fn, setup, cpu, data in row:
+                if setup is not None:
+                    setup()
+                if cpu is not None:
+                    cpu.start()
+                data.extend(time_rounds(fn, rounds=1, device=device))
+                if cpu is not None:
+                    cpu.stop()
     out = []
     for row in states:
         benches = [_bench_entry(f"test_stream[{device}]", f"stream {device}", sr.seconds,
                                 {"kind": "stream", "device": device, "bytes": sr.bytes_per_pass, "phase": "stream"})]
-        for case, impl, size, phase, st, fn, setup, ref, data in row:
+        for case, impl, size, phase, st, fn, setup, cpu, data in row:
             dname = str(dtype).removeprefix("torch.")
             extra = {"kind": "loop", "optimizer": case.name, "impl": impl, "layout": layout, "size": size, "n": st.n,
                      "device": device, "dtype": dname, "phase": phase, "bytes": bytes_per_phase(case, phase, st.n, dtype),
                      "source": case.source, "threads": torch.get_num_threads()}
+            if cpu is not None:
+                extra["cpu_time"] = cpu.stats()
             pid = f"{case.name}-{impl}-{layout}-{fmt_size(size)}-{dname}-{device}"
             benches.append(_bench_entry(f"test_{phase}[{pid}]", f"{phase} {device}", data, extra))
         out.append({"machine_info": machine_info({device: sr.gbps}), "commit_info": {}, "benchmarks": benches,
