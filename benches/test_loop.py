@@ -34,6 +34,7 @@ COMPILE_AT = {("adam", 10**6)}  # (optimizer, size) pairs that get the compiled 
 BF16_CPU_MAX = 10**5
 BUDGET_S = float(os.environ.get("OPTBENCH_BENCH_BUDGET", "0.2"))  # seconds of timed rounds per benchmark
 MIN_ROUNDS = 20
+REF_MAX_SIZE = 10**6  # the in-round reference doubles a round's work; above 1e6 the size's phases serve
 
 
 def _cases(config):
@@ -126,10 +127,20 @@ def _run(benchmark, st, spec, request, roofline, instructions):
     # CPU time of each round beside pytest-benchmark's wall clock (CPU device): it excludes the time the
     # thread waited preempted, which dominates ms-long rounds on a shared host; the gate compares it.
     cpu = CpuClock() if device == "cpu" else None
+    # An in-round reference for the epoch and the step (CPU, up to REF_MAX_SIZE): the loop's own forward+
+    # backward, timed in the untimed setup of every round. The gate divides a result by its reference's
+    # ratio, the drift of that very moment (measured at 1e3: the minimum of a step moved 5-9 % between
+    # blocks seconds apart, its ratio to the in-round reference 3 %). It is the work that precedes the
+    # step in the loop anyway, so the step meets the cache state of a real epoch.
+    ref = CpuClock() if (cpu is not None and phase in ("epoch", "step") and size <= REF_MAX_SIZE) else None
 
     def round_setup():  # untimed by pytest-benchmark
         if flush is not None:
             flush()
+        if ref is not None:
+            ref.start()
+            st.forward_backward()
+            ref.stop()
         if setup is not None:
             setup()
         synchronize(device)
@@ -168,6 +179,8 @@ def _run(benchmark, st, spec, request, roofline, instructions):
               compile_time_s=st.compile_time_s, minor_faults_per_call=faults)
     if cpu is not None:
         ei["cpu_time"] = cpu.stats(skip=1)  # the warmup round is not in pytest-benchmark's stats either
+    if ref is not None:
+        ei["ref_cpu_time"] = {**ref.stats(skip=1), "what": "forward+backward in the round's setup"}
     counts = instructions(spec)
     if counts is not None:  # from the session's one valgrind run (benches/conftest.py, --instructions)
         ei.update(instructions=counts["instructions"], instructions_repeats=counts["repeats"],

@@ -98,6 +98,7 @@ class GateResult:
     drift_residual: float | None = None  # relative residual spread of the references
     setting_changes: list[str] = field(default_factory=list)  # compared anyway (--allow-setting-change)
     clock: str = "wall"  # time metric: "cpu" (per-round CPU time) or "wall"
+    own_references: int = 0  # results divided by their own in-round reference (forward+backward)
 
     @property
     def regressed(self) -> list[Verdict]:
@@ -136,6 +137,16 @@ def _stats(rec: Record, clock: str) -> dict[str, float]:
 
 def _value(rec: Record, stat: str, clock: str) -> float:
     return _stats(rec, clock)[stat]
+
+
+def _rel_noise_ref(rec: Record, stat: str) -> float:
+    """Within-run relative noise of a result's in-round reference (CPU time)."""
+    r = rec.extra.get("ref_cpu_time") or {}
+    if stat == "min":
+        return max(float(r["q1"]) - float(r["min"]), 0.0) / float(r["min"]) if r.get("min") else 0.0
+    if not r.get("median") or int(r.get("rounds", 0)) < 2:
+        return 0.0
+    return 0.93 * float(r["iqr"]) / math.sqrt(int(r["rounds"])) / float(r["median"])
 
 
 def _rel_noise(rec: Record, stat: str, clock: str) -> float:
@@ -306,20 +317,25 @@ def fit_drift(pairs: Sequence[tuple[Record, Record]], stat: str = DEFAULT_STAT,
     return drift, spread, warnings
 
 
-def pair_spread(pairs: Sequence[tuple[Record, Record]], dmap: dict[tuple, float], stat: str, clock: str) -> float:
+def pair_spread(pairs: Sequence[tuple[Record, Record]], dmap: dict[tuple, float], stat: str, clock: str,
+                own: dict[tuple, float] | None = None) -> dict:
     """How much the run pair's results scatter about the drift: 1.4826 x the median |log-ratio| of the
     drift-corrected results that came out FASTER than the drift (ratio < 1). A regression only moves
     results up, so the lower side measures the noise alone, however many results regressed; on a quiet
-    machine it is ~2-3 %, under heavy co-tenancy it grows, and the gate's noise band with it. Needs at
-    least 3 such results (else 0: the references' residual spread stands alone)."""
-    lower = []
+    machine it is ~2-3 %, under heavy co-tenancy it grows, and the gate's noise band with it. Returned
+    per (device, size) group where it has at least 3 such results, and pooled under the key None (0
+    when fewer than 3 overall: the references' residual spread then stands alone)."""
+    own = own or {}
+    lower: dict = {}
     for b, c in pairs:
         bv, cv = _value(b, stat, clock), _value(c, stat, clock)
-        if bv > 0 and cv > 0 and _drift_group(b) in dmap:
-            x = math.log(cv / bv) - dmap[_drift_group(b)]
+        g = _drift_group(b)
+        if bv > 0 and cv > 0 and (b.key in own or g in dmap):
+            x = math.log(cv / bv) - (own[b.key] if b.key in own else dmap[g])
             if x < 0:
-                lower.append(-x)
-    return 1.4826 * statistics.median(lower) if len(lower) >= 3 else 0.0
+                lower.setdefault(g, []).append(-x)
+                lower.setdefault(None, []).append(-x)
+    return {g: 1.4826 * statistics.median(v) for g, v in lower.items() if len(v) >= 3}
 
 
 def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimizer_specs: Sequence[str] = (),
@@ -371,6 +387,7 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
         res.clock = pick_clock(pairs, clock)
         dmap: dict[tuple, float] = {}
         spread = None
+        scatter: dict = {}
         nref: dict[tuple, int] = {}
         if drift == "reference":
             refs = reference_pairs(base_recs, cur_recs, stat, res.clock)
@@ -381,15 +398,39 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
             if not dmap:
                 res.warnings.append(f"no reference bench ({'/'.join(REFERENCE_PHASES)}) in common: compared raw, "
                                     f"so machine drift counts as a change; select the phases too (test_phase)")
-        if dmap:
-            spread = max(spread or 0.0, pair_spread(pairs, dmap, stat, res.clock))
+        own = {}  # key -> log drift from the bench's own in-round reference (CPU time on both sides)
+        if drift == "reference" and res.clock == "cpu":
+            for b, c in pairs:
+                rb, rc = b.extra.get("ref_cpu_time"), c.extra.get("ref_cpu_time")
+                if rb and rc and rb.get(stat) and rc.get(stat):
+                    own[b.key] = math.log(float(rc[stat]) / float(rb[stat]))
+        if dmap or own:
+            scatter = pair_spread(pairs, dmap, stat, res.clock, own)
+            spread = max(spread or 0.0, scatter.get(None, 0.0))
         res.drift = {_group_label(g): math.exp(d) for g, d in sorted(dmap.items())}
-        res.drift_residual = math.expm1(spread) if (dmap and spread is not None) else None
+        res.drift_residual = math.expm1(spread) if ((dmap or own) and spread is not None) else None
+        res.own_references = len(own)
+        smallest = {}
+        for dev, size in dmap:
+            smallest[dev] = min(size, smallest.get(dev, size))
         for b, c in pairs:
-            # the bench's own deviation from the drift, plus the error of the drift itself (a median of k refs)
-            k = nref.get(_drift_group(b)) or max(sum(nref.values()), 1)
-            model = spread * math.sqrt(1 + 1.57 / k) if (dmap and spread is not None) else None
-            v = _time_verdict(b, c, threshold, stat, noise_k, dmap.get(_drift_group(b), 0.0), model, res.clock)
+            g = _drift_group(b)
+            if b.phase == "zero_grad" and b.device in smallest:
+                # set_to_none costs the same few µs at every size: dispatch-bound, like the smallest size
+                g = (b.device, smallest[b.device])
+            if b.key in own:
+                # drift of that very moment: the bench's in-round reference; its error is in the within-run
+                # noise (both minima), the pair's scatter at this size covers the rest
+                d = own[b.key]
+                within_ref = math.sqrt(_rel_noise_ref(b, stat) ** 2 + _rel_noise_ref(c, stat) ** 2)
+                model = math.sqrt(scatter.get(g, spread) ** 2 + (NOISE_K_MIN / DRIFT_K * within_ref) ** 2)
+            else:
+                # the bench's own deviation from the drift, plus the error of the drift itself (a median of k refs)
+                d = dmap.get(g, 0.0)
+                k = nref.get(g) or max(sum(nref.values()), 1)
+                model = (max(spread, scatter.get(g, 0.0)) * math.sqrt(1 + 1.57 / k)
+                         if (dmap and spread is not None) else None)
+            v = _time_verdict(b, c, threshold, stat, noise_k, d, model, res.clock)
             if v.reference and dmap:
                 v.verdict = "ref"  # it measured the drift; it is not judged against it
             res.verdicts.append(v)

@@ -242,6 +242,13 @@ class LoopState:
         self.opt.zero_grad()
         self.loss = self.loss_fn()
 
+    def forward_backward(self) -> None:
+        """Clear the grads, forward+loss and backward: the optimizer-independent part of an epoch (the
+        benches' in-round reference: no optimizer code runs in it; it leaves fresh gradients for a step)."""
+        for p in self.params:
+            p.grad = None
+        self.loss_fn().backward()
+
     def backward(self) -> None:
         assert self.loss is not None
         self.loss.backward()
