@@ -1,5 +1,6 @@
 """optbench report: one folder per machine with index.md, a self-contained index.html and PNGs,
-built from a real (tiny) measured run; never writes into a folder it did not create."""
+built from a synthetic seeded run (no timing in tests/); shows instruction counts and recorded figures
+beside the wall-clock ones; never writes into a folder it did not create."""
 
 from __future__ import annotations
 
@@ -7,17 +8,30 @@ import json
 
 import pytest
 
-from optbench.bench.cases import BUILTIN
-from optbench.bench.runner import measure_run
+from optbench.bench.synthetic import Bench, default_matrix, synthetic_run
 from optbench.cli import main as cli
+
+
+def _with_recorded_figures(data: dict) -> dict:
+    """Add what benches/ records instead of asserting: the harness overhead and the gate self-test."""
+    data["benchmarks"].append({"name": "test_harness_overhead_n1", "group": None, "stats": data["benchmarks"][1]["stats"],
+                               "extra_info": {"kind": "overhead", "ratio_suite_over_bare": 1.031, "bare_epoch_s": 80e-6,
+                                              "pytest_benchmark_epoch_s": 83e-6, "ratio_pytest_benchmark_over_bare": 1.04,
+                                              "bound": 0.05}})
+    data["benchmarks"].append({"name": "test_gate_selftest_interleaved", "group": None,
+                               "stats": data["benchmarks"][1]["stats"],
+                               "extra_info": {"kind": "selftest", "what": "interleaved trio", "as_expected": True,
+                                              "verdicts": {"unchanged adam-step": {"ratio": 1.01, "noise": 0.03, "verdict": "ok"},
+                                                           "planted adam-step": {"ratio": 1.3, "noise": 0.03,
+                                                                                 "verdict": "REGRESSED"}}}})
+    return data
 
 
 @pytest.fixture(scope="module")
 def result_json(tmp_path_factory):
-    specs = [(BUILTIN[o], impl, n, "epoch") for o in ("sgd", "adam") for impl in ("forloop", "foreach", "fused")
-             for n in (1, 1000)]
-    specs += [(BUILTIN["adam"], "foreach", n, ph) for n in (1, 1000) for ph in ("zero_grad", "forward", "backward", "step")]
-    data = measure_run(specs, budget_s=0.005, min_rounds=3, stream_elems=2**20)
+    benches = default_matrix(("sgd", "adam"), (1, 10**3, 10**6), ("forloop", "foreach", "fused"))
+    benches.append(Bench("adam", 10**3, "epoch", "foreach", "mlp", seconds=2e-4))  # no instruction count
+    data = _with_recorded_figures(synthetic_run(benches, seed=7, preempt_p=0.05))
     p = tmp_path_factory.mktemp("res") / "bench.json"
     p.write_text(json.dumps(data))
     return p
@@ -28,9 +42,18 @@ def test_report_writes_markdown_html_and_plots(result_json, tmp_path, capsys):
     assert cli(["report", str(result_json), "--out", str(out), "--no-trajectories"]) == 0
     (folder,) = [d for d in out.iterdir() if d.is_dir()]
     md = (folder / "index.md").read_text()
-    for col in ("µs/epoch", "ns/param", "GB/s", "% roofline"):
+    for col in ("µs/epoch", "CPU µs", "ns/param", "GB/s", "% roofline", "instructions", "step instructions"):
         assert col in md
     assert "Device: cpu" in md and "Phases alone" in md
+    # instruction counts beside the wall-clock figures, and the instruction run's time
+    data = json.loads(result_json.read_text())
+    counted = [b for b in data["benchmarks"] if "instructions" in b["extra_info"]]
+    assert f"{len(counted)} benchmarks counted in one valgrind process in 60 s" in md
+    adam_epoch = next(b for b in counted if b["name"] == "test_epoch[adam-fused-flat-1e6-float32-cpu]")
+    assert f"{adam_epoch['extra_info']['instructions']:,.0f}" in md
+    # figures recorded by benches/ instead of asserted
+    assert "Harness overhead" in md and "1.031, within the ±5 % bound" in md
+    assert "Gate self-test" in md and "planted adam-step: ratio 1.300" in md and "as expected" in md
     pngs = {p.name for p in folder.glob("*.png")}
     assert {"cost_vs_params_cpu.png", "speedup_cpu.png", "phases_cpu.png"} <= pngs
     html = (folder / "index.html").read_text()

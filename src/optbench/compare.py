@@ -73,7 +73,8 @@ def compare(paths: Sequence[str | os.PathLike]) -> str:
         info = r.optbench_info
         bws = ", ".join(f"{d} {r.stream_gbps(d):.1f} GB/s" for d in sorted(r.stream) if r.stream_gbps(d))
         lines.append(f"- **{lab}**: {os.path.basename(r.path)}; CPU {info.get('cpu_model', '?')}, "
-                     f"{info.get('torch_threads', '?')} threads, torch {(info.get('torch') or {}).get('version', '?')}; "
+                     f"{info.get('torch_threads', '?')} threads, allocator {(info.get('allocator') or {}).get('summary', '?')}, "
+                     f"torch {(info.get('torch') or {}).get('version', '?')}; "
                      f"stream {bws or 'not measured'}")
     lines.append("")
     header = ["optimizer", "impl", "device", "size"]

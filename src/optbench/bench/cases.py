@@ -1,15 +1,14 @@
 """Benchmark cases: optimizers with their byte models, parameter layouts, implementations, and the
 phase functions of the five-step loop.
 
-Until the optimizer registry (``optbench.optimizers``) is importable, :data:`BUILTIN` is the table
-of cases, built on ``torch.optim`` directly. User optimizers (``--optimizer``) arrive as registry
-``OptimizerInfo`` objects and are adapted by :func:`cases_from_info`.
-
-Byte model (fp32, per parameter per ``step()``): SGD 12 (read p, g; write p), SGD+momentum 20 (+ read
-and write the buffer), Adam/AdamW 28 (+ two moments), AMSGrad 36 (+ max of the second moment). The
-forward+backward of the elementwise loss adds its compulsory traffic, :data:`FWD_BWD_BYTES_FP32`:
-read x in the forward (4), read x and write the gradient in the backward (8). That is a lower bound
-on the traffic autograd really moves, so "% of roofline" is a lower bound on efficiency.
+One registry describes every optimizer: the cases are built from ``OptimizerInfo``
+(:mod:`optbench.optimizers.info`), the built-ins by :func:`registry_cases` and user optimizers
+(``--optimizer``) by :func:`cases_from_info`, the same adapter for both. The byte model of a config's
+``step()`` is ``OptConfig.step_bytes_fp32`` (fp32 bytes per parameter per step: SGD 12, SGD momentum
+20, Adam 28, AMSGrad 36, ...). The forward+backward of the elementwise loss adds its compulsory
+traffic, :data:`FWD_BWD_BYTES_FP32`: read x in the forward (4), read x and write the gradient in the
+backward (8). That is a lower bound on the traffic autograd really moves, so "% of roofline" is a
+lower bound on efficiency.
 """
 
 from __future__ import annotations
@@ -20,10 +19,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..errors import ConfigError
+
 IMPLS = ("forloop", "foreach", "fused", "compiled")
 LAYOUTS = ("flat", "mlp")
 FWD_BWD_BYTES_FP32 = 12  # compulsory: forward reads x (4); backward reads x, writes grad (8)
 PHASES = ("epoch", "zero_grad", "forward", "backward", "step")
+BENCH_LR = 1e-3  # every case runs at this lr: small enough that long timing runs stay finite
+# The registry configs benched by default (the rest with OPTBENCH_BENCH_FULL=1): plain SGD, heavy ball,
+# Adam, AdamW and AMSGrad span the byte models 12, 20, 28 and 36 B/param.
+DEFAULT_SET = ("sgd", "sgd_momentum", "adam", "adamw", "adam_amsgrad")
 
 
 @dataclass(frozen=True)
@@ -33,97 +38,67 @@ class BenchCase:
     name: str
     factory: Callable[[Sequence[torch.Tensor], str], torch.optim.Optimizer]  # factory(params, impl)
     step_bytes_fp32: float | None  # bytes per parameter per step, fp32; None = unknown model
-    impls: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"cpu": ("forloop", "foreach"), "cuda": ("forloop", "foreach")})
-    source: str = "builtin"
+    impls: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"cpu": ("default",), "cuda": ("default",)})
+    source: str = "registry"
 
     def make(self, params: Sequence[torch.Tensor], impl: str) -> torch.optim.Optimizer:
         return self.factory(params, "foreach" if impl == "compiled" else impl)
 
     def impls_on(self, device: str) -> tuple[str, ...]:
-        return tuple(self.impls.get(device, self.impls.get("cpu", ("forloop",))))
+        return tuple(self.impls.get(device, self.impls.get("cpu", ("default",))))
 
 
-def impl_kwargs(impl: str) -> dict[str, Any]:
-    """torch.optim's switches for an implementation ('compiled' compiles the foreach step)."""
-    return {"forloop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True},
-            "compiled": {"foreach": True}}.get(impl, {})
-
-
-def _ctor(cls: type, **fixed: Any) -> Callable[..., torch.optim.Optimizer]:
-    def make(params: Sequence[torch.Tensor], impl: str) -> torch.optim.Optimizer:
-        return cls(params, **{**fixed, **impl_kwargs(impl)})
-
-    return make
-
-
-_ALL = {"cpu": ("forloop", "foreach", "fused", "compiled"), "cuda": ("forloop", "foreach", "fused", "compiled")}
-BUILTIN: dict[str, BenchCase] = {
-    c.name: c
-    for c in (
-        BenchCase("sgd", _ctor(torch.optim.SGD, lr=1e-3), 12, _ALL, "torch.optim.SGD"),
-        BenchCase("sgd_momentum", _ctor(torch.optim.SGD, lr=1e-3, momentum=0.9), 20, _ALL, "torch.optim.SGD"),
-        BenchCase("adam", _ctor(torch.optim.Adam, lr=1e-3), 28, _ALL, "torch.optim.Adam"),
-        BenchCase("adamw", _ctor(torch.optim.AdamW, lr=1e-3), 28, _ALL, "torch.optim.AdamW"),
-        BenchCase("adam_amsgrad", _ctor(torch.optim.Adam, lr=1e-3, amsgrad=True), 36, _ALL, "torch.optim.Adam"),
-    )
-}
-DEFAULT_SET = tuple(BUILTIN)  # the registry configs benched by default (the ones with a byte model in the spec)
-
-# Byte models (fp32 B/param/step) for registry config ids; other configs are benched with bytes unknown.
-KNOWN_BYTES = {
-    "sgd": 12, "sgd_momentum": 20, "sgd_nesterov": 20, "adam": 28, "adamw": 28, "adam_amsgrad": 36,
-    "adamw_amsgrad": 36, "amsgrad": 36, "adamax": 28, "rmsprop": 20, "adagrad": 20, "nadam": 28, "radam": 28,
-}
-
-
-def cases_from_info(info: Any, *, lr: float = 1e-3) -> list[BenchCase]:
+def cases_from_info(info: Any, *, lr: float = BENCH_LR) -> list[BenchCase]:
     """Adapt a registry ``OptimizerInfo`` (built-in or user) to one :class:`BenchCase` per config.
 
     Closure, sparse-gradient and matrix-only optimizers are left out: the elementwise loop on a flat
-    parameter does not apply to them.
+    parameter does not apply to them. A foreach implementation also gets ``compiled`` (the foreach
+    step under ``torch.compile``).
     """
-    if getattr(info, "closure", False) or getattr(info, "sparse_grad", False) or getattr(info, "matrix_only", False):
+    if info.closure or info.sparse_grad or info.matrix_only:
         return []
+    impls = {dev: tuple(tup) + (("compiled",) if "foreach" in tup else ()) for dev, tup in dict(info.impls).items()}
+    src = "user" if info.user else "registry"
+    source = f"{src}:{info.source}" if info.source else src
     out = []
-    impls_decl = dict(getattr(info, "impls", None) or {"cpu": ("default",), "cuda": ("default",)})
-    impls = {}
-    for dev, tup in impls_decl.items():
-        tup = tuple(tup)
-        extra = ("compiled",) if "foreach" in tup else ()
-        impls[dev] = tup + extra
-    for config in getattr(info, "configs", None) or (None,):
-        cid = info.config_id(config) if config is not None else info.name
-
+    for config in info.configs:
         def factory(params, impl, _info=info, _config=config):
             return _info.make(params, _config, impl=impl, lr=lr)
 
-        b = getattr(info, "bytes_per_param", None) or KNOWN_BYTES.get(cid)
-        src = "user" if getattr(info, "user", False) else "registry"
-        out.append(BenchCase(cid, factory, b, impls, src if not getattr(info, "source", "") else f"{src}:{info.source}"))
+        out.append(BenchCase(info.config_id(config), factory, config.step_bytes_fp32, impls, source))
     return out
 
 
-def registry_cases() -> list[BenchCase] | None:
-    """Every config of the registry as bench cases, or None while the registry is not importable."""
-    try:
-        from optbench.optimizers import builtin_registry  # type: ignore[attr-defined]
-    except ImportError:
-        try:
-            from optbench.optimizers.info import builtin_registry  # type: ignore[no-redef]
-        except ImportError:
-            return None
+def registry_cases() -> list[BenchCase]:
+    """Every config of the built-in registry that the elementwise loop applies to, as bench cases."""
+    from ..optimizers.info import builtin_registry
+
     return [c for info in builtin_registry() for c in cases_from_info(info)]
 
 
 def default_cases(full: bool = False) -> list[BenchCase]:
-    """The registry's configs (all with ``full``, else :data:`DEFAULT_SET`), or :data:`BUILTIN`."""
+    """The registry's configs: all of them with ``full``, else :data:`DEFAULT_SET` (in that order)."""
     cases = registry_cases()
-    if not cases:
-        return list(BUILTIN.values())
     if full:
         return cases
-    picked = [c for c in cases if c.name in DEFAULT_SET]
-    return picked or list(BUILTIN.values())
+    by = {c.name: c for c in cases}
+    return [by[n] for n in DEFAULT_SET if n in by]
+
+
+def get_case(name: str) -> BenchCase:
+    """The registry config ``name`` (a config id such as ``adam`` or ``sgd_momentum``) as a case."""
+    cases = {c.name: c for c in registry_cases()}
+    if name not in cases:
+        raise ConfigError(f"no registry config {name!r} to bench; choose one of {', '.join(cases)}")
+    return cases[name]
+
+
+def user_cases(specs: Sequence[str], *, config_file: str | None = None, rootdir: str | None = None) -> list[BenchCase]:
+    """``--optimizer [NAME=]module:attr`` specs as cases, through the registry's user-optimizer path."""
+    from ..optimizers.user import load_user_optimizers
+
+    infos = load_user_optimizers(list(specs), config_file=config_file, rootdir=rootdir)
+    return [c for info in infos for c in cases_from_info(info)]
 
 
 @dataclass(frozen=True)
@@ -266,6 +241,13 @@ class LoopState:
         """Setup for timing backward alone: a fresh graph (untimed), grads cleared."""
         self.opt.zero_grad()
         self.loss = self.loss_fn()
+
+    def forward_backward(self) -> None:
+        """Clear the grads, forward+loss and backward: the optimizer-independent part of an epoch (the
+        benches' in-round reference: no optimizer code runs in it; it leaves fresh gradients for a step)."""
+        for p in self.params:
+            p.grad = None
+        self.loss_fn().backward()
 
     def backward(self) -> None:
         assert self.loss is not None

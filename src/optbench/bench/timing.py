@@ -4,6 +4,7 @@ the gate's self-test and by tests; the benches themselves use pytest-benchmark).
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -143,7 +144,8 @@ def stats_of(data: list[float]) -> dict[str, Any]:
     else:
         q1 = q3 = data[0]
     mean = statistics.fmean(data)
-    sd = statistics.stdev(data) if n > 1 else 0.0
+    # float arithmetic (statistics.stdev works in exact fractions: 1 ms per call, the bulk of a synthetic run)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in data) / (n - 1)) if n > 1 else 0.0
     iqr = q3 - q1
     return {
         "min": data[0], "max": data[-1], "mean": mean, "stddev": sd, "rounds": n,
@@ -171,43 +173,6 @@ def time_rounds(fn: Callable[[], Any], *, rounds: int, iterations: int = 1,
     return out
 
 
-class Reference:
-    """An interleaved reference: an in-place ``mul_(1.0)`` on a buffer of the benchmark's size, timed
-    just before every round (in pytest-benchmark's untimed setup). Normalising a result by it cancels
-    the machine's speed at that moment (co-tenants, frequency) at the same working-set size."""
-
-    def __init__(self, n: int, device: str, dtype=torch.float32, calls: int = 1) -> None:
-        self.buf = torch.ones(max(int(n), 1), dtype=dtype, device=device)
-        self.device, self.calls = device, calls
-        self.seconds: list[float] = []
-
-    def __call__(self) -> None:
-        synchronize(self.device)
-        t0 = time.perf_counter()
-        for _ in range(self.calls):
-            self.buf.mul_(1.0)
-        synchronize(self.device)
-        self.seconds.append((time.perf_counter() - t0) / self.calls)
-
-    def summary(self) -> dict[str, float]:
-        st = stats_of(self.seconds) if self.seconds else None
-        if not st:
-            return {}
-        return {"ref_median_s": st["median"], "ref_iqr_s": st["iqr"], "ref_rounds": st["rounds"], "ref_min_s": st["min"],
-                "ref_bytes": 8 * self.buf.numel() * self.buf.element_size() // 4}
-
-
-def time_rounds_ref(fn: Callable[[], Any], ref: "Reference", *, rounds: int, iterations: int = 1,
-                    setup: Callable[[], Any] | None = None, device: str = "cpu") -> list[float]:
-    """Like :func:`time_rounds`, with ``ref`` timed (separately) before every round."""
-    def both() -> None:
-        ref()
-        if setup is not None:
-            setup()
-
-    return time_rounds(fn, rounds=rounds, iterations=iterations, setup=both, device=device)
-
-
 def choose_rounds(per_call_s: float, *, budget_s: float = 0.25, min_rounds: int = 5, max_rounds: int = 200,
                   min_round_s: float = 2e-4) -> tuple[int, int]:
     """(rounds, iterations) so one benchmark costs about ``budget_s`` and each round >= ``min_round_s``."""
@@ -215,3 +180,48 @@ def choose_rounds(per_call_s: float, *, budget_s: float = 0.25, min_rounds: int 
     iterations = max(1, int(min_round_s / per_call_s + 0.999))
     rounds = int(budget_s / (per_call_s * iterations))
     return max(min_rounds, min(max_rounds, rounds)), iterations
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (``getrusage``; 0 where unavailable). Per call, it shows
+    whether the allocator keeps freed blocks (about 0) or returns them to the OS (thousands at 1e7)."""
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+    except (ImportError, OSError):
+        return 0
+
+
+class CpuClock:
+    """CPU time of successive rounds: :meth:`start` at the end of a round's setup, :meth:`stop` at the
+    start of its teardown (pytest-benchmark's untimed hooks, so the wall-clock figure is untouched).
+
+    One torch thread: the calling thread's CPU time (``time.thread_time``), where the intra-op work
+    runs. More threads: the process's (``time.process_time``, which also counts OpenMP spin-waits).
+    Time spent preempted (co-tenants, steal) is not CPU time of the thread, so on a shared host the
+    minimum and median of these move far less than wall time for rounds of a millisecond and more."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.thread_time if torch.get_num_threads() == 1 else time.process_time
+        self.kind = "thread_time" if torch.get_num_threads() == 1 else "process_time"
+        self._t0: float | None = None
+        self.seconds: list[float] = []
+
+    def start(self) -> None:
+        self._t0 = self._clock()
+
+    def stop(self) -> None:
+        if self._t0 is not None:
+            self.seconds.append(self._clock() - self._t0)
+            self._t0 = None
+
+    def stats(self, skip: int = 0) -> dict[str, Any] | None:
+        data = self.seconds[skip:]
+        if not data:
+            return None
+        st = stats_of(data)
+        return {"clock": self.kind, "min": st["min"], "q1": st["q1"], "median": st["median"], "iqr": st["iqr"],
+                "q3": st["q3"], "rounds": st["rounds"]}

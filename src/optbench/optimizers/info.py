@@ -86,6 +86,9 @@ class OptConfig:
     # catalogue than its siblings; OptimizerInfo folds them into its ``targets`` (what the fixture parametrizes),
     # and exemption("P1:<target>", config) says "not declared" for a config that does not declare one.
     targets: tuple[str, ...] | None = None
+    # Benches: compulsory bytes per parameter per step() in fp32 (each state tensor read and written once, the
+    # param read and written, the grad read); None = no model (GB/s and % of roofline are then not reported).
+    step_bytes_fp32: float | None = None
 
 
 @dataclass
@@ -321,14 +324,14 @@ def builtin_registry() -> list[OptimizerInfo]:
             "sgd",
             O.SGD,
             configs=(
-                OptConfig("", {}, lr=0.05, epochs=600, exact="gd", targets=P1_TARGETS + QUADRATIC_TARGETS,
+                OptConfig("", {}, step_bytes_fp32=12, lr=0.05, epochs=600, exact="gd", targets=P1_TARGETS + QUADRATIC_TARGETS,
                           budgets={"himmelblau": Budget(0.01, 600), **_SGD_BUDGETS},
                           exemptions={"P1:rosenbrock_2d": _ROSEN, **_SGD_EXEMPT}),
-                OptConfig("momentum", {"momentum": 0.9}, lr=0.02, epochs=600, exact="heavy_ball", targets=ALL_P1_TARGETS,
+                OptConfig("momentum", {"momentum": 0.9}, step_bytes_fp32=20, lr=0.02, epochs=600, exact="heavy_ball", targets=ALL_P1_TARGETS,
                           budgets={"himmelblau": Budget(0.005, 600), "rosenbrock_2d": Budget(1e-3, 4000),
                                    **_MOMENTUM_BUDGETS},
                           exemptions=_MOMENTUM_EXEMPT),
-                OptConfig("nesterov", {"momentum": 0.9, "nesterov": True}, lr=0.02, epochs=600, exact="nesterov",
+                OptConfig("nesterov", {"momentum": 0.9, "nesterov": True}, step_bytes_fp32=20, lr=0.02, epochs=600, exact="nesterov",
                           targets=P1_TARGETS + QUADRATIC_TARGETS,
                           budgets={"himmelblau": Budget(0.005, 600), **_NESTEROV_BUDGETS},
                           exemptions={"P1:rosenbrock_2d": _ROSEN, **_NESTEROV_EXEMPT},
@@ -342,11 +345,11 @@ def builtin_registry() -> list[OptimizerInfo]:
             "adam",
             O.Adam,
             configs=(
-                OptConfig("", {}, lr=0.05, epochs=2000, targets=ALL_P1_TARGETS, budgets={**adam_budgets, **_ADAM_WIDE},
+                OptConfig("", {}, step_bytes_fp32=28, lr=0.05, epochs=2000, targets=ALL_P1_TARGETS, budgets={**adam_budgets, **_ADAM_WIDE},
                           exemptions={"P1:rosenbrock_2d": _ROSEN, **_ADAM_EXEMPT}),
                 # AMSGrad converges on the same targets at the same budgets (measured), but the wider P1 runs
                 # on the plain config only, to keep the suite's time budget
-                OptConfig("amsgrad", {"amsgrad": True}, lr=0.05, epochs=2000, targets=P1_TARGETS,
+                OptConfig("amsgrad", {"amsgrad": True}, step_bytes_fp32=36, lr=0.05, epochs=2000, targets=P1_TARGETS,
                           budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN}),
             ),
             impls=_all_impls(_FLF),
@@ -355,22 +358,22 @@ def builtin_registry() -> list[OptimizerInfo]:
         OptimizerInfo(
             "adamw",
             O.AdamW,
-            configs=(OptConfig("", {"weight_decay": 0.0}, lr=0.05, epochs=2000, budgets=adam_budgets,
+            configs=(OptConfig("", {"weight_decay": 0.0}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets,
                                exemptions={"P1:rosenbrock_2d": _ROSEN}),
-                     OptConfig("amsgrad", {"weight_decay": 0.0, "amsgrad": True}, lr=0.05, epochs=2000,
+                     OptConfig("amsgrad", {"weight_decay": 0.0, "amsgrad": True}, step_bytes_fp32=36, lr=0.05, epochs=2000,
                                budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN})),
             impls=_all_impls(_FLF),
             weight_decay="decoupled",
             source="torch.optim.AdamW",
         ),
-        OptimizerInfo("adamax", O.Adamax, configs=(OptConfig("", {}, lr=0.05, epochs=2000, budgets=adam_budgets,
+        OptimizerInfo("adamax", O.Adamax, configs=(OptConfig("", {}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets,
                                                              exemptions={"P1:rosenbrock_2d": _ROSEN}),),
                       impls=_all_impls(_FL), source="torch.optim.Adamax"),
         OptimizerInfo(
             "nadam",
             O.NAdam,
-            configs=(OptConfig("", {}, lr=0.05, epochs=2000, budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN}),
-                     OptConfig("decoupled", {"decoupled_weight_decay": True}, lr=0.05, epochs=2000, budgets=adam_budgets,
+            configs=(OptConfig("", {}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN}),
+                     OptConfig("decoupled", {"decoupled_weight_decay": True}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets,
                                exemptions={"P1.l2": _L2_DECOUPLED, "P1:rosenbrock_2d": _ROSEN})),
             impls=_all_impls(_FL),
             known={"P8.state_dict@float64": "state['mu_product'] is created as a float32 scalar whatever the param dtype, and "
@@ -382,18 +385,18 @@ def builtin_registry() -> list[OptimizerInfo]:
         OptimizerInfo(
             "radam",
             O.RAdam,
-            configs=(OptConfig("", {}, lr=0.05, epochs=2000, budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN}),
-                     OptConfig("decoupled", {"decoupled_weight_decay": True}, lr=0.05, epochs=2000, budgets=adam_budgets,
+            configs=(OptConfig("", {}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets, exemptions={"P1:rosenbrock_2d": _ROSEN}),
+                     OptConfig("decoupled", {"decoupled_weight_decay": True}, step_bytes_fp32=28, lr=0.05, epochs=2000, budgets=adam_budgets,
                                exemptions={"P1.l2": _L2_DECOUPLED, "P1:rosenbrock_2d": _ROSEN})),
             impls=_all_impls(_FL),
             source="torch.optim.RAdam",
         ),
-        OptimizerInfo("adagrad", O.Adagrad, configs=(OptConfig("", {}, lr=0.5, epochs=2000,
+        OptimizerInfo("adagrad", O.Adagrad, configs=(OptConfig("", {}, step_bytes_fp32=20, lr=0.5, epochs=2000,
                                                                budgets={"booth": Budget(2.0, 2000)},
                                                                exemptions={"P1:rosenbrock_2d": _ROSEN}),),
                       impls={"cpu": _FLF, "cuda": _FL}, source="torch.optim.Adagrad"),
         OptimizerInfo("adadelta", O.Adadelta,
-                      configs=(OptConfig("", {}, lr=30.0, epochs=2000, schedule={"name": "ExponentialLR", "gamma": 0.997}),),
+                      configs=(OptConfig("", {}, step_bytes_fp32=28, lr=30.0, epochs=2000, schedule={"name": "ExponentialLR", "gamma": 0.997}),),
                       impls=_all_impls(_FL),
                       exemptions={**{f"P1:{t}": "Adadelta's step √(E[Δx²]+eps)/√(E[g²]+eps)·g starts at √eps·lr and "
                                                  "adapts slowly; measured: no constant lr in 5..100 reaches 1e-4 within "
@@ -404,16 +407,16 @@ def builtin_registry() -> list[OptimizerInfo]:
         OptimizerInfo(
             "rmsprop",
             O.RMSprop,
-            configs=(OptConfig("", {}, lr=0.01, epochs=2000, exemptions=_RMS_EXEMPT),
-                     OptConfig("centered", {"centered": True}, lr=0.01, epochs=2000, exemptions=_RMS_EXEMPT),
-                     OptConfig("momentum", {"momentum": 0.5}, lr=0.005, epochs=2000, exemptions=_RMS_EXEMPT)),
+            configs=(OptConfig("", {}, step_bytes_fp32=20, lr=0.01, epochs=2000, exemptions=_RMS_EXEMPT),
+                     OptConfig("centered", {"centered": True}, step_bytes_fp32=28, lr=0.01, epochs=2000, exemptions=_RMS_EXEMPT),
+                     OptConfig("momentum", {"momentum": 0.5}, step_bytes_fp32=28, lr=0.005, epochs=2000, exemptions=_RMS_EXEMPT)),
             impls=_all_impls(_FL),
             source="torch.optim.RMSprop",
         ),
         OptimizerInfo(
             "rprop",
             O.Rprop,
-            configs=(OptConfig("", {}, lr=0.01, epochs=1000, exemptions={"P1:rosenbrock_2d": _ROSEN}),),
+            configs=(OptConfig("", {}, step_bytes_fp32=28, lr=0.01, epochs=1000, exemptions={"P1:rosenbrock_2d": _ROSEN}),),
             impls=_all_impls(_FL),
             weight_decay=None,
             exemptions={"P12": f"Rprop {_NO_WD}", "P1.l2": f"Rprop {_NO_WD}",
@@ -423,7 +426,7 @@ def builtin_registry() -> list[OptimizerInfo]:
             source="torch.optim.Rprop",
         ),
         OptimizerInfo("asgd", O.ASGD,
-                      configs=(OptConfig("", {}, lr=0.05, epochs=1500, budgets={"himmelblau": Budget(0.01, 1500)},
+                      configs=(OptConfig("", {}, step_bytes_fp32=20, lr=0.05, epochs=1500, budgets={"himmelblau": Budget(0.01, 1500)},
                                          exemptions={"P1:rosenbrock_2d": _ROSEN}),),
                       impls=_all_impls(_FL),
                       exemptions={"P13": "ASGD multiplies x by (1 - λ·η) every step (λ = 1e-4 by default): a built-in "

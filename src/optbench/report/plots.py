@@ -153,14 +153,11 @@ TRAJ_OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "adam_amsgrad", "rmsp
 
 
 def _trajectory_cases() -> list[tuple[str, Callable]]:
-    """(name, factory(params, lr)) for the registry's optimizers (a fixed subset), or torch.optim."""
-    from ..bench.cases import BUILTIN, default_cases
+    """(name, case) for a fixed subset of the registry's optimizers (bench cases: one registry)."""
+    from ..bench.cases import registry_cases
 
     out = []
-    try:
-        cases = {c.name: c for c in default_cases(full=True)}
-    except Exception:
-        cases = dict(BUILTIN)
+    cases = {c.name: c for c in registry_cases()}
     for name in TRAJ_OPTIMIZERS:
         c = cases.get(name)
         if c is None:

@@ -15,19 +15,32 @@ def _f(x: float | None, fmt: str) -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def instructions(r: Record) -> float | None:
+    """Instructions per call counted under Callgrind (``pytest benches --instructions``), or None."""
+    v = r.extra.get("instructions")
+    return float(v) if v is not None else None
+
+
+def cpu_median(r: Record) -> float | None:
+    c = r.extra.get("cpu_time") or {}
+    return float(c["median"]) if c.get("median") is not None else None
+
+
 def epoch_rows(run: Run, records: list[Record]) -> list[list[str]]:
     rows = []
     for r in sorted(records, key=lambda r: (r.optimizer, r.dtype, r.layout, r.size, r.impl)):
         pct = run.roofline_pct(r)
         ct = r.extra.get("compile_time_s")
+        cpu = cpu_median(r)
+        ins = instructions(r)
         rows.append([r.optimizer, r.impl, r.layout, r.dtype, fmt_size(r.size), f"{r.n:,}",
-                     f"{r.median * 1e6:,.1f}", f"±{r.iqr / 2 * 1e6:,.1f}", f"{r.ns_per_param:,.2f}",
-                     _f(r.gbps, ".2f"), _f(pct, ".1f"), _f(ct, ".1f")])
+                     f"{r.median * 1e6:,.1f}", f"±{r.iqr / 2 * 1e6:,.1f}", _f(cpu * 1e6 if cpu else None, ",.1f"),
+                     f"{r.ns_per_param:,.2f}", _f(r.gbps, ".2f"), _f(pct, ".1f"), _f(ins, ",.0f"), _f(ct, ".1f")])
     return rows
 
 
-EPOCH_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "params", "µs/epoch", "±IQR/2", "ns/param",
-                "GB/s", "% roofline", "compile s"]
+EPOCH_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "params", "µs/epoch", "±IQR/2", "CPU µs",
+                "ns/param", "GB/s", "% roofline", "instructions", "compile s"]
 
 
 def phase_rows(records: list[Record]) -> list[list[str]]:
@@ -45,9 +58,10 @@ def phase_rows(records: list[Record]) -> list[list[str]]:
     for (opt, impl, layout, dtype, size), ph in sorted(by.items()):
         cells = [_f(ph[p].median * 1e6 if p in ph else None, ",.1f") for p in ("zero_grad", "forward", "backward", "step")]
         tot = sum(ph[p].median for p in ("zero_grad", "forward", "backward", "step") if p in ph)
-        rows.append([opt, impl, layout, dtype, fmt_size(size), *cells, f"{tot * 1e6:,.1f}"])
+        ins = instructions(ph["step"]) if "step" in ph else None
+        rows.append([opt, impl, layout, dtype, fmt_size(size), *cells, f"{tot * 1e6:,.1f}", _f(ins, ",.0f")])
     return rows
 
 
 PHASE_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "zero_grad µs", "forward+loss µs", "backward µs",
-                "step µs", "sum µs"]
+                "step µs", "sum µs", "step instructions"]
