@@ -46,7 +46,7 @@ KWARGS = {k: v for k, v in dict(lr=ARGS.lr, weight_decay=ARGS.weight_decay,
 BIAS, CLOSURE = not ARGS.no_bias, ARGS.closure
 EXACT, REL = ARGS.rel == 0, ARGS.rel
 
-TIMEOUT = datetime.timedelta(seconds=120)  # the rendezvous and each collective; a stuck rank fails, never hangs
+TIMEOUT = datetime.timedelta(seconds=120)  # rendezvous and collectives; the ranks are killed after 3x this
 
 
 def seeded(shape, seed, scale):

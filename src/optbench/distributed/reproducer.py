@@ -1,9 +1,10 @@
 """Standalone reproducers for the distributed properties P18-P20.
 
-A failure's script imports only torch (``torch.distributed``, ``torch.multiprocessing``, FSDP2, DCP) and
-the optimizer under test (bound to ``Opt`` by its importable name, constructed with the kwargs optbench
-used). It starts its own 2-rank gloo group on CPU (``mp.spawn``; the rendezvous is a ``TCPStore`` on
-port 0, so no port race and no launcher), rebuilds the checks' MLP and micro-batches
+A failure's script imports only torch (``torch.distributed``, ``torch.multiprocessing``, FSDP2, DCP), the
+stdlib (datetime, tempfile, time) and the optimizer under test (bound to ``Opt`` by its importable name,
+constructed with the kwargs optbench used). It starts its own 2-rank gloo group on CPU (``mp.spawn``;
+the rendezvous is a ``TCPStore`` on port 0, so no port race and no launcher; a process-group timeout,
+and the ranks are killed at a deadline, so it never hangs nor leaves a process behind), rebuilds the checks' MLP and micro-batches
 (:mod:`optbench.distributed.model`, written out inline), runs the steps of the property that failed,
 and compares them with the check's rule (:func:`optbench.distributed.checks.rule_for`). It prints the
 max |difference| per step and fails with ``AssertionError: P18 ...`` (P19, P20) naming the first step
@@ -53,7 +54,7 @@ _IMPORTS = {
 # ---- the pieces every script shares -----------------------------------------------------------------------------
 
 _COMMON = '''
-TIMEOUT = datetime.timedelta(seconds=120)  # the rendezvous and each collective; a stuck rank fails, never hangs
+TIMEOUT = datetime.timedelta(seconds=120)  # rendezvous and collectives; the ranks are killed after 3x this
 
 
 def seeded(shape, seed, scale):
