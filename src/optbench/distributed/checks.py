@@ -19,7 +19,8 @@ tolerance.
 Each check raises :class:`~optbench.optimizers.contract.PropertyFailure` with the first step and
 parameter that differ (max |Δ|, the index, and which rank's shard holds it), or the operation of the
 optimizer that raised and where; a crash of optbench's own harness propagates as an ordinary
-exception. Nothing here imports pytest.
+exception. The plan (:func:`optbench.distributed.plan.with_reproducer`) attaches to every such failure
+the standalone script of :mod:`optbench.distributed.reproducer`. Nothing here imports pytest.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pickle
 from typing import Any, Callable
 
 from ..devices import cuda_skip_reason, dtype_name, parse_dtype
-from ..optimizers.contract import Case
+from ..optimizers.contract import Case, PropertyFailure
 from ..optimizers.info import OptConfig, OptimizerInfo
 from ..verdict import CheckItem
 from .checks import check_p18, check_p19_ddp, check_p19_zero, check_p20
@@ -49,6 +49,19 @@ def _known(info: OptimizerInfo, config: OptConfig, keys: tuple[str, ...], impl: 
             if reason:
                 return reason
     return None
+
+
+def with_reproducer(key: str, check: Callable[[Case], Any], case: Case) -> Any:
+    """Run a distributed check; every PropertyFailure it raises (a difference, or the optimizer raising under
+    DTensor, DDP or DCP) gets a standalone reproducer of ``key`` (the test's most specific registry key)."""
+    from . import reproducer
+
+    try:
+        return check(case)
+    except PropertyFailure as failure:
+        if failure.reproducer is None:
+            failure.reproducer = reproducer.script(failure, case, key)
+        raise
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,7 +138,7 @@ def distributed_checks(selection: Any) -> list[CheckItem]:
                     na = None if exempt else (device_na(device) or case_na(case, test))
                     items.append(CheckItem(
                         test=test, id=f"{subject}-{dt}-{device}", prop=prop, subject=subject,
-                        run=functools.partial(check, case), exempt=exempt,
+                        run=functools.partial(with_reproducer, keys[-1], check, case), exempt=exempt,
                         known=_known(info, config, keys, impl, dtype_name(case.dtype)), na=na, device=device,
                         marks=MARKS))
     return items
