@@ -134,7 +134,7 @@ def test_known_bug_in_config_is_an_xfail_and_a_fixed_one_an_xpass(tmp_path):
 
 @pytest.mark.parametrize("toml, match", [
     ('[optimizers.h.known]\nP5 = ""\n', "has no reason"),
-    ('[optimizers.h.known]\n"P5:booth" = "x"\n', "is not a property"),
+    ('[optimizers.h.known]\n"P99@foreach" = "x"\n', "is not a property"),
 ], ids=["known-without-reason", "known-bad-key"])
 def test_bad_known_bug_is_a_one_line_config_error(tmp_path, toml, match):
     path = tmp_path / "c.toml"

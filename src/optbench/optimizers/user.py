@@ -62,7 +62,8 @@ except ModuleNotFoundError:  # pragma: no cover
 _KEYS = {"lr", "epochs", "contract_lr", "kwargs", "weight_decay", "elementwise", "closure", "matrix_only",
          "targets", "exemptions", "known", "budgets", "sparse_grad", "impls", "schedule", "profile_targets"}
 _EXEMPT_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?$")
-_KNOWN_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?:@[a-z_0-9]+)?$")  # as the registry's: P5, P8.deepcopy, P5@foreach
+# as the registry's: P5, P8.deepcopy, P5@foreach, P2@float32, P1:<target>
+_KNOWN_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?(?:@[a-z_0-9]+)?$")
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -106,9 +107,9 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: optimizers.{name}.exemptions.{key} has no reason; an exemption must say "
                               f"why, e.g. {key} = \"scales steps by the parameter norm\"")
     for key, reason in dict(entry.get("known", {})).items():
-        if not _KNOWN_RE.match(key) or key.split("@")[0].split(".")[0] not in PROPERTIES:
+        if not _KNOWN_RE.match(key) or key.split("@")[0].split(":")[0].split(".")[0] not in PROPERTIES:
             raise ConfigError(f"{where}: optimizers.{name}.known: {key!r} is not a property; use P1..P{len(PROPERTIES)}, "
-                              f"optionally with a check and an impl or dtype (e.g. P8.deepcopy, P5@foreach)")
+                              f"optionally with a check or target and an impl or dtype (e.g. P8.deepcopy, P5@foreach, P1:booth)")
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{where}: optimizers.{name}.known.{key} has no reason; a known bug must say what is "
                               f"wrong, e.g. {key} = \"modifies p.grad in place\"")
