@@ -73,3 +73,63 @@ def test_the_p1_gradient_check_allows_the_rounding_of_cancelling_terms_and_nothi
     assert float(err.max()) > GRAD_RTOL[torch.float64] * (1 + float(want.abs().max())), "no cancellation here?"
     assert bool((err <= allowed).all()), (err, allowed)
     assert not bool(((want * 1.01 - want).abs() <= allowed).all()), "a 1% gradient error must not pass"
+
+
+def test_a_slow_run_at_another_lr_than_the_closest_one_gets_the_longer_budget(monkeypatch):
+    """Seen with pytorch-optimizer's Ranger on booth: lr 0.01 ended closest but slowly (9.2 -> 6.5 over the
+    second half), lr 0.0316 halved (15.6 -> 7.4) and reaches x* in 8000 epochs. The longer run must be
+    given to the lr that is still converging, not to the closest one (that was reported as stalled: FAIL)."""
+    from optbench.optimizers import convergence as CV
+    from optbench.optimizers import p1 as P1
+
+    res = _result([6.5, 7.4, 60.0])
+    res.mid = [9.2, 15.6, 110.0]
+    longer_lrs = []
+
+    def longer(case, target, starts, lrs, epochs, **kw):
+        longer_lrs.append(list(lrs))
+        done = _result([1e-9])
+        done.reached = [[epochs - 1]]
+        return done
+
+    monkeypatch.setattr(CV, "run_p1", longer)
+    ok, note = P1._slow_or_stuck(None, catalogue()["booth"], res.starts, res.lrs, 2000, {}, res, "")
+    assert longer_lrs == [[LR_GRID[1]]] and ok == [LR_GRID[1]], (longer_lrs, ok)
+    assert "still converging" in note and "a slow method, not a bug" in note, note
+    stalled = _result([6.5, 7.4])
+    stalled.mid = [6.6, 7.5]  # no lr halved its distance: nothing to rerun, the FAIL stands
+    longer_lrs.clear()
+    assert P1._slow_or_stuck(None, catalogue()["booth"], stalled.starts, stalled.lrs, 2000, {}, stalled, "")[0] == []
+    assert longer_lrs == []
+
+
+class _WarmupCentralised(torch.optim.SGD):
+    """Skips its first 5 steps (as RAdam's rectification does) and centralises 2-D gradients over their rows'
+    entries (as gradient centralisation does): not elementwise, which a 5-epoch probe cannot see."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.n = getattr(self, "n", 0) + 1
+        if self.n <= 5:
+            return None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and p.grad.dim() > 1:
+                    p.grad.sub_(p.grad.mean(dim=1, keepdim=True))
+        return super().step(closure)
+
+
+def test_the_batching_probe_sees_past_a_warmup_that_does_not_move():
+    from optbench.optimizers.contract import Case
+    from optbench.optimizers.convergence import batched_equals_separate
+    from optbench.optimizers.info import OptimizerInfo
+    from optbench.optimizers.p1 import PROBE_EPOCHS
+
+    booth = catalogue()["booth"]
+    info = OptimizerInfo("wc", _WarmupCentralised, elementwise=None, user=True)
+    coupled = Case(info, info.configs[0])
+    assert batched_equals_separate(coupled, booth, epochs=5) == (False, 0.0), "not moved: must not count as equal"
+    assert batched_equals_separate(coupled, booth, epochs=PROBE_EPOCHS)[0] is False
+    sgd = OptimizerInfo("sgd", torch.optim.SGD, elementwise=None, user=True)
+    plain = Case(sgd, sgd.configs[0])
+    assert batched_equals_separate(plain, booth, epochs=PROBE_EPOCHS)[0] is True

@@ -99,3 +99,46 @@ def test_user_run_reports_lr_band_and_exemption_reason():
     assert "test_converges[handadam-default-sphere_2d-float64-cpu]: sphere_2d: converged for lr in [" in out, out[-3000:]
     assert "EXEMPT P13 for scalebynorm: scales the step by 1+|x| by design" in out, out[-3000:]
     assert "adam-" not in out.replace("handadam-", "")  # built-ins are not validated with --optimizer
+
+
+def test_known_bug_in_config_is_an_xfail_and_a_fixed_one_an_xpass(tmp_path):
+    """``[optimizers.NAME.known]`` declares a confirmed upstream bug the way the registry does (torch's NAdam
+    P8.state_dict): the FAIL shows as XFAIL with the reason (exit 0), and on an optimizer without that bug the
+    stale declaration is an XPASS (exit 1)."""
+    (tmp_path / "c.toml").write_text(
+        '[optimizers.halve.known]\n"P5@foreach" = "halves p.grad in place"\n'
+        '[optimizers.clean.known]\nP5 = "declared but not there"\n'
+    )
+    (tmp_path / "myopt.py").write_text(
+        "import torch\n\n\nclass HalveGrad(torch.optim.SGD):\n"
+        "    @torch.no_grad()\n    def step(self, closure=None):\n"
+        "        for g in self.param_groups:\n            for p in g['params']:\n"
+        "                if p.grad is not None:\n                    p.grad.mul_(0.5)\n"
+        "        return super().step(closure)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def validate(*specs: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "optbench", "validate", *specs, "--config", "c.toml", "-k",
+                               "p05", "--no-distributed", "-q"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    proc = validate("halve=myopt:HalveGrad")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the for-loop impl is not declared: still a FAIL
+    out = proc.stdout
+    assert "== halve: 1 FAIL, 2 XFAIL\n" in out, out  # foreach float64 and float32 declared, the for-loop not
+    assert "known: P5@foreach in halve=myopt:HalveGrad: halves p.grad in place | observed: P5" in out, out
+    clean = validate("clean=torch.optim:SGD")
+    assert clean.returncode == 1 and "== clean: 3 XPASS\n" in clean.stdout, clean.stdout
+
+
+@pytest.mark.parametrize("toml, match", [
+    ('[optimizers.h.known]\nP5 = ""\n', "has no reason"),
+    ('[optimizers.h.known]\n"P99@foreach" = "x"\n', "is not a property"),
+], ids=["known-without-reason", "known-bad-key"])
+def test_bad_known_bug_is_a_one_line_config_error(tmp_path, toml, match):
+    path = tmp_path / "c.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_user_optimizers(["h=tests.planted.correct:HandAdam"], config_file=str(path), rootdir=str(ROOT))
+    assert "\n" not in str(info.value)

@@ -22,6 +22,8 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
                                            # Beale, Himmelblau)
     [tool.optbench.optimizers.myadam.exemptions]
     P13 = "scales the step by the parameter norm (LAMB trust ratio)"   # a reason is required
+    [tool.optbench.optimizers.myadam.known]   # known bugs: strict xfails (XFAIL; a fix turns them into XPASS)
+    "P8.deepcopy" = "settings kept as instance attributes are lost by deepcopy"   # also "P5@foreach", "P2@float32"
     [tool.optbench.optimizers.myadam.budgets.rosenbrock_2d]
     lr = 1e-3
     epochs = 5000
@@ -58,8 +60,10 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
 _KEYS = {"lr", "epochs", "contract_lr", "kwargs", "weight_decay", "elementwise", "closure", "matrix_only",
-         "targets", "exemptions", "budgets", "sparse_grad", "impls", "schedule", "profile_targets"}
+         "targets", "exemptions", "known", "budgets", "sparse_grad", "impls", "schedule", "profile_targets"}
 _EXEMPT_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?$")
+# as the registry's: P5, P8.deepcopy, P5@foreach, P2@float32, P1:<target>
+_KNOWN_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?(?:@[a-z_0-9]+)?$")
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -102,6 +106,13 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{where}: optimizers.{name}.exemptions.{key} has no reason; an exemption must say "
                               f"why, e.g. {key} = \"scales steps by the parameter norm\"")
+    for key, reason in dict(entry.get("known", {})).items():
+        if not _KNOWN_RE.match(key) or key.split("@")[0].split(":")[0].split(".")[0] not in PROPERTIES:
+            raise ConfigError(f"{where}: optimizers.{name}.known: {key!r} is not a property; use P1..P{len(PROPERTIES)}, "
+                              f"optionally with a check or target and an impl or dtype (e.g. P8.deepcopy, P5@foreach, P1:booth)")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ConfigError(f"{where}: optimizers.{name}.known.{key} has no reason; a known bug must say what is "
+                              f"wrong, e.g. {key} = \"modifies p.grad in place\"")
     wd = entry.get("weight_decay", None)
     if wd not in (None, "coupled", "decoupled", "none"):
         raise ConfigError(f"{where}: optimizers.{name}.weight_decay = {wd!r}; use \"coupled\", \"decoupled\" or \"none\"")
@@ -164,6 +175,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         user=True,
         source=spec_text,
         extra_kwargs=kwargs,
+        known={str(k): str(v) for k, v in dict(entry.get("known", {})).items()},
     )
 
 
