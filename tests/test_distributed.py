@@ -18,7 +18,7 @@ from optbench.distributed.plan import distributed_checks
 from optbench.optimizers.info import builtin_registry
 from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
-from optbench.verdict import FAIL, PASS, run_check
+from optbench.verdict import FAIL, NA, PASS, run_check
 from tests.planted.dist_bugs import PLANTED_DIST
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,16 @@ def test_each_planted_bug_fails_its_own_property_only_and_the_correct_one_passes
     for test in TESTS:
         v = verdicts[(CORRECT, test)]
         assert v.outcome == PASS, f"the correct DistRef failed {test}: {v.message}\n{table}"
+
+
+def test_p20_says_not_applicable_when_nothing_moves_after_the_checkpoint():
+    # A warmup that does not update makes P20's resumed and uninterrupted runs equal whatever the checkpoint
+    # lost: that is no evidence, so the verdict is N/A with the reason, never a PASS.
+    infos = load_user_optimizers(["silent=tests.planted.dist_bugs:SilentWarmup"], rootdir=str(ROOT))
+    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
+              if it.test == "test_p20_dcp_resume"]
+    v = run_check(item)
+    assert v.outcome == NA and "did not move the parameters in steps 3-4" in v.message, (v.outcome, v.message)
 
 
 def test_correct_optimizer_is_compared_to_the_stated_tolerance_and_reports_its_data(verdicts):

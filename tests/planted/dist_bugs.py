@@ -21,6 +21,8 @@ parameter. It is correct under FSDP2 (norms of DTensors reduce across shards; st
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch.optim import Optimizer
@@ -94,3 +96,25 @@ PLANTED_DIST: dict[str, tuple[str, str, str]] = {
 
 for _name, (_bug, _prop, _doc) in PLANTED_DIST.items():
     globals()[_name] = _planted(_name, _bug, f"Planted distributed bug ({_prop}): {_doc}.")
+
+
+class SilentWarmup(torch.optim.SGD):
+    """Not a bug: a warmup that takes no step for its first 5 steps (as RAdamScheduleFree's does), so P20's
+    2+2 steps never move the parameters and a state lost through the checkpoint could not show: N/A, not PASS."""
+
+    WARMUP = 5
+
+    def __init__(self, params: Any, lr: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(params, lr=lr, **kwargs)
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            group["calls"] = group.get("calls", 0) + 1
+        if self.param_groups[0]["calls"] > self.WARMUP:
+            super().step()
+        return loss
