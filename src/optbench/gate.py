@@ -59,6 +59,12 @@ DEFAULT_STAT = "min"
 NOISE_K_MIN = 2.0
 # Instructions: a slowdown must also exceed NOISE_K_INSTR x the spread of the counted blocks.
 NOISE_K_INSTR = 2.0
+# ...and INSTR_FLOOR instructions per call. A count also depends a little on what ran before it in the same
+# valgrind process (the allocator's and the interpreter's state): the PR matrix counted alone and inside the
+# whole tox -e bench matrix differed by up to 3,735 instructions per call (adamw for-loop 1e3 epoch, -0.54 %)
+# and by 1,146 on the 66,420 of SGD's zero_grad at 1e6 (+1.7 %, a false alarm at 1 %). An extra pass over
+# 1e3 floats or one more kernel launch costs more than the floor; an extra pass over 1e6 floats ~10^5.
+INSTR_FLOOR = 5000.0
 # The drift model: references are the phases that do not run the optimizer's code and scale with the size
 # like the step does: forward+loss and backward. (zero_grad is the optimizer's code, and with set_to_none it
 # costs the same ~10 µs at every size: measured, it moved 23 % while the 1e6 epochs moved 2 %.)
@@ -471,7 +477,8 @@ def _instr_spread(rec: Record) -> float:
 def _instr_verdict(b: Record, c: Record, threshold: float) -> Verdict:
     bv, cv = float(b.extra["instructions"]), float(c.extra["instructions"])
     ratio = cv / bv if bv > 0 else float("inf")
-    noise = NOISE_K_INSTR * math.sqrt(_instr_spread(b) ** 2 + _instr_spread(c) ** 2)
+    noise = max(NOISE_K_INSTR * math.sqrt(_instr_spread(b) ** 2 + _instr_spread(c) ** 2),
+                INSTR_FLOOR / bv if bv > 0 else 0.0)
     return Verdict(b.key, b.label, bv, cv, ratio, ratio, noise, _classify(ratio - 1, threshold, noise))
 
 
