@@ -14,7 +14,6 @@ path and unpickle their job, as under spawn.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
 from optbench.verdict import FAIL, XFAIL, run_check
 from tests.planted.dist_bugs import PLANTED_DIST
+from tests.scripts import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 STDLIB = {"datetime", "tempfile", "time"}  # what a generated script may import besides torch and the optimizer
@@ -67,16 +67,6 @@ for path in sys.argv[2:]:
 with open(sys.argv[1], "w") as fh:
     json.dump(out, fh)
 """
-
-
-def _imports(source: str) -> set[str]:
-    mods = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            mods |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            mods.add((node.module or "").split(".")[0])
-    return mods
 
 
 def _session(sid: int) -> list[str]:
@@ -174,7 +164,7 @@ def _assert_shows(name: str, message: str | None, verdict: str, printed: str) ->
 def test_every_distributed_failure_reproduces_standalone_with_the_checks_numbers(scripts, tmp_path):
     paths: dict[str, str] = {}
     for name, (source, message) in scripts.items():
-        opt_module = {m for m in _imports(source) if m not in STDLIB | {"torch"}}
+        opt_module = {m for m in imported_modules(source) if m not in STDLIB | {"torch"}}
         assert opt_module <= {"tests"}, f"{name}: imports {opt_module} besides torch, {STDLIB} and the optimizer's"
         assert message is None or message in source.split('"""')[1], f"{name}: the docstring lacks the finding"
         path = tmp_path / f"{re.sub(r'[^a-z0-9]+', '_', name.lower())}.py"
@@ -202,4 +192,4 @@ def test_docs_reproducers_are_the_generated_command_line_scripts(key, name):
         f"{path} is not what optbench.distributed.reproducer.cli_script({key!r}) writes; regenerate it: "
         f"python -c \"from optbench.distributed.reproducer import cli_script; "
         f"open('{path.relative_to(ROOT)}', 'w').write(cli_script('{key}'))\"")
-    assert _imports(path.read_text()) <= {"torch", "argparse", "importlib"} | STDLIB
+    assert imported_modules(path.read_text()) <= {"torch", "argparse", "importlib"} | STDLIB

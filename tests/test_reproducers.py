@@ -4,7 +4,6 @@ process (one torch import), each in a fresh namespace."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -16,6 +15,7 @@ from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
 from optbench.verdict import FAIL, run_check
 from tests.planted.bugs import PLANTED
+from tests.scripts import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,16 +36,6 @@ print(json.dumps(out))
 """
 
 
-def _imports(source: str) -> set[str]:
-    mods = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            mods |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            mods.add((node.module or "").split(".")[0])
-    return mods
-
-
 def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_when_run(tmp_path):
     specs = [f"{n.lower()}=tests.planted.bugs:{n}" for n in PLANTED]
     infos = load_user_optimizers(specs, rootdir=str(ROOT))
@@ -60,7 +50,7 @@ def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_w
         v = run_check(item)
         assert v.outcome == FAIL, f"{item.nodeid}: {v.outcome} {v.message}"
         assert v.reproducer, f"{item.nodeid} failed without a reproducer: {v.message}"
-        imported = _imports(v.reproducer)
+        imported = imported_modules(v.reproducer)
         assert imported <= {"torch", "tests", "copy", "io"}, f"{item.nodeid}: the reproducer imports {imported}"
         path = tmp_path / f"{item.subject}_{item.test}.py"
         path.write_text(v.reproducer)
