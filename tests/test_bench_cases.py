@@ -53,7 +53,7 @@ def test_bytes_per_phase_follow_the_model():
 def test_a_user_optimizer_is_adapted_through_the_registry_path():
     (slow,) = user_cases(["adam=optbench.bench.planted:SlowAdam"])
     assert slow.name == "adam" and slow.step_bytes_fp32 is None and slow.source.startswith("user:")
-    assert slow.impls_on("cpu") == ("forloop", "foreach", "compiled")
+    assert slow.impls_on("cpu") == ("forloop", "foreach", "fused", "compiled")  # an Adam: fused=True steps
     p = torch.zeros(4, requires_grad=True)
     assert type(slow.make([p], "foreach")).__name__ == "SlowAdam"
     # the same adapter as for built-ins

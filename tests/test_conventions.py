@@ -76,3 +76,22 @@ def test_a_crash_of_optbench_itself_is_an_error_never_the_optimizers_failure():
 
     v = run_check(CheckItem(test="test_p02_descent", id="x-cpu", prop="P2", subject="x", run=crash))
     assert v.outcome == ERROR and "optbench internal error (not the subject's fault)" in v.message, v
+
+
+def test_a_fused_flag_that_works_adds_the_fused_implementation_and_one_that_raises_does_not():
+    """torch.optim's convention: foreach=False/True and fused=True select the implementations. A user's
+    Adam gets 'fused' (checked for parity and benched like the registry's); an optimizer whose fused
+    flag raises keeps for-loop and foreach, with the reason among what was detected."""
+    (adam,) = load_user_optimizers(["adam=torch.optim:Adam"])
+    assert adam.impls["cpu"] == ("forloop", "foreach", "fused"), adam.impls
+    assert any("fused implementation" in n for n in adam.detected), adam.detected
+    (nadam,) = load_user_optimizers(["nadam=torch.optim:NAdam"])  # no fused flag at all
+    assert nadam.impls["cpu"] == ("forloop", "foreach"), nadam.impls
+    (info,) = load_user_optimizers([f"f={MOD}:FusedFlagOnly"], rootdir=str(ROOT))
+    assert info.impls["cpu"] == ("forloop", "foreach"), info.impls
+    assert any("fused=True raised" in n and "not supported" in n for n in info.detected), info.detected
+    # the fused implementation is held to parity with the others (P15), and torch's passes
+    items = optimizer_checks(Selection(optimizers=[adam], devices=("cpu",)))
+    p15 = [i for i in items if i.prop == "P15" and "fused" in i.id]
+    assert p15, [i.id for i in items if i.prop == "P15"]
+    assert all(run_check(i).outcome == PASS for i in p15)

@@ -50,7 +50,7 @@ def test_a_clean_optimizer_exits_0_and_a_grad_modifying_one_exits_1_naming_p5(us
     proc = _validate(user_dir, "myopt:MyAdam", "myopt:HalveGrad", "-k", "p05", "--no-distributed", "-q")
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
-    assert "== MyAdam: 3 PASS\n" in out and "== HalveGrad: 3 FAIL\n" in out, out  # f64, f32, for-loop
+    assert "== MyAdam: 4 PASS\n" in out and "== HalveGrad: 4 FAIL\n" in out, out  # f64, f32, for-loop, fused
     assert "FAIL test_p05_grad_untouched[HalveGrad-foreach-float64-cpu]: P5 step() leaves .grad alone" in out, out
     assert "Standalone reproducer for test_p05_grad_untouched[HalveGrad" in out and "from myopt import HalveGrad" in out
     results = json.loads((user_dir / "optbench-validate" / "results.json").read_text())
@@ -105,10 +105,12 @@ def test_parametrize_with_checks_collects_one_test_per_check_in_a_users_suite(py
             check()
     ''')
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-k", "p05 or p11", "-rfs")
-    result.assert_outcomes(passed=4, failed=2)  # P5 for-loop and foreach, P11 for each; HalveGrad fails P5 twice
+    # P5 for-loop, foreach and fused (both step with fused=True), P11 for each; HalveGrad fails P5 three times
+    result.assert_outcomes(passed=5, failed=3)
     result.stdout.fnmatch_lines([
         "*FAILED test_mine.py::test_optbench[[]p05_grad_untouched-HalveGrad-foreach-float64-cpu[]]*",
         "*FAILED test_mine.py::test_optbench[[]p05_grad_untouched-HalveGrad-forloop-float64-cpu[]]*",
+        "*FAILED test_mine.py::test_optbench[[]p05_grad_untouched-HalveGrad-fused-float64-cpu[]]*",
     ])
     assert "Standalone reproducer" in result.stdout.str()
 

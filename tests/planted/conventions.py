@@ -10,6 +10,8 @@ Correct (every property must PASS, be N/A or EXEMPT with a detected reason, neve
   SparseOnly      sparse gradients only
   SignSGD         a sign-based update (every coordinate moves by exactly lr): needs a decaying lr for P1
   NoClosureParam  step(self) takes no closure at all (P10 does not apply)
+  FusedFlagOnly   has foreach/fused flags like torch.optim, but fused=True raises (not implemented): it must be
+                  checked and benched without a fused implementation
 
 Broken (the property named must FAIL with a diagnosis):
   MovesAtGroupLrZero  refuses lr=0 at construction, yet moves when a scheduler sets the group's lr to 0 (P3)
@@ -184,3 +186,16 @@ class NoClosureParam(_SGD):
     @torch.no_grad()
     def step(self):  # type: ignore[override]
         return super().step()
+
+
+class FusedFlagOnly(_SGD):
+    """Declares torch.optim's ``foreach`` and ``fused`` flags (both in its defaults) but has no fused kernel:
+    ``fused=True`` raises at construction, as torch's own optimizers do where a fused path is missing."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.0, maximize=False, foreach=None, fused=None):
+        if fused:
+            raise RuntimeError("FusedFlagOnly: `fused=True` is not supported")
+        super().__init__(params, lr=lr, weight_decay=weight_decay, maximize=maximize)
+        for g in self.param_groups:
+            g.update(foreach=foreach, fused=fused)
+        self.defaults.update(foreach=foreach, fused=fused)

@@ -27,6 +27,8 @@ class Capabilities:
     sparse_grad: bool = False
     modes: bool = False
     defaults: frozenset[str] = frozenset()
+    fused: bool = False  # fused=True constructs and steps a float32 CPU parameter (torch.optim's fused kernels)
+    fused_cuda: bool = False  # the same on a CUDA parameter (probed where CUDA is present; else as on the CPU)
     notes: list[str] = field(default_factory=list)  # what was detected, as a user reads it
 
 
@@ -69,6 +71,32 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
+def _fused_works(factory: Callable[..., Any], shape: tuple[int, ...], kw: Mapping[str, Any],
+                 caps: Capabilities, device: str) -> bool:
+    """Whether ``fused=True`` drives it on ``device``: one step of a float32 parameter (the dtype fused kernels
+    exist for everywhere; torch's fused Adagrad, for one, is CPU-only). Where ``fused=True`` raises, the
+    optimizer is benched and checked without it there."""
+    p = torch.full(shape, 0.25, dtype=torch.float32, device=device, requires_grad=True)
+    try:
+        opt = factory([p], **{**kw, "fused": True})
+        if has_modes(opt):
+            opt.train()
+        opt.zero_grad()
+        _loss(p, False).backward()
+        opt.step()
+    except Exception as exc:  # noqa: BLE001 - the probe classifies what fused=True does
+        caps.notes.append(f"fused=True raised on a float32 {device} parameter ({_short(exc)}): no fused "
+                          f"implementation on {device}")
+        return False
+    if not bool(torch.isfinite(p).all()) or bool((p == 0.25).all()):
+        caps.notes.append(f"fused=True did not move a float32 {device} parameter finitely: no fused implementation "
+                          f"on {device}")
+        return False
+    if device == "cpu":
+        caps.notes.append("has a fused implementation (fused=True): checked and benched as impl 'fused' too")
+    return True
+
+
 def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
            declared: Mapping[str, Any]) -> Capabilities:
     """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works."""
@@ -99,6 +127,10 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                 caps.notes.append("needs sparse gradients (a dense gradient was refused)")
             if caps.modes:
                 caps.notes.append("has train()/eval() modes: steps run in train mode, x is read in eval mode")
+            if "fused" in caps.defaults and not closure and not sparse:
+                caps.fused = _fused_works(factory, shape, kw, caps, "cpu")
+                caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
+                                   else caps.fused)
             return caps
     raise SpecError(f"--optimizer {spec_text!r}: no way of driving it worked (1-D and 2-D parameters, dense and sparse "
                     f"gradients, with and without a closure); the plain attempt raised {_short(errors[0])}; it must "

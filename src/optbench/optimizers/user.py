@@ -132,8 +132,13 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
     defaults = set(caps.defaults)
     if "lr" not in kwargs and "lr" not in defaults:
         raise SpecError(f"--optimizer {spec_text!r}: its defaults have no 'lr'; optbench sets lr per param group")
-    impls: tuple[str, ...] = tuple(entry.get("impls", ())) or (("forloop", "foreach") if "foreach" in defaults
-                                                              else ("default",))
+    # torch.optim's convention: foreach=False/True select the for-loop and foreach paths, fused=True the fused
+    # kernels (offered only where the probe stepped with it); a config's impls = [...] wins
+    def detected(fused: bool) -> tuple[str, ...]:
+        return (("forloop", "foreach") if "foreach" in defaults else ("default",)) + (("fused",) if fused else ())
+
+    declared_impls = tuple(entry.get("impls", ()))
+    impls_by_device = {"cpu": declared_impls or detected(caps.fused), "cuda": declared_impls or detected(caps.fused_cuda)}
     wd = entry.get("weight_decay", None)
     if wd == "none":
         wd = None
@@ -160,7 +165,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         factory=obj,
         configs=(OptConfig("", {}, lr=None if lr is None else float(lr), epochs=epochs, budgets=budgets,
                            schedule=parse_schedule(entry.get("schedule"), where=f"optimizers.{name}.schedule")),),
-        impls={"cpu": impls, "cuda": impls},
+        impls=impls_by_device,
         exemptions=exemptions,
         targets=targets_t,
         profile_targets=profile_t,
