@@ -31,9 +31,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--instructions", action="store_true", default=False,
         help="also count instructions per call under Callgrind (one valgrind process for every eligible benchmark; "
              "needs the Debian package valgrind); stored as extra_info['instructions'] in the benchmark JSON")
+    parser.getgroup("optbench").addoption(
+        "--no-instructions", action="store_true", default=False,
+        help="do not count instructions, whatever OPTBENCH_INSTRUCTIONS says (a wall-clock replicate run)")
 
 
 def _instr_mode(config: pytest.Config) -> str:
+    if config.getoption("instructions", False) and config.getoption("no_instructions", False):
+        raise pytest.UsageError("--instructions and --no-instructions contradict each other; give one")
+    if config.getoption("no_instructions", False):
+        return "off"
     if config.getoption("instructions", False):
         return "on"
     env = os.environ.get("OPTBENCH_INSTRUCTIONS", "").strip().lower()
