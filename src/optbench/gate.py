@@ -43,7 +43,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .bench.results import Record, Run, fmt_size, load_run
+from .bench.results import KEY_FIELDS, Record, Run, fmt_size, load_run
 from .errors import ConfigError
 
 METRICS = ("time", "instructions")
@@ -75,6 +75,11 @@ DRIFT_MODES = ("reference", "none")
 # noise, preemptions): K 2.0 / 2.5 / 3.0 gave 1 / 1 / 1 false-alarm results of 2640 and detected a planted
 # +20 % in 80 / 79 / 77 of 80 pairs; 2.5 leaves more room for the heavier tails of a real host.
 DRIFT_K = 2.5
+# With replicate runs per side (optbench.replicates), a slowdown must exceed REPLICATE_K x sqrt(2) x the
+# process-to-process sd of the benchmark's corrected figure: sqrt(2) for the difference of two sides, each
+# taken as one process (a side's best of R runs scatters less, so the band errs wide). The seeded synthetic
+# sessions of tests/test_gate.py and the two-process self-test (reports/baseline/README.md) measure it.
+REPLICATE_K = 3.0
 
 
 @dataclass
@@ -105,6 +110,8 @@ class GateResult:
     setting_changes: list[str] = field(default_factory=list)  # compared anyway (--allow-setting-change)
     clock: str = "wall"  # time metric: "cpu" (per-round CPU time) or "wall"
     own_references: int = 0  # results divided by their own in-round reference (forward+backward)
+    replicates: dict[str, int] = field(default_factory=dict)  # side -> runs, when the noise came from replicates
+    replicate_sd: dict[str, float] = field(default_factory=dict)  # group label -> process-to-process sd (relative)
 
     @property
     def regressed(self) -> list[Verdict]:
@@ -344,9 +351,36 @@ def pair_spread(pairs: Sequence[tuple[Record, Record]], dmap: dict[tuple, float]
     return {g: 1.4826 * statistics.median(v) for g, v in lower.items() if len(v) >= 3}
 
 
+def _aliased(recs: Sequence[Record], aliases: dict[str, str]) -> list[Record]:
+    out = []
+    for r in recs:
+        new = aliases.get(r.optimizer) or aliases.get(str(r.extra.get("source", "")).split(":", 1)[-1])
+        if new:
+            r = Record(**{**r.__dict__, "optimizer": new})
+        out.append(r)
+    return out
+
+
+def _replicate_model(replicates: tuple[Sequence[Run], Sequence[Run]], aliases: dict[str, str], stat: str, clock: str):
+    from .replicates import replicate_noise
+
+    def drift_fn(first: Run, run: Run) -> dict[tuple, float]:
+        refs = reference_pairs(first.records, run.records, stat, clock)
+        return fit_drift(refs, stat, clock, refs)[0]
+
+    base_runs, cur_runs = replicates
+    cur_runs = [Run(r.path, r.machine_info, r.commit_info, r.datetime, _aliased(r.records, aliases), r.stream, r.raw)
+                for r in cur_runs]
+    return replicate_noise({"base": list(base_runs), "cur": cur_runs}, clock, stat, _drift_group, drift_fn,
+                           skip=lambda key: key[KEY_FIELDS.index("phase")] in REFERENCE_PHASES)
+
+
 def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimizer_specs: Sequence[str] = (),
                  metric: str = "auto", drift: str = "reference", noise_k: float = NOISE_K, stat: str = DEFAULT_STAT,
-                 clock: str = "auto", allow_setting_change: bool = False) -> GateResult:
+                 clock: str = "auto", allow_setting_change: bool = False,
+                 replicates: tuple[Sequence[Run], Sequence[Run]] | None = None) -> GateResult:
+    """Gate ``cur`` against ``base``. ``replicates``: each side's runs before merging (:func:`gate_files`);
+    where a side has two or more, the time metric takes its noise from them (:mod:`optbench.replicates`)."""
     metric = pick_metric(base, cur, metric)
     if drift not in DRIFT_MODES:
         raise ConfigError(f"--drift {drift!r}: use reference or none")
@@ -358,12 +392,7 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
                           f"{metric} figures are not comparable; rerun under the same settings "
                           f"(or pass --allow-setting-change to compare anyway, marked)")
     aliases = _alias_map(optimizer_specs)
-    cur_recs = []
-    for r in cur.records:
-        new = aliases.get(r.optimizer) or aliases.get(str(r.extra.get("source", "")).split(":", 1)[-1])
-        if new:
-            r = Record(**{**r.__dict__, "optimizer": new})
-        cur_recs.append(r)
+    cur_recs = _aliased(cur.records, aliases)
     base_recs = base.records
     if metric == "instructions":
         base_recs = [r for r in base_recs if "instructions" in r.extra]
@@ -416,6 +445,11 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
         res.drift = {_group_label(g): math.exp(d) for g, d in sorted(dmap.items())}
         res.drift_residual = math.expm1(spread) if ((dmap or own) and spread is not None) else None
         res.own_references = len(own)
+        rep = None
+        if replicates is not None and max(len(replicates[0]), len(replicates[1])) >= 2:
+            rep = _replicate_model(replicates, aliases, stat, res.clock)
+            res.replicates = dict(rep.runs)
+            res.replicate_sd = {_group_label(g): math.expm1(sd) for g, sd in sorted(rep.group_sd.items())}
         smallest = {}
         for dev, size in dmap:
             smallest[dev] = min(size, smallest.get(dev, size))
@@ -437,6 +471,8 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
                 model = (max(spread, scatter.get(g, 0.0)) * math.sqrt(1 + 1.57 / k)
                          if (dmap and spread is not None) else None)
             v = _time_verdict(b, c, threshold, stat, noise_k, d, model, res.clock)
+            if rep is not None:
+                _replicate_verdict(v, b, rep, g, threshold, d, own_ref=b.key in own, model=model)
             if v.reference and dmap:
                 v.verdict = "ref"  # it measured the drift; it is not judged against it
             res.verdicts.append(v)
@@ -466,6 +502,31 @@ def _time_verdict(b: Record, c: Record, threshold: float, stat: str, noise_k: fl
     noise = math.sqrt(within ** 2 + model ** 2)
     return Verdict(b.key, b.label, bv, cv, ratio, raw, noise, _classify(ratio - 1, threshold, noise),
                    math.exp(log_drift), b.phase in REFERENCE_PHASES)
+
+
+def _replicate_verdict(v: Verdict, b: Record, rep, group: tuple, threshold: float, log_drift: float, *,
+                       own_ref: bool, model: float | None) -> None:
+    """Re-judge ``v`` with the replicate model: the sides' lowest corrected figures (own reference divided
+    out, or the drift between the sides for the rest) and a band of REPLICATE_K x sqrt(2) x the
+    process-to-process sd (the group's pooled sd, or the benchmark's own replicate sd when wider), plus
+    the drift model's error where the drift came from other benches. Left as it was when neither side
+    has replicates of this benchmark, or when the group has too few to pool."""
+    vals = rep.value.get(b.key, {})
+    sd_pool = rep.group_sd.get(group, rep.pooled_sd)
+    if "base" not in vals or "cur" not in vals or sd_pool is None or b.key not in rep.own_sd:
+        return
+    sd = max(sd_pool, rep.own_sd[b.key])
+    if own_ref:  # in-round reference on both sides: the corrected figures compare directly
+        diff = vals["cur"] - vals["base"]
+    else:
+        diff = math.log(v.raw_ratio) - log_drift
+    band = REPLICATE_K * math.sqrt(2.0) * sd
+    if model and not own_ref:
+        band = math.sqrt(band ** 2 + (DRIFT_K * model) ** 2)
+    v.ratio = math.exp(diff)
+    v.drift = v.raw_ratio / v.ratio if v.ratio > 0 else v.drift
+    v.noise = math.expm1(band)
+    v.verdict = _classify(v.ratio - 1, threshold, v.noise)
 
 
 def _instr_spread(rec: Record) -> float:
@@ -526,6 +587,11 @@ def format_table(res: GateResult) -> str:
                    ", ".join(f"{g} {d:.3f}" for g, d in res.drift.items()) +
                    (f"; their residual spread ±{100 * res.drift_residual:.1f}% (x{DRIFT_K:g} in the noise)"
                     if res.drift_residual is not None else ""))
+    if res.replicates:
+        runs = "+".join(str(res.replicates.get(k, 0)) for k in ("base", "cur"))
+        out.append(f"noise: from {runs} replicate runs (baseline+current), ±{REPLICATE_K:g}·√2 x the process-to-process sd "
+                   "of each benchmark's figure (its in-round reference divided out where it has one): " +
+                   (", ".join(f"{g} {100 * sd:.1f}%" for g, sd in res.replicate_sd.items()) or "pooled over all sizes"))
     for w in res.warnings:
         out.append(f"warning: {w}")
     if res.only_base:
@@ -545,37 +611,55 @@ def merge_runs(runs: Sequence[Run], *, stat: str = DEFAULT_STAT, clock: str = "a
     if len(runs) == 1:
         return runs[0]
     for r in runs[1:]:
-        for fn in (time_settings, instruction_settings):
+        # a replicate timed without counting instructions (tox -e bench's bench_2.json) merges with a counted run
+        counted = has_instructions(runs[0]) and has_instructions(r)
+        for fn in (time_settings, instruction_settings) if counted else (time_settings,):
             a, b = fn(runs[0]), fn(r)
             diff = [k for k in a if a[k] != b[k]]
             if diff:
                 raise ConfigError(f"{runs[0].path} and {r.path} were measured under different settings ({', '.join(diff)}); "
                                   f"give one side's runs of one configuration")
+    def figure(rec: Record) -> float:
+        cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
+        ref = rec.extra.get("ref_cpu_time") or {}
+        # with an in-round reference, the run whose result is lowest relative to its own moment's reference
+        return _value(rec, stat, cl) / float(ref[stat]) if (cl == "cpu" and ref.get(stat)) else _value(rec, stat, cl)
+
     best: dict[tuple, Record] = {}
+    counts: dict[tuple, dict] = {}  # key -> the instruction fields of the first run that counted it
     for run in runs:
         for rec in run.records:
-            cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
             old = best.get(rec.key)
-            if old is None or _value(rec, stat, cl) < _value(old, stat, cl):
+            if old is None or figure(rec) < figure(old):
                 best[rec.key] = rec
-    first = runs[0]
+            if "instructions" in rec.extra and rec.key not in counts:
+                counts[rec.key] = {k: v for k, v in rec.extra.items() if k.startswith("instructions")}
+    for key, rec in best.items():
+        if "instructions" not in rec.extra and key in counts:
+            best[key] = Record(**{**rec.__dict__, "extra": {**rec.extra, **counts[key]}})
+    first = next((r for r in runs if has_instructions(r)), runs[0])
     return Run(" + ".join(r.path for r in runs), first.machine_info, first.commit_info, first.datetime,
                list(best.values()), first.stream, first.raw)
 
 
-def load_side(paths: str, what: str, **kw) -> Run:
-    """``a.json`` or ``a.json,b.json,...`` (one side's interleaved runs, merged by :func:`merge_runs`)."""
+def load_runs(paths: str, what: str) -> list[Run]:
+    """``a.json`` or ``a.json,b.json,...``: one side's runs (processes interleaved with the other side's)."""
     parts = [p for p in str(paths).split(",") if p]
     if not parts:
         raise ConfigError(f"no {what} file given")
-    return merge_runs([load_run(p, what=what) for p in parts], **kw)
+    return [load_run(p, what=what) for p in parts]
+
+
+def load_side(paths: str, what: str, **kw) -> Run:
+    """One side's runs merged by :func:`merge_runs`."""
+    return merge_runs(load_runs(paths, what), **kw)
 
 
 def gate_files(baseline: str, current: str, **kw) -> GateResult:
     side = {k: kw[k] for k in ("stat", "clock") if k in kw}
-    base = load_side(baseline, "baseline", **side)
-    cur = load_side(current, "current result", **side)
-    return compare_runs(base, cur, **kw)
+    base_runs, cur_runs = load_runs(baseline, "baseline"), load_runs(current, "current result")
+    base, cur = merge_runs(base_runs, **side), merge_runs(cur_runs, **side)
+    return compare_runs(base, cur, replicates=(base_runs, cur_runs), **kw)
 
 
 def _main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ processes, one after the other, on this machine, then ``optbench gate`` on their
 
 With ``--base-once`` the base runs once and every trial gates against it (a baseline from earlier
 in the session). With ``--repeats N`` each side runs N processes, interleaved with the other sides'
-(base, unchanged, planted, base, ...), and the gate takes each benchmark's best run. Every gate verdict, ratio and the load average (``/proc/loadavg``) at each run are
+(base, unchanged, planted, base, ...; for time 2 by default, as in the CI example), and the gate takes each
+benchmark's best run and its noise from the spread between a side's runs (:mod:`optbench.replicates`). Every gate verdict, ratio and the load average (``/proc/loadavg``) at each run are
 written to ``--out``. This measures; it asserts nothing, so it belongs to the bench env, not tests/.
 """
 
@@ -71,13 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benches", default="benches", help="the benches folder (default: ./benches)")
     p.add_argument("--threshold", default=None)
     p.add_argument("--base-once", action="store_true", help="one base run (set) for all trials")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="processes per side and trial, interleaved (base, unchanged, planted, base, ...); the gate "
-                        "takes each benchmark's best run (optbench gate A1.json,A2.json B1.json,B2.json)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="processes per side and trial, interleaved (base, unchanged, planted, base, ...), as the CI "
+                        "example runs them (default: 2 for time, 1 for instructions, which do not vary); the gate takes each benchmark's best run and its noise from "
+                        "the spread between a side's runs (optbench gate A1.json,A2.json B1.json,B2.json)")
     p.add_argument("--out", default=None, help="write every run and verdict here (JSON)")
     p.add_argument("--keep", default=None, help="keep the benchmark JSON files in this folder")
     p.add_argument("-k", dest="select", default=None, help="replace the protocol's -k selection (a smaller matrix)")
     a = p.parse_args(argv)
+    if a.repeats is None:
+        a.repeats = 2 if a.metric == "time" else 1
     extra = list(INSTR_ARGS if a.metric == "instructions" else TIME_ARGS)
     if a.select:
         extra[extra.index("-k") + 1] = a.select

@@ -75,12 +75,17 @@ def synthetic_run(benches: Sequence[Bench], *, seed: int, drift: Mapping[int, fl
                   instr_jitter: float = 5e-4, threads: int = 1,
                   allocator: str = "mallopt:mmap_threshold=1GiB,trim_threshold=2GiB,top_pad=64MiB",
                   torch_version: str = "2.13.0+cpu", node: str = "vm", python: str = "3.11.7",
-                  cpu_capability: str = "AVX2", stream_s: float = 0.04) -> dict[str, Any]:
+                  cpu_capability: str = "AVX2", stream_s: float = 0.04, in_round_ref: float | None = None,
+                  ref_max_size: int = 10**6) -> dict[str, Any]:
     """A pytest-benchmark JSON dict for ``benches`` measured in one synthetic session.
 
     ``drift``: size -> factor (or one factor for all sizes) common to the run; ``bench_sigma``: the
     lognormal sd of each bench's own share of the drift; ``shift``: optimizer -> relative change of its
     epoch and step (a planted regression: {"adam": 0.2}); it changes their instruction counts alike.
+    ``in_round_ref``: give every CPU epoch and step up to ``ref_max_size`` an in-round reference
+    (``extra_info['ref_cpu_time']``, the forward+backward timed in each round's setup, as benches/test_loop.py
+    records it) that shares the bench's drift of that moment; the value is the lognormal sd of what it does
+    not share (the process-to-process scatter of bench/reference).
     """
     rng = random.Random(seed)
     shift = dict(shift or {})
@@ -102,6 +107,11 @@ def synthetic_run(benches: Sequence[Bench], *, seed: int, drift: Mapping[int, fl
                               "bytes": 40.0 * b.size, "threads": threads, "allocator": allocator,
                               "cpu_time": {"clock": "thread_time", **{k: cst[k] for k in ("min", "q1", "median", "iqr",
                                                                                           "q3", "rounds")}}}
+        if in_round_ref is not None and b.phase in ("epoch", "step") and b.device == "cpu" and b.size <= ref_max_size:
+            ref_s = (20e-6 + b.size * 4e-9) * 1.5 * d * own * math.exp(rng.gauss(0.0, in_round_ref))
+            rst = stats_of(draw_rounds(random.Random(rng.random()), ref_s, rounds, sigma=sigma))
+            ei["ref_cpu_time"] = {"clock": "thread_time", "what": "forward+backward in the round's setup",
+                                  **{k: rst[k] for k in ("min", "q1", "median", "iqr", "q3", "rounds")}}
         if instructions and b.instructions is not None:
             reps = [b.instructions * (1 + s) * (1 + rng.uniform(-instr_jitter, instr_jitter)) for _ in range(3)]
             ei.update(instructions=sorted(reps)[1], instructions_repeats=reps, instructions_calls=10)
