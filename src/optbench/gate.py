@@ -650,11 +650,6 @@ def load_runs(paths: str, what: str) -> list[Run]:
     return [load_run(p, what=what) for p in parts]
 
 
-def load_side(paths: str, what: str, **kw) -> Run:
-    """One side's runs merged by :func:`merge_runs`."""
-    return merge_runs(load_runs(paths, what), **kw)
-
-
 def gate_files(baseline: str, current: str, **kw) -> GateResult:
     side = {k: kw[k] for k in ("stat", "clock") if k in kw}
     base_runs, cur_runs = load_runs(baseline, "baseline"), load_runs(current, "current result")
