@@ -362,7 +362,7 @@ def _aliased(recs: Sequence[Record], aliases: dict[str, str]) -> list[Record]:
 
 
 def _replicate_model(replicates: tuple[Sequence[Run], Sequence[Run]], aliases: dict[str, str], stat: str, clock: str):
-    from .replicates import replicate_noise
+    from .replicates import corrected_log, replicate_noise
 
     def drift_fn(first: Run, run: Run) -> dict[tuple, float]:
         refs = reference_pairs(first.records, run.records, stat, clock)
@@ -371,7 +371,12 @@ def _replicate_model(replicates: tuple[Sequence[Run], Sequence[Run]], aliases: d
     base_runs, cur_runs = replicates
     cur_runs = [Run(r.path, r.machine_info, r.commit_info, r.datetime, _aliased(r.records, aliases), r.stream, r.raw)
                 for r in cur_runs]
-    return replicate_noise({"base": list(base_runs), "cur": cur_runs}, clock, stat, _drift_group, drift_fn,
+    def figure(rec: Record, log_drift: float) -> float | None:
+        if clock == "cpu" and not rec.extra.get("cpu_time"):
+            return None  # not compared on this clock (a GPU result, an older file)
+        return corrected_log(_value(rec, stat, clock), rec, clock, stat, log_drift)
+
+    return replicate_noise({"base": list(base_runs), "cur": cur_runs}, figure, _drift_group, drift_fn,
                            skip=lambda key: key[KEY_FIELDS.index("phase")] in REFERENCE_PHASES)
 
 

@@ -52,37 +52,37 @@ class ReplicateNoise:
     runs: dict[str, int]  # side -> number of runs
 
 
-def _corrected(rec: Record, clock: str, stat: str, log_drift: float) -> tuple[float, bool] | None:
-    """(corrected log value, whether the in-round reference was used); None when no value."""
-    from .gate import _value
-
-    v = _value(rec, stat, clock)
-    if v <= 0:
+def corrected_log(value: float, rec: Record, clock: str, stat: str, log_drift: float) -> float | None:
+    """A run's corrected log figure of ``rec`` (``value``: its statistic on ``clock``); None when no value."""
+    if value <= 0:
         return None
     ref = rec.extra.get("ref_cpu_time") or {}
     if clock == "cpu" and ref.get(stat):
-        return math.log(v) - math.log(float(ref[stat])), True
-    return math.log(v) - log_drift, False
+        return math.log(value) - math.log(float(ref[stat]))
+    return math.log(value) - log_drift
 
 
-def side_values(runs: Sequence[Run], clock: str, stat: str, group: Callable[[Record], tuple],
-                drift_fn: Callable[[Run, Run], dict[tuple, float]]) -> dict[tuple, list[tuple[float, bool]]]:
-    """key -> the corrected log value of every run of one side that measured it."""
-    out: dict[tuple, list[tuple[float, bool]]] = {}
+def side_values(runs: Sequence[Run], figure: Callable[[Record, float], float | None], group: Callable[[Record], tuple],
+                drift_fn: Callable[[Run, Run], dict[tuple, float]]) -> dict[tuple, list[float]]:
+    """key -> the corrected log figure of every run of one side that measured it (``figure(rec, log_drift)``,
+    the drift of the run against the side's first run from ``drift_fn``)."""
+    out: dict[tuple, list[float]] = {}
     first = runs[0]
     for i, run in enumerate(runs):
         drift = drift_fn(first, run) if i else {}
         for rec in run.records:
-            c = _corrected(rec, clock, stat, drift.get(group(rec), 0.0))
-            if c is not None:
-                out.setdefault(rec.key, []).append(c)
+            y = figure(rec, drift.get(group(rec), 0.0))
+            if y is not None:
+                out.setdefault(rec.key, []).append(y)
     return out
 
 
-def replicate_noise(sides: dict[str, Sequence[Run]], clock: str, stat: str, group: Callable[[Record], tuple],
-                    drift_fn: Callable[[Run, Run], dict[tuple, float]], skip: Callable[[tuple], bool]) -> ReplicateNoise:
-    """The replicate model over both sides (``{"base": runs, "cur": runs}``); ``skip(key)`` leaves a
-    benchmark out of the pooled spread (the drift references, which are shown, not judged)."""
+def replicate_noise(sides: dict[str, Sequence[Run]], figure: Callable[[Record, float], float | None],
+                    group: Callable[[Record], tuple], drift_fn: Callable[[Run, Run], dict[tuple, float]],
+                    skip: Callable[[tuple], bool]) -> ReplicateNoise:
+    """The replicate model over both sides (``{"base": runs, "cur": runs}``): ``figure(rec, log_drift)`` is a
+    run's corrected log figure (:func:`corrected_log`); ``skip(key)`` leaves a benchmark out of the pooled
+    spread (the drift references, which are shown, not judged)."""
     value: dict[tuple, dict[str, float]] = {}
     own: dict[tuple, float] = {}
     spreads: dict[tuple, list[float]] = {}
@@ -90,8 +90,7 @@ def replicate_noise(sides: dict[str, Sequence[Run]], clock: str, stat: str, grou
     for rec in (r for runs in sides.values() for run in runs for r in run.records):
         groups.setdefault(rec.key, group(rec))
     for side, runs in sides.items():
-        for key, vals in side_values(runs, clock, stat, group, drift_fn).items():
-            ys = [y for y, _ in vals]
+        for key, ys in side_values(runs, figure, group, drift_fn).items():
             value.setdefault(key, {})[side] = min(ys)
             if len(ys) >= 2:
                 sd = statistics.stdev(ys)
