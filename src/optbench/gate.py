@@ -624,11 +624,13 @@ def merge_runs(runs: Sequence[Run], *, stat: str = DEFAULT_STAT, clock: str = "a
             if diff:
                 raise ConfigError(f"{runs[0].path} and {r.path} were measured under different settings ({', '.join(diff)}); "
                                   f"give one side's runs of one configuration")
+    from .replicates import corrected_log
+
     def figure(rec: Record) -> float:
-        cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
-        ref = rec.extra.get("ref_cpu_time") or {}
         # with an in-round reference, the run whose result is lowest relative to its own moment's reference
-        return _value(rec, stat, cl) / float(ref[stat]) if (cl == "cpu" and ref.get(stat)) else _value(rec, stat, cl)
+        cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
+        y = corrected_log(_value(rec, stat, cl), rec, cl, stat, 0.0)
+        return math.inf if y is None else y
 
     best: dict[tuple, Record] = {}
     counts: dict[tuple, dict] = {}  # key -> the instruction fields of the first run that counted it
