@@ -63,36 +63,113 @@ def _init_worker(request: Request) -> None:
     _WORKER["items"] = build(request)
 
 
-def _run_index(index: int) -> Verdict:
-    return run_check(_WORKER["items"][index])
+def _run_indices(indices: list[int]) -> list[tuple[int, Verdict]]:
+    return [(i, run_check(_WORKER["items"][i])) for i in indices]
+
+
+def tasks(items: Sequence[CheckItem]) -> list[list[int]]:
+    """Item indices grouped into tasks, the largest first: items with the same ``share`` key (P1's targets of
+    one case, which share their runs; the distributed checks, which share one process group) form one task in
+    plan order, every other item is a task of its own."""
+    groups: dict[str, list[int]] = OrderedDict()
+    out: list[list[int]] = []
+    for i, item in enumerate(items):
+        if item.share:
+            groups.setdefault(item.share, []).append(i)
+        else:
+            out.append([i])
+    return sorted(groups.values(), key=len, reverse=True) + out
+
+
+def default_workers() -> int:
+    """The cores this process may use (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def run_plan(request: Request, *, workers: int = 1, progress: Callable[[int, int, Verdict], None] | None = None
              ) -> tuple[list[CheckItem], list[Verdict]]:
-    """Run every item; verdicts come back in plan order whatever the number of workers."""
+    """Run every item; verdicts come back in plan order whatever the number of workers. Several workers are
+    started only where there are several tasks (:func:`tasks`) to share between them."""
+    import torch
+
     items = build(request)
     verdicts: list[Verdict | None] = [None] * len(items)
     done = 0
-    if workers <= 1 or len(items) < 2:
-        for i, item in enumerate(items):
-            verdicts[i] = run_check(item)
-            done += 1
-            if progress:
-                progress(done, len(items), verdicts[i])
+    jobs = tasks(items)
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
+        try:
+            for i, item in enumerate(items):
+                verdicts[i] = run_check(item)
+                done += 1
+                if progress:
+                    progress(done, len(items), verdicts[i])
+        finally:
+            torch.set_num_threads(threads)
         return items, [v for v in verdicts if v is not None]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(request,)) as pool:
-        futures = {pool.submit(_run_index, i): i for i in range(len(items))}
+        futures = [pool.submit(_run_indices, job) for job in jobs]
         for fut in as_completed(futures):
-            i = futures[fut]
-            verdicts[i] = fut.result()
-            done += 1
-            if progress:
-                progress(done, len(items), verdicts[i])
+            for i, verdict in fut.result():
+                verdicts[i] = verdict
+                done += 1
+                if progress:
+                    progress(done, len(items), verdict)
     return items, [v for v in verdicts if v is not None]
+
+
+# ---- where the time went -------------------------------------------------------------------------------
+
+
+def time_table(items: Sequence[CheckItem], verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """Seconds per subject and property and, for P1, per target and lr (the shared runs' time apportioned to
+    each (target, lr) by the epochs it ran): where a verdict's time went."""
+    out: dict[str, Any] = OrderedDict()
+    for item, v in zip(items, verdicts):
+        sub = out.setdefault(v.subject, {"seconds": 0.0, "by_property": OrderedDict(), "p1": OrderedDict()})
+        sub["seconds"] += v.seconds
+        key = v.prop.split(".")[0].split(":")[0]
+        sub["by_property"][key] = sub["by_property"].get(key, 0.0) + v.seconds
+        for lr, phases in ((v.data or {}).get("p1_time") or {}).items():
+            tgt = sub["p1"].setdefault(f"{item.target}-{item.id.rsplit('-', 2)[-2]}", OrderedDict())
+            tgt[lr] = {"seconds": round(sum(p["seconds"] for p in phases), 4),
+                       "epochs": sum(p["epochs"] for p in phases), "ended": phases[-1]["ended"],
+                       "phases": phases}
+    for sub in out.values():
+        sub["seconds"] = round(sub["seconds"], 3)
+        sub["by_property"] = OrderedDict(sorted(((k, round(s, 3)) for k, s in sub["by_property"].items()),
+                                                key=lambda kv: -kv[1]))
+    return out
+
+
+def render_time(table: dict[str, Any], *, markdown: bool) -> str:
+    """The time table as text: per subject, seconds per property; then P1's targets x lrs (seconds, epochs)."""
+    lines: list[str] = []
+    for subject, sub in table.items():
+        props = ", ".join(f"{k} {s:.1f} s" for k, s in sub["by_property"].items() if s >= 0.05)
+        lines.append(f"{'- **' + subject + '**' if markdown else subject}: {sub['seconds']:.1f} s in checks ({props})")
+        if markdown and sub["p1"]:
+            lrs = list(OrderedDict.fromkeys(lr for t in sub["p1"].values() for lr in t))
+            lines += ["", "  P1 per target and lr: seconds (epochs run, how the run ended)", "",
+                      "  | target | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
+                      "  |---|" + "---|" * len(lrs)]
+            for tname, per in sub["p1"].items():
+                cells = []
+                for lr in lrs:
+                    c = per.get(lr)
+                    cells.append("" if c is None else f"{c['seconds']:.2f} ({c['epochs']}, {c['ended']})")
+                lines.append(f"  | {tname} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return "\n".join(lines)
 
 
 # ---- the verdict table ----------------------------------------------------------------------------
@@ -275,11 +352,12 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
             profiles_md = render_section([ppath], folder)
         except ImportError:  # the profiles report is optional to the verdicts
             profiles_md = ""
+    times = time_table(items, verdicts)
     doc = {"schema": "optbench-validate/1", "torch": torch.__version__, "request": request.__dict__,
-           "counts": counts(verdicts), "exit_code": exit_code(verdicts),
+           "counts": counts(verdicts), "exit_code": exit_code(verdicts), "time": times,
            "verdicts": [v.as_dict() for v in verdicts]}
     written.append(atomic_write_json(folder / "results.json", json.loads(json.dumps(doc, default=str))))
-    written.append(atomic_write_text(folder / "results.md", render_markdown(items, verdicts, title=title,
-                                                                            reproducer_paths=paths,
-                                                                            profiles_md=profiles_md)))
+    md = render_markdown(items, verdicts, title=title, reproducer_paths=paths, profiles_md=profiles_md)
+    md += "\n## Where the time went\n\n" + render_time(times, markdown=True) + "\n"
+    written.append(atomic_write_text(folder / "results.md", md))
     return written, {k: str(folder / v) for k, v in paths.items()}

@@ -75,6 +75,9 @@ class CheckItem:
     marks: tuple[str, ...] = ()  # pytest marker names the glue adds, e.g. ("distributed",)
     measure: bool = False  # a performance measurement: a pass is MEASURED, never a FAIL
     target: str | None = None  # the target function the check runs on, where there is one
+    # items with the same `share` key reuse one computation (P1's targets of one case share their runs): front
+    # ends that run items in several processes keep them in one, in plan order, so it is done once
+    share: str | None = None
 
     @property
     def nodeid(self) -> str:

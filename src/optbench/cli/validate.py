@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "./pyproject.toml)")
     p.add_argument("--device", default=None, choices=("cpu", "cuda", "all"),
                    help="devices (default: cpu, plus cuda when a GPU is visible)")
-    p.add_argument("-n", "--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    p.add_argument("-n", "--workers", type=int, default=None, metavar="N",
+                   help="worker processes (default: one per core, where there is more than one task to share)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"folder for results.json, results.md, reproducers/ (default: ./{DEFAULT_OUT})")
     p.add_argument("-k", dest="select", default=None, metavar="TEXT",
@@ -71,18 +72,21 @@ def _plans(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..validation import Request, exit_code, prepare_out, render_text, run_plan, write_results
+    from ..validation import (Request, default_workers, exit_code, prepare_out, render_text, render_time, run_plan,
+                              time_table, write_results)
 
     if not args.optimizers and not args.target:
         raise OptbenchError("nothing to validate: name optimizers as module:attr (e.g. optbench validate "
                             "myopt:MyAdam) or targets with --target module:attr")
-    if args.workers < 1:
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
         raise OptbenchError(f"-n {args.workers}: give a number of workers >= 1")
     request = Request(optimizers=list(args.optimizers), targets=list(args.target), config=args.config,
                       devices=_devices(args.device), plans=_plans(args), rootdir=os.getcwd(), select=args.select)
     folder = prepare_out(args.out)  # refuse a folder optbench does not own before spending any time
     t0 = time.time()
     last = [0.0]
+    tty = sys.stderr.isatty()
 
     def progress(done: int, total: int, verdict) -> None:
         if args.quiet:
@@ -90,15 +94,19 @@ def main(args: argparse.Namespace) -> int:
         now = time.time()
         if done == total or now - last[0] > 1.0:
             last[0] = now
-            print(f"\r[{done}/{total}] {now - t0:.0f} s", end="" if done < total else "\n", file=sys.stderr,
-                  flush=True)
+            if tty:  # one line, rewritten in place
+                print(f"\r[{done}/{total}] {now - t0:.0f} s", end="" if done < total else "\n", file=sys.stderr,
+                      flush=True)
+            else:  # a log (CI, a pipe): one line per step of progress
+                print(f"[{done}/{total}] {now - t0:.0f} s", file=sys.stderr, flush=True)
 
-    items, verdicts = run_plan(request, workers=args.workers, progress=progress)
+    items, verdicts = run_plan(request, workers=workers, progress=progress)
     if not items:
         raise OptbenchError("no check selected (is -k too narrow?); run without -k to see every check")
     title = "optbench validate: " + ", ".join(request.optimizers + request.targets)
     _, repro_paths = write_results(folder, request, items, verdicts, title=title)
     print(render_text(items, verdicts, reproducer_paths=repro_paths), end="")
+    print("Where the time went: " + render_time(time_table(items, verdicts), markdown=False).replace("\n", "; "))
     code = exit_code(verdicts)
     word = {0: "clean", 1: "property violated", 3: "optbench internal error"}[code]
     print(f"{len(verdicts)} checks in {time.time() - t0:.0f} s: {word} (exit {code}); results in "

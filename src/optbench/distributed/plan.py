@@ -140,5 +140,5 @@ def distributed_checks(selection: Any) -> list[CheckItem]:
                         test=test, id=f"{subject}-{dt}-{device}", prop=prop, subject=subject,
                         run=functools.partial(with_reproducer, keys[-1], check, case), exempt=exempt,
                         known=_known(info, config, keys, impl, dtype_name(case.dtype)), na=na, device=device,
-                        marks=MARKS))
+                        marks=MARKS, share=f"distributed-{device}"))  # one rank pool per process: keep them together
     return items

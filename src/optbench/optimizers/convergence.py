@@ -19,14 +19,13 @@ from typing import Any, Mapping, Sequence
 
 import sympy
 import torch
-import torch.nn.functional as F
 
 from .. import gradcheck
 from ..devices import dtype_name
-from ..loop import call_optimizer, has_modes, read_params, run_loop
+from ..loop import run_loop
 from ..schedules import describe as describe_schedule
-from ..schedules import make_scheduler
-from .contract import Case, PropertyFailure, check_p6
+from .batch import Unit, run_units
+from .contract import Case, PropertyFailure
 from .info import OptConfig, OptimizerInfo
 
 # P1 tolerances per dtype: (tol_x, tol_f).
@@ -115,6 +114,18 @@ class P1Result:
     grad_error: str | None = None
     schedule: str | None = None  # the schedule the run used, as it reads ("ExponentialLR(gamma=0.99)")
     mid: list[float] = field(default_factory=list)  # per group: largest |x - x*| over starts at mid-budget
+    hopeless: list[str | None] = field(default_factory=list)  # per group: why it stopped before its budget
+
+    @classmethod
+    def from_units(cls, units: Sequence[Unit], schedule: Mapping[str, Any] | None = None) -> "P1Result":
+        """The per-lr lists of one target's units (in lr order)."""
+        u0 = units[0]
+        return cls([u.lr for u in units], [list(u.reached) for u in units], [u.diverged for u in units],
+                   [list(u.last) for u in units], [u.dist for u in units], [u.gap for u in units], u0.starts,
+                   u0.x_star, epochs_run=max(u.epochs_run for u in units),
+                   grad_error=next((u.grad_error for u in units if u.grad_error), None),
+                   schedule=describe_schedule(schedule, u0.epochs), mid=[u.mid for u in units],
+                   hopeless=[u.hopeless for u in units])
 
     def converged(self, g: int) -> bool:
         return self.diverged[g] is None and all(e is not None for e in self.reached[g])
@@ -126,14 +137,6 @@ class P1Result:
             return False
         end = float(self.dist[g].max())
         return math.isfinite(end) and end <= 0.5 * self.mid[g]
-
-
-def _param_shape(info: OptimizerInfo, target) -> tuple[int, ...] | None:
-    if not info.matrix_only:
-        return None
-    if target.shape is not None:
-        return tuple(target.shape)
-    return (1, target.dim)
 
 
 def run_p1(
@@ -151,183 +154,27 @@ def run_p1(
     check_grad: bool = True,
     early_stop: bool = True,
     schedule: Mapping[str, Any] | None = None,
+    hopeless: bool = False,
 ) -> P1Result:
-    """Run P1 for every lr in ``lrs`` over ``starts`` (S, d); stop early once all have converged.
+    """Run P1 on one target for every lr in ``lrs`` over ``starts`` (S, d); stop early once all have converged.
 
+    One target's runs through :func:`optbench.optimizers.batch.run_units` (the lr grid as param groups of one
+    optimizer where ``batch_groups``); :mod:`optbench.optimizers.p1` batches every target of a case instead.
     ``schedule`` (see :mod:`optbench.schedules`) decays every group's lr through a torch lr scheduler
     stepped after each optimizer step."""
-    info, dt, dev = case.info, case.dtype, case.device
-    tol_x, tol_f, _ = tolerance(info, dt)
-    xs_star = (target.x_star(torch.float64) if x_star is None else x_star).cpu()
+    units = make_units(case, target, starts, lrs, epochs, batch_starts=batch_starts, x_star=x_star, f_star=f_star)
+    run_units(case, units, groups_exact=batch_groups, params_exact=False, weight_decay=weight_decay,
+              check_grad=check_grad, early_stop=early_stop, schedule=schedule, hopeless=hopeless)
+    return P1Result.from_units(units, schedule)
+
+
+def make_units(case: Case, target, starts: torch.Tensor, lrs: Sequence[float | None], epochs: int, *,
+               batch_starts: bool, x_star: torch.Tensor | None = None, f_star: float | None = None) -> list[Unit]:
+    """One :class:`~optbench.optimizers.batch.Unit` per lr of one target (the constructor gets the first lr)."""
+    xs = (target.x_star(torch.float64) if x_star is None else x_star).cpu()
     fs = float(target.f_star) if f_star is None else f_star
-    shape = _param_shape(info, target)
-    S = starts.shape[0]
-    res_x_star = xs_star
-    res = P1Result(list(lrs), [[None] * S for _ in lrs], [None] * len(lrs), [[] for _ in lrs],
-                   [torch.full((S,), math.inf, dtype=torch.float64) for _ in lrs],
-                   [torch.full((S,), math.inf, dtype=torch.float64) for _ in lrs], starts, res_x_star,
-                   mid=[math.inf] * len(lrs))
-
-    # units: (group index, start indices, param)
-    def new_param(rows: torch.Tensor) -> torch.Tensor:
-        x = rows.to(dtype=dt, device=dev).clone()
-        if shape is not None:
-            x = x.reshape(*shape) if rows.shape[0] == 1 else x.reshape(rows.shape[0], *shape)
-        elif rows.shape[0] == 1 and not info.sparse_grad:
-            # one start: a 1-D parameter of shape (d,), as a user would have it; a (1, d) matrix would be
-            # treated as a weight matrix by optimizers that centralise or factor 2-D gradients
-            x = x.reshape(target.dim)
-        return x.requires_grad_()
-
-    runs: list[list[tuple[int, list[int], torch.Tensor]]] = []
-    start_sets = [list(range(S))] if batch_starts else [[i] for i in range(S)]
-    group_sets = [list(range(len(lrs)))] if batch_groups else [[g] for g in range(len(lrs))]
-    for gs in group_sets:
-        for ss in start_sets:
-            runs.append([(g, ss, new_param(starts[ss])) for g in gs])
-
-    for units in runs:
-        _one_run(case, target, units, lrs, epochs, res, tol_x, tol_f, xs_star, fs, weight_decay, check_grad, early_stop,
-                 schedule)
-    res.schedule = describe_schedule(schedule, epochs)
-    return res
-
-
-def _one_run(case, target, units, lrs, epochs, res: P1Result, tol_x, tol_f, xs_star, fs, weight_decay, check_grad,
-             early_stop, schedule=None):
-    """One optimizer over ``units`` (group index, start indices, parameter). The loss and the per-epoch
-    bookkeeping are computed for all units at once (one (sum S_u, d) tensor), so an lr grid of ten
-    param groups costs about one group's tensor ops per epoch."""
-    info = case.info
-    params = [p for _, _, p in units]
-    d = target.dim
-    sizes = [len(ss) for _, ss, _ in units]
-    bounds = [sum(sizes[:u]) for u in range(len(units) + 1)]
-    sparse = info.sparse_grad
-    vals: list[torch.Tensor] = []
-
-    def view(p: torch.Tensor) -> torch.Tensor:
-        if sparse:
-            return F.embedding(torch.arange(p.shape[0], device=p.device), p, sparse=True)
-        return p
-
-    def rows(ps) -> torch.Tensor:
-        xs = [view(p).reshape(n, d) for p, n in zip(ps, sizes)]
-        return xs[0] if len(xs) == 1 else torch.cat(xs)
-
-    def loss_fn() -> torch.Tensor:
-        x = rows(params)
-        v = target.fn(x)
-        # f + λ/2·|x|² is what coupled decay minimises; the decay itself is the optimizer's (not in the loss)
-        vals[:] = [(v + 0.5 * weight_decay * (x * x).sum(-1)).detach() if weight_decay else v.detach()]
-        return v.sum()  # d(sum)/dx_i = f'(x_i) for every row: the same gradient as a loss per unit
-
-    groups = []
-    for g, _, p in units:
-        kw: dict[str, Any] = {"params": [p]}
-        if lrs[g] is not None:
-            kw["lr"] = lrs[g]
-        groups.append(kw)
-    over: dict[str, Any] = {}
-    if weight_decay or _accepts_wd(case):
-        over["weight_decay"] = weight_decay
-    # lr is always passed to the constructor too (a constructor may have no lr default); the groups override it
-    first_lr = next((lr for lr in lrs if lr is not None), None)
-    if first_lr is not None:
-        over["lr"] = first_lr
-    opt = call_optimizer("the constructor", info.make, groups, case.config, case.impl, **over)
-    scheduler = make_scheduler(schedule, opt, epochs)
-    modes = has_modes(opt)
-    done = [False] * len(units)
-    history: list[torch.Tensor] = []  # the last three x of all units, (sum S_u, d) float64
-    grad_rtol = GRAD_RTOL.get(case.dtype, 1e-2)
-    scale_rtol = gradcheck.RTOL.get(case.dtype, 1e-2)
-
-    def hook(epoch: int, loss: torch.Tensor) -> bool:
-        with torch.no_grad():
-            xp = rows([p.detach() for p in params]).double().cpu()  # where the gradient was taken
-            # x as the method returns it: eval mode for optimizers with train()/eval() modes
-            x = rows(read_params(params, opt)).double().cpu() if modes else xp
-        history.append(x)
-        del history[:-3]
-        if modes:  # the loss was taken at the train-mode point: the gap belongs to the point the method returns
-            with torch.no_grad():
-                xe = x.to(dtype=case.dtype)
-                fv = (target.fn(xe) + (0.5 * weight_decay * (xe * xe).sum(-1) if weight_decay else 0)).double()
-        else:
-            fv = vals[0].double().cpu()
-        finite = (torch.isfinite(x).all(1) & torch.isfinite(fv)).tolist()
-        if check_grad and epoch in GRAD_EPOCHS and res.grad_error is None:
-            grads = [p.grad.to_dense() if p.grad.is_sparse else p.grad for p in params]
-            gr = torch.cat([gg.detach().reshape(n, d) for gg, n in zip(grads, sizes)]).double().cpu()
-            live = torch.tensor([all(finite[bounds[u]:bounds[u + 1]]) and not done[u] for u in range(len(units))
-                                 for _ in range(sizes[u])])
-            if bool(live.any()):
-                want = symbolic_grad(target, xp[live])
-                allowed = torch.maximum(grad_rtol * (1.0 + want.abs()),
-                                        scale_rtol * gradient_scale(target, xp[live]))
-                ratio = ((gr[live] - want).abs() / allowed).amax(1)
-                if float(ratio.max()) > 1.0:
-                    i = int(ratio.argmax())
-                    err = float(((gr[live][i] - want[i]).abs() / (1.0 + want[i].abs())).max())
-                    res.grad_error = (f"at epoch {epoch} p.grad differs from the symbolic gradient at the current x: "
-                                      f"max rel. error {err:.3g} > {grad_rtol:.0e} (and beyond the rounding of its "
-                                      f"terms); x = {xp[live][i].tolist()}, p.grad = {gr[live][i].tolist()}, exact "
-                                      f"{want[i].tolist()}")
-        dist = ((x[:, None, :] - xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
-        gap = fv - fs
-        ok = ((dist <= tol_x) & (gap <= tol_f)).tolist()
-        for u, (g, ss, _) in enumerate(units):
-            if done[u]:
-                continue
-            lo, hi = bounds[u], bounds[u + 1]
-            if not all(finite[lo:hi]):
-                res.diverged[g] = epoch if res.diverged[g] is None else min(res.diverged[g], epoch)
-                done[u] = True
-                continue
-            res.dist[g][ss] = dist[lo:hi]
-            res.gap[g][ss] = gap[lo:hi]
-            if epoch == epochs // 2:
-                worst = float(dist[lo:hi].max())
-                res.mid[g] = worst if not math.isfinite(res.mid[g]) else max(res.mid[g], worst)
-            # Converged means every start inside the tolerance at the same epoch (passing through the
-            # ball while oscillating does not count): leaving it resets the mark.
-            for j, s in enumerate(ss):
-                if not ok[lo + j]:
-                    res.reached[g][s] = None
-                elif res.reached[g][s] is None:
-                    res.reached[g][s] = epoch
-            if early_stop and all(res.reached[g][s] is not None for s in ss):
-                done[u] = True
-                res.last[g] = _last(res, g, ss, [h[lo:hi] for h in history], d)
-        return early_stop and all(done) or all(res.diverged[g] is not None for g, _, _ in units)
-
-    traj = run_loop(loss_fn, params, opt, epochs, on_epoch=hook, record_x=False, check_finite=False,
-                    closure=True if info.closure else None,
-                    scheduler=scheduler)
-    res.epochs_run = max(res.epochs_run, traj.epochs_run)
-    with torch.no_grad():
-        final = rows(read_params(params, opt) if modes else [p.detach() for p in params]).double().cpu()
-    for u, (g, ss, _) in enumerate(units):
-        if done[u] and res.diverged[g] is None:
-            continue  # converged: its last points were taken when it got there
-        lo, hi = bounds[u], bounds[u + 1]
-        res.last[g] = _last(res, g, ss, [h[lo:hi] for h in history[-2:]] + [final[lo:hi]], d)
-
-
-def _last(res: P1Result, g: int, ss: list[int], hist: list[torch.Tensor], d: int) -> list[torch.Tensor]:
-    """Write the last (up to three) points of starts ``ss`` into group ``g``'s record of last points."""
-    last = res.last[g] or [torch.full((res.starts.shape[0], d), math.nan, dtype=torch.float64) for _ in range(3)]
-    hist = hist[-3:]
-    for k, x in enumerate(hist):
-        last[3 - len(hist) + k][ss] = x
-    return last
-
-
-def _accepts_wd(case: Case) -> bool:
-    from .contract import accepts
-
-    return accepts(case.info, case.config, "weight_decay")
+    first = next((lr for lr in lrs if lr is not None), None)
+    return [Unit(target, lr, starts, epochs, batch_starts, ctor_lr=first, x_star=xs, f_star=fs) for lr in lrs]
 
 
 def starts_for(info: OptimizerInfo, target, dtype: torch.dtype, batch: bool, seed: int = 0) -> torch.Tensor:

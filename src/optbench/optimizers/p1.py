@@ -16,15 +16,19 @@ declares a budget for it; the built-in registry's declared targets are such decl
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from ..devices import dtype_name
+from ..loop import OptimizerRaised
 from ..schedules import AUTO
 from ..verdict import NotApplicable
 from . import contract as C
 from . import convergence as CV
+from .batch import run_units
 from .contract import Case, PropertyFailure
 
 # The hard targets every optimizer is profiled on when nothing else is declared (user optimizers).
@@ -68,19 +72,33 @@ def hovers(res: CV.P1Result) -> bool:
     return False
 
 
-_GROUPS_EXACT: dict[tuple[str, str], bool] = {}  # (source, config) -> P6 holds; probed once per process
+_PROBES: dict[tuple, bool] = {}  # (case key, property) -> holds bit for bit; probed once per process
+
+
+def _case_key(case: Case) -> tuple:
+    return (case.info.name, case.info.source, case.config.name, case.impl, str(case.dtype), case.device)
+
+
+def _probe(case: Case, prop: str) -> bool:
+    """Whether P6 (param groups behave as separate optimizers) or P7 (parameters as if optimized alone) holds
+    on this case, as the contract checks it (bit for bit on the CPU): what decides how P1's runs may share
+    one optimizer (:mod:`optbench.optimizers.batch`). Any failure, N/A or exception means: run them apart."""
+    key = _case_key(case) + (prop,)
+    if key not in _PROBES:
+        check = C.check_p6 if prop == "P6" else C.check_p7
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                check(case)
+            _PROBES[key] = True
+        except Exception:  # noqa: BLE001 - any failure (or the optimizer raising) means: run them apart
+            _PROBES[key] = False
+    return _PROBES[key]
 
 
 def _groups_exact(case: Case) -> bool:
     """The lr grid may be batched as param groups only where P6 (group independence) holds."""
-    key = (case.info.source or case.info.name, case.config.name)
-    if key not in _GROUPS_EXACT:
-        try:
-            C.check_p6(case)
-            _GROUPS_EXACT[key] = True
-        except Exception:  # noqa: BLE001 - any failure (or the optimizer raising) means: run groups apart
-            _GROUPS_EXACT[key] = False
-    return _GROUPS_EXACT[key]
+    return _probe(case, "P6")
 
 
 def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> list[dict[str, Any]]:
@@ -141,56 +159,238 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
     return [], note
 
 
-def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: float = 0.0,
-             x_star: torch.Tensor | None = None, f_star: float | None = None, what: str = "P1") -> dict[str, Any]:
-    """Run P1 on one target. Raises :class:`PropertyFailure` when ``judge`` and no lr converged; returns the
-    lr band and the profile records either way."""
-    from ..catalogue import get_target
+def _rows_batchable(case: Case, target: Any) -> bool:
+    """Starts as rows of one tensor: declared elementwise, or probed once per target (user optimizers)."""
+    if case.info.elementwise is not None:
+        return bool(case.info.elementwise)
+    key = _case_key(case) + ("rows", target.name)
+    if key not in _PROBES:
+        _PROBES[key] = CV.batched_equals_separate(case, target, epochs=PROBE_EPOCHS)[0]
+    return _PROBES[key]
 
-    info, cfg = case.info, case.config
-    target = get_target(target_name)
-    budget = info.budget(cfg, target.name)
-    batch = info.elementwise
-    if batch is None:  # user optimizer without a declaration: probe batched == separate once
-        batch = CV.batched_equals_separate(case, target, epochs=PROBE_EPOCHS)[0]
-    lrs = [budget.lr] if budget.lr is not None else list(CV.LR_GRID)
-    groups_exact = len(lrs) == 1 or _groups_exact(case)
-    starts = CV.starts_for(info, target, case.dtype, bool(batch))
-    kw = dict(batch_starts=bool(batch), batch_groups=groups_exact, weight_decay=weight_decay, x_star=x_star,
-              f_star=f_star)
-    res = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=cfg.schedule, **kw)
-    if res.grad_error:
-        raise PropertyFailure(what, case, f"on {target.name}: {res.grad_error}", kind="grad", target=target.name)
-    ok = [g for g in range(len(lrs)) if res.converged(g)]
-    profiled = p1_role(target) == "hard"  # profiles compare optimizers where speed differs: the hard targets
-    records = profile_records(case, target, res, budget.epochs) if profiled else []
-    note = ""
-    if not ok and cfg.schedule is None and len(lrs) > 1 and hovers(res):
-        fixed = res
-        scheduled = CV.run_p1(case, target, starts, lrs, budget.epochs, schedule=AUTO, **kw)
-        records += profile_records(case, target, scheduled, budget.epochs) if profiled else []
-        best = min(range(len(lrs)), key=lambda g: float(fixed.dist[g].max()))
+
+@dataclass
+class _TargetP1:
+    """P1 of one target inside a :class:`Session`: its runs, and what they amount to."""
+
+    target: Any
+    judge: bool
+    epochs: int
+    lrs: list
+    starts: torch.Tensor
+    rows: bool
+    res: CV.P1Result | None = None
+    records: list = field(default_factory=list)
+    note: str = ""
+    ok: list = field(default_factory=list)
+    outcome: Any = None  # the data dict, or the exception to raise
+    time: dict = field(default_factory=dict)  # lr -> {"epochs", "seconds", "ended"}: where the time went
+
+
+class Session:
+    """P1 on every target of one case at once (the targets its plan items name, judged or profiled): the same
+    decisions, target by target, as a run of each alone, over runs shared through
+    :func:`optbench.optimizers.batch.run_units`:
+
+    1. every target at every lr, with the hopeless-run rule (``batch`` module doc): a unit that cannot reach the
+       tolerance at its current rate stops, which changes nothing where another lr of its target converges;
+    2. a judged target where no lr converged is run again without that rule, so the hovering and slow-method
+       decisions below see full-budget runs exactly as before (a profiled target decides on step 1's runs);
+    3. targets whose constant-lr runs hover are rerun together under the automatic decaying schedule;
+    4. a judged target still converging when its budget ran out gets SLOW_FACTOR x the budget at one lr.
+
+    Each step is one shared run for all the targets it concerns. If the optimizer raises in a shared run, each
+    target runs alone, so the exception is reported on the target (and lr) where it happens."""
+
+    def __init__(self, case: Case, targets: tuple[tuple[str, bool], ...], *, weight_decay: float = 0.0,
+                 x_star: torch.Tensor | None = None, f_star: float | None = None, what: str = "P1") -> None:
+        self.case, self.what = case, what
+        self.weight_decay, self.x_star, self.f_star = weight_decay, x_star, f_star
+        self.names = [t for t, _ in targets]
+        self.judged = dict(targets)
+        self.runs: dict[str, _TargetP1] | None = None
+
+    # ---- the shared runs
+
+    def _units(self, tr: _TargetP1, lrs: list, epochs: int) -> list:
+        return CV.make_units(self.case, tr.target, tr.starts, lrs, epochs, batch_starts=tr.rows, x_star=self.x_star,
+                             f_star=self.f_star)
+
+    def _run(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str,
+             shared: bool = True) -> dict[str, Any]:
+        """One shared run over ``trs`` (every lr of each): per target, its result, or the OptimizerRaised that
+        its own run raises. A shared run that raises is retried with one optimizer per slot (nothing retires
+        inside a shared optimizer then), then target by target, so that the exception is the optimizer's own
+        and lands on the target where it happens."""
+        import time as _time
+
+        case = self.case
+        per = {tr.target.name: self._units(tr, tr.lrs, tr.epochs) for tr in trs}
+        units = [u for us in per.values() for u in us]
+        several = sum(len(u.reached) if not u.batch_starts else 1 for u in units) > 1
+        groups_exact = shared and several and _probe(case, "P6")
+        params_exact = shared and several and _probe(case, "P7")
+        t0 = _time.perf_counter()  # recorded in the verdict's "where the time went"; nothing is decided on it
+        try:
+            run_units(case, units, groups_exact=groups_exact, params_exact=params_exact,
+                      weight_decay=self.weight_decay, schedule=schedule, hopeless=hopeless)
+        except OptimizerRaised:
+            if groups_exact or params_exact:
+                return self._run(trs, schedule, hopeless=hopeless, phase=phase, shared=False)
+            if len(trs) == 1:
+                return {trs[0].target.name: _raised()}
+            out: dict[str, Any] = {}
+            for tr in trs:
+                out.update(self._run([tr], schedule, hopeless=hopeless, phase=phase, shared=False))
+            return out
+        secs = _time.perf_counter() - t0
+        work = sum(max(u.epochs_run, 1) * len(u.reached) for u in units)
+        out = {}
+        for tr in trs:
+            for u in per[tr.target.name]:
+                ended = (f"converged at epoch {u.epochs_run}" if u.converged else
+                         f"diverged at epoch {u.diverged}" if u.diverged is not None else
+                         f"cannot converge at its rate (epoch {u.epochs_run})" if u.hopeless else "budget spent")
+                tr.time.setdefault(f"{u.lr:.3g}" if u.lr is not None else "-", []).append({
+                    "phase": phase, "epochs": u.epochs_run, "ended": ended,
+                    "seconds": round(secs * max(u.epochs_run, 1) * len(u.reached) / work, 4)})
+            out[tr.target.name] = CV.P1Result.from_units(per[tr.target.name], schedule)
+        return out
+
+    def _phase(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str) -> dict[str, Any]:
+        return self._run(trs, schedule, hopeless=hopeless, phase=phase) if trs else {}
+
+    # ---- the decisions
+
+    def compute(self) -> None:
+        from ..catalogue import get_target
+
+        case, info, cfg = self.case, self.case.info, self.case.config
+        runs: dict[str, _TargetP1] = {}
+        for name in self.names:
+            target = get_target(name)
+            budget = info.budget(cfg, target.name)
+            rows = _rows_batchable(case, target)
+            runs[name] = _TargetP1(target, self.judged[name], budget.epochs,
+                                   [budget.lr] if budget.lr is not None else list(CV.LR_GRID),
+                                   CV.starts_for(info, target, case.dtype, rows), rows)
+        self.runs = runs
+        live = list(runs.values())
+
+        def settle(results: dict[str, Any], trs: list[_TargetP1]) -> list[_TargetP1]:
+            """Store each target's result; a target whose run raised is settled with that exception."""
+            left = []
+            for tr in trs:
+                r = results[tr.target.name]
+                if isinstance(r, Exception):
+                    tr.outcome = r
+                    continue
+                tr.res = r
+                left.append(tr)
+            return left
+
+        live = settle(self._phase(live, cfg.schedule, hopeless=True, phase="runs"), live)
+        for tr in live:
+            tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
+        full = [tr for tr in live if tr.judge and not tr.ok and not tr.res.grad_error and any(tr.res.hopeless)]
+        live = [tr for tr in live if tr not in full] + settle(self._phase(full, cfg.schedule, hopeless=False,
+                                                                            phase="full-budget rerun"), full)
+        for tr in live:
+            tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
+            if p1_role(tr.target) == "hard":  # profiles compare optimizers where speed differs: the hard targets
+                tr.records = profile_records(case, tr.target, tr.res, tr.epochs)
+        hover = [tr for tr in live if not tr.res.grad_error and not tr.ok and cfg.schedule is None
+                 and len(tr.lrs) > 1 and hovers(tr.res)]
+        scheduled = self._phase(hover, AUTO, hopeless=True, phase="rerun under the automatic schedule")
+        for tr in live:
+            if tr in hover:
+                self._after_hover(tr, scheduled[tr.target.name])
+            if tr.outcome is None:
+                tr.outcome = self._finish(tr)
+
+    def _after_hover(self, tr: _TargetP1, scheduled: Any) -> None:
+        if isinstance(scheduled, Exception):
+            tr.outcome = scheduled
+            return
+        fixed = tr.res
+        if p1_role(tr.target) == "hard":
+            tr.records += profile_records(self.case, tr.target, scheduled, tr.epochs)
+        best = min(range(len(tr.lrs)), key=lambda g: float(fixed.dist[g].max()))
         hover = (f"with a constant lr it hovered at a distance that grows with lr (|x - x*| "
-                 f"{float(fixed.dist[best].max()):.2g} at lr {lrs[best]:.3g}), as sign or RMS-normalised steps do")
-        if any(scheduled.converged(g) for g in range(len(lrs))):
-            res, ok = scheduled, [g for g in range(len(lrs)) if scheduled.converged(g)]
-            note = f" under {scheduled.schedule}: {hover}"
+                 f"{float(fixed.dist[best].max()):.2g} at lr {tr.lrs[best]:.3g}), as sign or RMS-normalised steps do")
+        ok = [g for g in range(len(tr.lrs)) if scheduled.converged(g)]
+        if ok:
+            tr.res, tr.ok = scheduled, ok
+            tr.note = f" under {scheduled.schedule}: {hover}"
         else:  # report the constant-lr run, the method's own regime; the rerun did not help either
-            note = f"; {hover}, and a rerun under {scheduled.schedule} did not converge either"
-    ok_lrs = [lrs[g] for g in ok]
-    if not ok and judge:
-        ok_lrs, note = _slow_or_stuck(case, target, starts, lrs, budget.epochs, kw, res, note)
-    band = None
-    if budget.lr is None:
-        band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of {len(lrs)} "
-                f"grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
-    data = {"lr_band": band, "profiles": records, "converged": bool(ok_lrs), "schedule": res.schedule}
-    if not ok_lrs and judge:
-        g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max())))
-        extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
-        bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
-        raise PropertyFailure(what, case, CV.describe_failure(case, target, res, g, budget.epochs) + extra + note,
-                              kind="converge", target=target.name, lr=lrs[g], epochs=budget.epochs,
-                              start=res.starts[bad[0]].tolist(), schedule=res.schedule, weight_decay=weight_decay,
-                              x_star=res.x_star.tolist(), f_star=f_star)
-    return data
+            tr.note = f"; {hover}, and a rerun under {scheduled.schedule} did not converge either"
+
+    def _finish(self, tr: _TargetP1) -> Any:
+        """The verdict of one target: its data, or the PropertyFailure / NotApplicable to raise."""
+        case, what, target, res = self.case, self.what, tr.target, tr.res
+        if res.grad_error:
+            return PropertyFailure(what, case, f"on {target.name}: {res.grad_error}", kind="grad", target=target.name)
+        lrs, note = tr.lrs, tr.note
+        ok_lrs = [lrs[g] for g in tr.ok]
+        if not ok_lrs and tr.judge:
+            kw = dict(batch_starts=tr.rows, batch_groups=len(lrs) == 1 or _groups_exact(case),
+                      weight_decay=self.weight_decay, x_star=self.x_star, f_star=self.f_star)
+            try:
+                ok_lrs, note = _slow_or_stuck(case, target, tr.starts, lrs, tr.epochs, kw, res, note)
+            except (NotApplicable, OptimizerRaised) as exc:
+                return exc
+        band = None
+        if len(lrs) > 1 or lrs[0] is None:
+            band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of "
+                    f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
+        data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,
+                "p1_time": tr.time}
+        if not ok_lrs and tr.judge:
+            g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max())))
+            extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
+            bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
+            return PropertyFailure(what, case, CV.describe_failure(case, target, res, g, tr.epochs) + extra + note,
+                                   kind="converge", target=target.name, lr=lrs[g], epochs=tr.epochs,
+                                   start=res.starts[bad[0]].tolist(), schedule=res.schedule,
+                                   weight_decay=self.weight_decay, x_star=res.x_star.tolist(), f_star=self.f_star)
+        return data
+
+    def outcome(self, name: str) -> dict[str, Any]:
+        if self.runs is None:
+            self.compute()
+        out = self.runs[name].outcome
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+
+def _raised() -> OptimizerRaised:
+    import sys
+
+    exc = sys.exc_info()[1]
+    assert isinstance(exc, OptimizerRaised)
+    return exc
+
+
+_SESSIONS: "OrderedDict[tuple, Session]" = OrderedDict()
+_KEEP = 8  # sessions kept per process (a case's items ask for their targets one after another)
+
+
+def check_p1(case: Case, target_name: str, *, judge: bool = True, weight_decay: float = 0.0,
+             x_star: torch.Tensor | None = None, f_star: float | None = None, what: str = "P1",
+             batch: tuple[tuple[str, bool], ...] | None = None) -> dict[str, Any]:
+    """P1 on one target: the lr band and profile records, or :class:`PropertyFailure` when ``judge`` and no lr
+    converged. ``batch`` names every (target, judge) of this case that shares its runs (the plan passes the
+    case's P1 targets); the first check of a batch runs them all (:class:`Session`), the others read its result."""
+    batch = batch or ((target_name, judge),)
+    if (target_name, judge) not in batch:
+        raise ValueError(f"check_p1: {target_name!r} is not in its batch {batch}")
+    key = _case_key(case) + (batch, weight_decay, what, f_star,
+                             None if x_star is None else tuple(x_star.flatten().tolist()))
+    session = _SESSIONS.get(key)
+    if session is None:
+        session = _SESSIONS[key] = Session(case, batch, weight_decay=weight_decay, x_star=x_star, f_star=f_star,
+                                           what=what)
+        while len(_SESSIONS) > _KEEP:
+            _SESSIONS.popitem(last=False)
+    return session.outcome(target_name)

@@ -160,12 +160,13 @@ class _Builder:
 
     def add(self, test: str, prop: str, case: Case, keys: Sequence[str], run: Callable[[], Any], *,
             target: str | None = None, other: str | None = None, measure: bool = False,
-            na: str | None = None, exempt: str | None = None) -> None:
+            na: str | None = None, exempt: str | None = None, share: str | None = None) -> None:
         declared_exempt, known = declared(self.info, self.cfg, keys, other or case.impl, dtype_name(case.dtype))
         exempt = exempt or declared_exempt
         self.items.append(CheckItem(
             test=test, id=case_id(case, target, other), prop=prop, subject=case.name, run=run, exempt=exempt,
-            known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target))
+            known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target,
+            share=share))
 
 
 def _profile_targets(info: OptimizerInfo, cfg: OptConfig, profiles: bool) -> tuple[str, ...]:
@@ -183,19 +184,30 @@ def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool 
         return []
     b = _Builder(info, cfg, device)
     prim = primary_impl(info, device)
-    # P1: declared targets are judged; profile targets only measured
+    # P1: declared targets are judged; profile targets only measured. Every P1 item of one case shares its runs
+    # (p1.Session): the batch names them all, and `share` keeps them in one worker so they are run once.
+    p1: dict[torch.dtype, list[tuple[str, bool, str | None]]] = {dt: [] for dt in DTYPES}
     for t in _p1_targets(info):
         if not info.declares(cfg, t):  # another config of this optimizer runs it
             continue
         for dt in DTYPES:
             if dt == torch.float32 and t not in F32_P1_TARGETS:
                 continue
-            case = Case(info, cfg, prim, dt, device)
-            b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True), target=t)
+            p1[dt].append((t, True, None))
     for t in _profile_targets(info, cfg, profiles):  # never judged, so a P1:<target> exemption does not apply
-        case = Case(info, cfg, prim, torch.float64, device)
-        b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False), target=t, measure=True,
-              exempt=info.exemption("P1") if info.user else None)
+        p1[torch.float64].append((t, False, info.exemption("P1") if info.user else None))
+    for dt, entries in p1.items():
+        case = Case(info, cfg, prim, dt, device)
+        runs = tuple((t, judge) for t, judge, exempt in entries
+                     if not (exempt or declared(info, cfg, ["P1", f"P1:{t}"] if judge else [], prim, dtype_name(dt))[0]))
+        share = f"P1:{case_id(case)}" if len(runs) > 1 else None
+        for t, judge, exempt in entries:
+            if judge:
+                b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True, batch=runs),
+                      target=t, share=share)
+            else:
+                b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False, batch=runs), target=t,
+                      measure=True, exempt=exempt, share=share)
     # exact recurrences of the linear methods, coupled L2, batched starts
     for kind in ("exact", "edge", "rate"):
         if cfg.exact is None or (kind != "exact" and cfg.exact != "gd"):
@@ -242,8 +254,10 @@ def _bind(prop: str, case: Case, fn: Callable[..., Any], *args: Any) -> Callable
     return lambda: guarded(prop, case, fn, *args)
 
 
-def _p1_run(case: Case, target: str, *, judge: bool) -> Callable[[], Any]:
-    return lambda: guarded("P1", case, P1.check_p1, case, target, judge=judge)
+def _p1_run(case: Case, target: str, *, judge: bool, batch: tuple[tuple[str, bool], ...]) -> Callable[[], Any]:
+    # an exempt item does not run, so it is not in the batch: it runs alone if asked for (pytest --runxfail)
+    batch = batch if (target, judge) in batch else ((target, judge),)
+    return lambda: guarded("P1", case, P1.check_p1, case, target, judge=judge, batch=batch)
 
 
 def _p1_targets(info: OptimizerInfo) -> list[str]:
