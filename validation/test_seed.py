@@ -19,7 +19,8 @@ import sympy
 import torch
 
 from optbench.catalogue import get_target
-from optbench.closed_form import gd_closed_form, gd_closed_form_model, round_to_dtype
+from optbench.closed_form import gd_closed_form, gd_closed_form_model
+from optbench.exact import round_to_dtype
 from optbench.loop import run_loop
 from optbench.seed import run_seed
 

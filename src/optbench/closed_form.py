@@ -1,4 +1,4 @@
-"""The exact closed form of plain gradient descent on a quadratic, and exact numbers from what a user types.
+"""The exact closed form of plain gradient descent on a quadratic.
 
 On f(x) = 1/2 x^T A x - b^T x + c, gradient descent with a fixed lr is a linear recursion with an exact
 solution:
@@ -6,10 +6,11 @@ solution:
     x_k - x* = (I - lr*A)^k (x0 - x*)          (1-D, f = a x^2 + ...: factor 1 - 2a*lr)
 
 so every epoch of torch's SGD can be compared with an exact rational number (:func:`gd_closed_form`).
-Numbers typed by a user (``lr``, start points) are taken exactly as written (:func:`exact_number`):
-``0.01`` is 1/100 and ``1/3`` is one third, so the closed form is the mathematical one; torch necessarily
-runs with the nearest float (:func:`round_to_dtype` gives it), and ``optbench run``'s printed gap
-|x_final - closed form| is that rounding, accumulated.
+Numbers typed by a user (``lr``, start points) are taken exactly as written
+(:func:`optbench.exact.exact_number`): ``0.01`` is 1/100 and ``1/3`` is one third, so the closed form is
+the mathematical one; torch necessarily runs with the nearest float
+(:func:`optbench.exact.round_to_dtype`), and ``optbench run``'s printed gap |x_final - closed form| is
+that rounding, accumulated.
 """
 
 from __future__ import annotations
@@ -20,57 +21,9 @@ from fractions import Fraction
 from typing import Any
 
 import sympy
-import torch
 
 from .errors import OptbenchError
-
-# --------------------------------------------------------------------------------------------------
-# exact numbers
-
-
-def exact_number(value: Any, *, what: str = "value") -> sympy.Rational:
-    """An exact rational for ``value``: ints, Fractions and sympy rationals as they are; strings and
-    floats through their decimal text (``0.01`` -> 1/100, ``"1/3"`` -> 1/3). Anything else, or a
-    non-finite number, is a one-line error."""
-    if isinstance(value, bool):
-        raise OptbenchError(f"{what} {value!r} is not a number; give a decimal like 0.01 or a fraction like 1/3")
-    if isinstance(value, sympy.Basic):
-        v = sympy.nsimplify(value) if isinstance(value, sympy.Float) else value
-        if v.is_Rational:
-            return sympy.Rational(v)
-        raise OptbenchError(f"{what} {value} is not a rational number; give a decimal or a fraction")
-    if isinstance(value, (int, Fraction)):
-        return sympy.Rational(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise OptbenchError(f"{what} {value!r} is not finite; give a finite number")
-        return sympy.Rational(repr(value))
-    text = str(value).strip().replace("\u2212", "-")  # accept the typographic minus sign
-    try:
-        r = sympy.Rational(text)
-    except (TypeError, ValueError, ZeroDivisionError):
-        raise OptbenchError(
-            f"{what} {value!r} is not a number; give a decimal like 0.01 or a fraction like 1/3"
-        ) from None
-    return r
-
-
-def round_to_dtype(q: sympy.Rational | Fraction | int, dtype: torch.dtype) -> float:
-    """``q`` correctly rounded (to nearest, ties to even) to ``dtype``, returned as a Python float.
-
-    Rounding a rational to float64 and then to float32 can round twice; this rounds once.
-    """
-    q = Fraction(int(sympy.Rational(q).p), int(sympy.Rational(q).q))
-    if dtype == torch.float64:
-        return float(q)
-    import mpmath
-
-    bits = {torch.float32: 24, torch.float16: 11, torch.bfloat16: 8}.get(dtype)
-    if bits is None:
-        raise OptbenchError(f"cannot round to {dtype}; use float16, bfloat16, float32 or float64")
-    v = float(mpmath.mpf(mpmath.libmp.from_rational(q.numerator, q.denominator, bits, "n")))
-    # the value now has the dtype's precision; the conversion only checks the exponent range
-    return float(torch.tensor(v, dtype=dtype).item())
+from .exact import exact_number
 
 
 def _float(x: sympy.Expr | Fraction | float) -> float:
@@ -208,5 +161,5 @@ def _exact_coord(v: Any) -> sympy.Expr:
 
 def gd_closed_form(target: Any, lr: Any, x0: Any, k: int) -> tuple[sympy.Expr, ...]:
     """x_k of plain gradient descent on the quadratic ``target``, exactly:
-    ``x_k - x* = (I - lr*A)^k (x0 - x*)``. ``lr`` and ``x0`` are taken exactly (see :func:`exact_number`)."""
+    ``x_k - x* = (I - lr*A)^k (x0 - x*)``. ``lr`` and ``x0`` are taken exactly (see :func:`optbench.exact.exact_number`)."""
     return gd_closed_form_model(target, lr, x0).exact(k)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import sympy
 import torch
 
-from .closed_form import exact_number
+from .exact import exact_number
 from .errors import OptbenchError, SpecError
 
 

@@ -5,7 +5,8 @@ The original study trains f(x) = 3x^2 - 2x + 3 with the five-step loop (SGD, lr 
 x = -1) and reaches x ~ 0.32 against the analytic minimizer x* = 1/3. :func:`run_seed` runs any
 target/optimizer through :func:`optbench.loop.run_loop` and returns a
 :class:`~optbench.seed_result.SeedResult` that the ``optbench run`` command prints and saves. The exact
-numbers come from :mod:`optbench.closed_form`, the names from :mod:`optbench.resolve`.
+numbers come from :mod:`optbench.exact` and :mod:`optbench.closed_form`, the names from
+:mod:`optbench.resolve`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any, Callable, Sequence
 import sympy
 import torch
 
-from .closed_form import ClosedFormNotApplicable, exact_number, gd_closed_form_model
+from .closed_form import ClosedFormNotApplicable, gd_closed_form_model
 from .devices import parse_device, parse_dtype
 from .errors import OptbenchError, SpecError
+from .exact import exact_number
 from .loop import run_loop
 from .resolve import parse_start, resolve_optimizer, resolve_target
 from .seed_result import SeedResult
