@@ -5,7 +5,7 @@ An interleaved trio measured in this process (rounds of base Adam, an unchanged 
 SlowAdam alternate, so load changes hit all three alike), at 1e3 parameters (dispatch-bound: the plant's
 extra foreach call) and 1e6 (memory-bound: its extra pass over the first moment), step phase, for-loop
 and foreach. The gate's verdicts are stored in ``extra_info`` and shown by ``optbench report``; the
-separate-process rates (the CI protocol) come from ``python -m optbench.gate --selftest``.
+separate-process rates (the CI protocol) come from ``python -m optbench.bench.selftest``.
 """
 
 from __future__ import annotations

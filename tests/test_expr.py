@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from optbench.errors import ExpressionError
-from optbench.expr import compile_torch, parse_expression
+from optbench.expr import parse_expression
+from optbench.expr_torch import compile_torch
 
 x, y = sympy.symbols("x y", real=True)
 

@@ -3,7 +3,7 @@
 On a quadratic f(x) = 1/2 x^T A x - b^T x + c, gradient descent is the linear recursion
 x_k - x* = (I - lr*A)^k (x0 - x*); for the seed f = 3x^2 - 2x + 3 (A = 6, x* = 1/3) that is
 x_k = 1/3 - 4/3 (1 - 6 lr)^k. Every epoch of torch's SGD is compared with that exact rational number
-(optbench.seed.gd_closed_form), in float32 and float64, on every selected device.
+(optbench.closed_form.gd_closed_form), in float32 and float64, on every selected device.
 
 The ``dtype`` and ``device`` parameters come from fixtures/devices.py (cuda is skipped with its
 reason when absent).
@@ -19,8 +19,10 @@ import sympy
 import torch
 
 from optbench.catalogue import get_target
+from optbench.closed_form import gd_closed_form, gd_closed_form_model
+from optbench.exact import round_to_dtype
 from optbench.loop import run_loop
-from optbench.seed import gd_closed_form, gd_closed_form_model, round_to_dtype, run_seed
+from optbench.seed import run_seed
 
 # |torch SGD - exact closed form|, any coordinate, any epoch.
 TOL_CLOSED_FORM = {

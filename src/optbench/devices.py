@@ -39,3 +39,17 @@ def parse_dtype(name: str) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+def parse_device(text: str) -> str:
+    try:
+        dev = torch.device(str(text))
+    except (RuntimeError, ValueError):
+        raise OptbenchError(f"unknown device {text!r}; use cpu or cuda (cuda:N)") from None
+    if dev.type == "cuda":
+        reason = cuda_skip_reason()
+        if reason:
+            raise OptbenchError(f"--device {text}: {reason}; use --device cpu")
+    elif dev.type != "cpu":
+        raise OptbenchError(f"unsupported device {text!r}; use cpu or cuda (cuda:N)")
+    return str(dev)

@@ -13,6 +13,10 @@ T checks judge the definition: the claimed minima, their classification, the dom
 CPU), so they run once per target, with the case id ``<target>-exact``. G checks judge the callable
 under test (the user's ``impl``, else the compiled expression) per dtype and device against sympy,
 with ids ``<target>-<dtype>-<device>``. Nothing here imports pytest.
+
+One job above 500 lines: the ``targets`` plan and the sixteen checks it runs, which share one set of
+helpers (points, tolerances, who is blamed when the callable raises); split, the T and G checks would
+import each other's helpers, or a third module of them that only they use.
 """
 
 from __future__ import annotations

@@ -338,7 +338,17 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
             p = repro_dir / _safe_name(v.nodeid)
             atomic_write_text(p, v.reproducer)
             paths[v.nodeid] = os.path.relpath(p, folder)
-    profiles = [r for v in verdicts for r in ((v.data or {}).get("profiles") or [])]
+    # Each profile record is stored once, in profiles.json: a verdict's data["profiles"] names its slice of the
+    # records, {"file": "profiles.json", "first": i, "count": n} (schema optbench-validate/2; /1 repeated them).
+    profiles: list[dict[str, Any]] = []
+    rows = []
+    for v in verdicts:
+        row = v.as_dict()
+        recs = (v.data or {}).get("profiles")
+        if recs:
+            row["data"] = {**v.data, "profiles": {"file": "profiles.json", "first": len(profiles), "count": len(recs)}}
+            profiles.extend(recs)
+        rows.append(row)
     profiles_md = ""
     if profiles:
         from .optimizers.p1 import PROFILE_SCHEMA
@@ -353,9 +363,8 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
         except ImportError:  # the profiles report is optional to the verdicts
             profiles_md = ""
     times = time_table(items, verdicts)
-    doc = {"schema": "optbench-validate/1", "torch": torch.__version__, "request": request.__dict__,
-           "counts": counts(verdicts), "exit_code": exit_code(verdicts), "time": times,
-           "verdicts": [v.as_dict() for v in verdicts]}
+    doc = {"schema": "optbench-validate/2", "torch": torch.__version__, "request": request.__dict__,
+           "counts": counts(verdicts), "exit_code": exit_code(verdicts), "time": times, "verdicts": rows}
     written.append(atomic_write_json(folder / "results.json", json.loads(json.dumps(doc, default=str))))
     md = render_markdown(items, verdicts, title=title, reproducer_paths=paths, profiles_md=profiles_md)
     md += "\n## Where the time went\n\n" + render_time(times, markdown=True) + "\n"

@@ -1,6 +1,6 @@
 """The gate's self-test: false-alarm and detection rates of the CI protocol, measured for real.
 
-``python -m optbench.gate --selftest [--metric time|instructions] [--trials 10] [--out FILE.json]``
+``python -m optbench.bench.selftest [--metric time|instructions] [--trials 10] [--out FILE.json]``
 
 Each trial runs the protocol of ``.github/workflows/optbench.yml``: separate ``pytest benches``
 processes, one after the other, on this machine, then ``optbench gate`` on their JSON:
@@ -66,7 +66,7 @@ def gate(base: Sequence[Path], cur: Sequence[Path], metric: str, threshold: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m optbench.gate --selftest", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m optbench.bench.selftest", description=__doc__.splitlines()[0])
     p.add_argument("--metric", choices=("time", "instructions"), default="time")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--benches", default="benches", help="the benches folder (default: ./benches)")
@@ -131,3 +131,7 @@ def _write(path: str, a: argparse.Namespace, started: str, rows: list, fa: int, 
                              "started": started,
                              "protocol": {"base": ADAM, "planted": PLANTED, "args": a.extra},
                              "false_alarms": fa, "detections": det, "host_cpus": os.cpu_count(), "rows": rows})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

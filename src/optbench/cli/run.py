@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from ..errors import OptbenchError
-from ..seed import PNG_NAME, RESULT_FILES, SEED_DTYPE, SEED_EPOCHS, SEED_LR, SEED_OPTIMIZER, SEED_TARGET
+from ..seed import SEED_DTYPE, SEED_EPOCHS, SEED_LR, SEED_OPTIMIZER, SEED_TARGET
+from ..seed_result import PNG_NAME, RESULT_FILES
 
 RUNS_DIR = Path("reports") / "runs"
 

@@ -26,6 +26,10 @@ How it stays safe:
 What a task reports: its return value, or :class:`SubjectRaised` raised inside a
 :func:`subject` section (the code under test raised: a finding), or any other exception (a harness
 defect), each with the rank and a traceback summary. Nothing here imports pytest.
+
+One job above 500 lines: the two ends of one pipe protocol (the rank's loop and the parent's pool), whose
+framing, resync token, timeouts and blame rules must change together; apart, neither side can be read
+or tested alone.
 """
 
 from __future__ import annotations

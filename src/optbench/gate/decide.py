@@ -1,4 +1,4 @@
-"""Regression gate: compare a current benchmark result with a baseline, on one of two metrics.
+"""The gate's decision: each benchmark of a current result against its baseline, on one of two metrics.
 
 ``instructions`` (deterministic): the instructions per call that Callgrind counted
 (``pytest benches --instructions``). Two processes measuring the same code agree to a few 0.1 %
@@ -23,7 +23,8 @@ wolf. References measure the drift; they are shown, not judged. The price: a slo
 every bench of a size is drift to this gate; the instruction gate sees it.
 
 Either side may be several runs (processes of the two sides interleaved on one runner); each
-benchmark is then judged on its best run (:func:`merge_runs`).
+benchmark is then judged on its best run (:func:`optbench.gate.runs.merge_runs`), and the time
+metric's noise comes from the spread between a side's runs (:mod:`optbench.replicates`).
 
 Results measured under different CPU models, thread counts or allocator settings (time), or under
 another torch, Python, valgrind or CPU capability (instructions) are not comparable: the gate
@@ -32,8 +33,7 @@ every row.
 
 Exit codes: 0 nothing regressed, 1 regression, 2 bad input.
 
-``python -m optbench.gate --selftest`` measures the false-alarm and detection rates
-(:mod:`optbench.bench.selftest`).
+``python -m optbench.bench.selftest`` measures the false-alarm and detection rates.
 """
 
 from __future__ import annotations
@@ -43,18 +43,15 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .bench.results import KEY_FIELDS, Record, Run, fmt_size, load_run
-from .errors import ConfigError
+from ..bench.results import KEY_FIELDS, Record, Run, fmt_size
+from ..errors import ConfigError
+from .runs import (DEFAULT_STAT, alias_map, aliased, has_instructions, machine_warnings, run_stats, setting_changes,
+                   stat_value)
 
 METRICS = ("time", "instructions")
 DEFAULT_THRESHOLD = 0.10  # wall clock
 DEFAULT_INSTR_THRESHOLD = 0.01  # instructions: ~3x the largest cross-environment difference measured (0.35 %)
 NOISE_K = 3.0  # standard errors of the log-ratio a slowdown must exceed to count as real (median)
-# The statistic compared. Measured on this shared 2-core host (load ~4 from co-tenants): Adam-fused
-# step at 1e6, rounds interleaved, min ratios for unchanged reruns 0.97-1.05 and for the planted
-# +29% traffic 1.24-1.31; medians of the same runs swung 0.4-2.7x because preempted rounds land
-# anywhere. So the gate compares minima, and its noise is the spread of the fastest quarter.
-DEFAULT_STAT = "min"
 # With minima, the within-run noise is NOISE_K_MIN x the combined spread of the fastest quarter of rounds.
 NOISE_K_MIN = 2.0
 # Instructions: a slowdown must also exceed NOISE_K_INSTR x the spread of the counted blocks.
@@ -138,20 +135,6 @@ def parse_threshold(text: str | float) -> float:
     return v
 
 
-def _stats(rec: Record, clock: str) -> dict[str, float]:
-    """min, q1, median, iqr and rounds of a result on ``clock``: "cpu" (the per-round CPU time the CPU
-    benches record in ``extra_info['cpu_time']``) or "wall" (pytest-benchmark's stats)."""
-    if clock == "cpu":
-        c = rec.extra.get("cpu_time") or {}
-        return {"min": float(c["min"]), "q1": float(c["q1"]), "median": float(c["median"]), "iqr": float(c["iqr"]),
-                "rounds": int(c["rounds"])}
-    return {"min": rec.min, "q1": rec.q1, "median": rec.median, "iqr": rec.iqr, "rounds": rec.rounds}
-
-
-def _value(rec: Record, stat: str, clock: str) -> float:
-    return _stats(rec, clock)[stat]
-
-
 def _rel_noise_ref(rec: Record, stat: str) -> float:
     """Within-run relative noise of a result's in-round reference (CPU time)."""
     r = rec.extra.get("ref_cpu_time") or {}
@@ -166,70 +149,12 @@ def _rel_noise(rec: Record, stat: str, clock: str) -> float:
     """Within-run relative noise of a result's statistic. Median: standard error from the IQR
     (SE(median) ~ 0.93 IQR/sqrt(rounds)). Min: (q1 - min)/min, the spread of the fastest quarter of
     rounds (no sqrt(n) shrink: a minimum is one round)."""
-    st = _stats(rec, clock)
+    st = run_stats(rec, clock)
     if stat == "min":
         return max(st["q1"] - st["min"], 0.0) / st["min"] if st["min"] > 0 else 0.0
     if st["median"] <= 0 or st["rounds"] < 2:
         return 0.0
     return 0.93 * st["iqr"] / math.sqrt(st["rounds"]) / st["median"]
-
-
-def _alias_map(specs: Sequence[str]) -> dict[str, str]:
-    """``NAME=module:attr`` -> {candidate name variants: NAME}: the candidate stands under NAME."""
-    from .spec import parse_spec
-
-    out: dict[str, str] = {}
-    for text in specs:
-        s = parse_spec(text, option="--optimizer")
-        if not s.name:
-            raise ConfigError(f"--optimizer {text!r} needs a baseline name: NAME=module:attr (e.g. adam={s.module}:{s.attr})")
-        leaf = s.attr.split(".")[-1]
-        for alias in (s.text, f"{s.module}:{s.attr}", s.attr, leaf, leaf.lower()):
-            out[alias] = s.name
-    return out
-
-
-# ---- settings: what must match for a comparison to mean something ---------------------------------
-
-def time_settings(run: Run) -> dict[str, object]:
-    """The settings a wall-clock figure depends on besides the code: the CPU, torch threads and the
-    allocator. Another CPU model is another machine: compare those with ``optbench compare``."""
-    info = run.optbench_info
-    return {"CPU model": info.get("cpu_model"), "torch threads": info.get("torch_threads"),
-            "allocator": (info.get("allocator") or {}).get("summary")}
-
-
-def instruction_settings(run: Run) -> dict[str, object]:
-    """What an instruction count depends on besides the code: torch build, Python, the CPU capability
-    torch dispatched to under valgrind, and the valgrind release."""
-    i = run.optbench_info.get("instructions") or {}
-    vg = str(i.get("valgrind") or "")
-    return {"torch": i.get("torch"), "torch git": (i.get("torch_git") or "")[:12] or None, "python": i.get("python"),
-            "CPU capability": i.get("cpu_capability"), "valgrind": ".".join(vg.split(".")[:2]) or None}
-
-
-def _setting_changes(base: Run, cur: Run, metric: str) -> list[str]:
-    fn = instruction_settings if metric == "instructions" else time_settings
-    b, c = fn(base), fn(cur)
-    return [f"{k}: baseline {b[k]!r}, current {c[k]!r}" for k in b if b[k] != c[k]]
-
-
-def _machine_warnings(base: Run, cur: Run) -> list[str]:
-    w = []
-    bi, ci = base.optbench_info, cur.optbench_info
-    checks = [
-        ("torch version", (bi.get("torch") or {}).get("version"), (ci.get("torch") or {}).get("version")),
-        ("GPU", (bi.get("gpu") or {}).get("name"), (ci.get("gpu") or {}).get("name")),
-        ("host", base.machine_info.get("node"), cur.machine_info.get("node")),
-    ]
-    for what, a, b in checks:
-        if a != b:
-            w.append(f"{what} differs: baseline {a!r}, current {b!r}")
-    return w
-
-
-def has_instructions(run: Run) -> bool:
-    return any("instructions" in r.extra for r in run.records)
 
 
 def pick_metric(base: Run, cur: Run, metric: str = "auto") -> str:
@@ -285,7 +210,7 @@ def reference_pairs(base: Sequence[Record], cur: Sequence[Record], stat: str, cl
         for r in recs:
             if r.phase in REFERENCE_PHASES and (clock == "wall" or r.extra.get("cpu_time")):
                 old = best.get(_ref_key(r))
-                if old is None or _value(r, stat, clock) < _value(old, stat, clock):
+                if old is None or stat_value(r, stat, clock) < stat_value(old, stat, clock):
                     best[_ref_key(r)] = r
         sides.append(best)
     return [(sides[0][k], sides[1][k]) for k in sides[0] if k in sides[1]]
@@ -301,7 +226,7 @@ def fit_drift(pairs: Sequence[tuple[Record, Record]], stat: str = DEFAULT_STAT,
     warning says so)."""
     logs: dict[tuple, list[float]] = {}
     for b, c in (refs if refs is not None else [(b, c) for b, c in pairs if b.phase in REFERENCE_PHASES]):
-        bv, cv = _value(b, stat, clock), _value(c, stat, clock)
+        bv, cv = stat_value(b, stat, clock), stat_value(c, stat, clock)
         if bv > 0 and cv > 0:
             logs.setdefault(_drift_group(b), []).append(math.log(cv / bv))
     drift = {g: statistics.median(v) for g, v in logs.items()}
@@ -341,7 +266,7 @@ def pair_spread(pairs: Sequence[tuple[Record, Record]], dmap: dict[tuple, float]
     own = own or {}
     lower: dict = {}
     for b, c in pairs:
-        bv, cv = _value(b, stat, clock), _value(c, stat, clock)
+        bv, cv = stat_value(b, stat, clock), stat_value(c, stat, clock)
         g = _drift_group(b)
         if bv > 0 and cv > 0 and (b.key in own or g in dmap):
             x = math.log(cv / bv) - (own[b.key] if b.key in own else dmap[g])
@@ -351,30 +276,20 @@ def pair_spread(pairs: Sequence[tuple[Record, Record]], dmap: dict[tuple, float]
     return {g: 1.4826 * statistics.median(v) for g, v in lower.items() if len(v) >= 3}
 
 
-def _aliased(recs: Sequence[Record], aliases: dict[str, str]) -> list[Record]:
-    out = []
-    for r in recs:
-        new = aliases.get(r.optimizer) or aliases.get(str(r.extra.get("source", "")).split(":", 1)[-1])
-        if new:
-            r = Record(**{**r.__dict__, "optimizer": new})
-        out.append(r)
-    return out
-
-
 def _replicate_model(replicates: tuple[Sequence[Run], Sequence[Run]], aliases: dict[str, str], stat: str, clock: str):
-    from .replicates import corrected_log, replicate_noise
+    from ..replicates import corrected_log, replicate_noise
 
     def drift_fn(first: Run, run: Run) -> dict[tuple, float]:
         refs = reference_pairs(first.records, run.records, stat, clock)
         return fit_drift(refs, stat, clock, refs)[0]
 
     base_runs, cur_runs = replicates
-    cur_runs = [Run(r.path, r.machine_info, r.commit_info, r.datetime, _aliased(r.records, aliases), r.stream, r.raw)
+    cur_runs = [Run(r.path, r.machine_info, r.commit_info, r.datetime, aliased(r.records, aliases), r.stream, r.raw)
                 for r in cur_runs]
     def figure(rec: Record, log_drift: float) -> float | None:
         if clock == "cpu" and not rec.extra.get("cpu_time"):
             return None  # not compared on this clock (a GPU result, an older file)
-        return corrected_log(_value(rec, stat, clock), rec, clock, stat, log_drift)
+        return corrected_log(stat_value(rec, stat, clock), rec, clock, stat, log_drift)
 
     return replicate_noise({"base": list(base_runs), "cur": cur_runs}, figure, _drift_group, drift_fn,
                            skip=lambda key: key[KEY_FIELDS.index("phase")] in REFERENCE_PHASES)
@@ -391,13 +306,13 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
         raise ConfigError(f"--drift {drift!r}: use reference or none")
     if threshold is None:
         threshold = DEFAULT_INSTR_THRESHOLD if metric == "instructions" else DEFAULT_THRESHOLD
-    changes = _setting_changes(base, cur, metric)
+    changes = setting_changes(base, cur, metric)
     if changes and not allow_setting_change:
         raise ConfigError(f"baseline and current were measured under different settings ({'; '.join(changes)}): "
                           f"{metric} figures are not comparable; rerun under the same settings "
                           f"(or pass --allow-setting-change to compare anyway, marked)")
-    aliases = _alias_map(optimizer_specs)
-    cur_recs = _aliased(cur.records, aliases)
+    aliases = alias_map(optimizer_specs)
+    cur_recs = aliased(cur.records, aliases)
     base_recs = base.records
     if metric == "instructions":
         base_recs = [r for r in base_recs if "instructions" in r.extra]
@@ -412,7 +327,7 @@ def compare_runs(base: Run, cur: Run, *, threshold: float | None = None, optimiz
     if not common:
         raise ConfigError(f"{base.path} and {cur.path} share no benchmark (optimizer, size, impl, device, dtype); "
                           f"compare runs of the same matrix, or map a candidate with --optimizer NAME=module:attr")
-    warnings = _machine_warnings(base, cur)
+    warnings = machine_warnings(base, cur)
     if metric == "instructions" and base.optbench_info.get("cpu_model") != cur.optbench_info.get("cpu_model"):
         warnings.append(f"CPU model differs: baseline {base.optbench_info.get('cpu_model')!r}, current "
                         f"{cur.optbench_info.get('cpu_model')!r} (counts carry over at the same CPU capability; "
@@ -498,7 +413,7 @@ def _classify(slow: float, threshold: float, noise: float) -> str:
 
 def _time_verdict(b: Record, c: Record, threshold: float, stat: str, noise_k: float, log_drift: float,
                   spread: float | None, clock: str) -> Verdict:
-    bv, cv = _value(b, stat, clock), _value(c, stat, clock)
+    bv, cv = stat_value(b, stat, clock), stat_value(c, stat, clock)
     raw = cv / bv if bv > 0 else float("inf")
     ratio = raw / math.exp(log_drift)
     both = math.sqrt(_rel_noise(b, stat, clock) ** 2 + _rel_noise(c, stat, clock) ** 2)
@@ -546,140 +461,3 @@ def _instr_verdict(b: Record, c: Record, threshold: float) -> Verdict:
     noise = max(NOISE_K_INSTR * math.sqrt(_instr_spread(b) ** 2 + _instr_spread(c) ** 2),
                 INSTR_FLOOR / bv if bv > 0 else 0.0)
     return Verdict(b.key, b.label, bv, cv, ratio, ratio, noise, _classify(ratio - 1, threshold, noise))
-
-
-# ---- output ------------------------------------------------------------------------------------------
-
-def _fmt_t(s: float) -> str:
-    if s >= 1:
-        return f"{s:.3f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.3f} ms"
-    return f"{s * 1e6:.2f} µs"
-
-
-def _fmt_v(res: GateResult, x: float) -> str:
-    return f"{x:,.0f}" if res.metric == "instructions" else _fmt_t(x)
-
-
-def format_table(res: GateResult) -> str:
-    what = "instructions/call" if res.metric == "instructions" else f"{res.clock} {res.stat}"
-    head = ("name", f"baseline ({what})", f"current ({what})", "ratio", "noise", "verdict")
-    if res.metric == "time" and res.drift:
-        head = ("name", f"baseline ({what})", f"current ({what})", "raw", "drift", "ratio", "noise", "verdict")
-    rows = [head]
-    for v in sorted(res.verdicts, key=lambda v: (v.verdict != "REGRESSED", v.label)):
-        mark = " *" if res.setting_changes else ""
-        cells = [v.label, _fmt_v(res, v.base), _fmt_v(res, v.cur)]
-        if len(head) == 8:
-            cells += [f"{v.raw_ratio:.3f}", f"{v.drift:.3f}" + (" (ref)" if v.reference else "")]
-        cells += [f"{v.ratio:.3f}", f"±{100 * v.noise:.1f}%", v.verdict + mark]
-        rows.append(tuple(cells))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    if res.metric == "instructions":
-        desc = "metric: instructions per call (Callgrind); ratio = current/baseline"
-    elif res.drift:
-        desc = (f"metric: time ({'CPU time per round' if res.clock == 'cpu' else 'wall clock'}); ratio = (current/baseline) / drift, the drift fitted on the reference benches "
-                f"({'/'.join(REFERENCE_PHASES)}) of each size")
-    else:
-        desc = (f"metric: time ({'CPU time per round' if res.clock == 'cpu' else 'wall clock'}); "
-                "ratio = current/baseline, not corrected for drift")
-    out = [f"{desc}; threshold {100 * res.threshold:g}%", *lines]
-    if res.drift:
-        out.append("drift (current/baseline of the references): " +
-                   ", ".join(f"{g} {d:.3f}" for g, d in res.drift.items()) +
-                   (f"; their residual spread ±{100 * res.drift_residual:.1f}% (x{DRIFT_K:g} in the noise)"
-                    if res.drift_residual is not None else ""))
-    if res.replicates:
-        runs = "+".join(str(res.replicates.get(k, 0)) for k in ("base", "cur"))
-        out.append(f"noise: from {runs} replicate runs (baseline+current), ±{REPLICATE_K:g}·√2 x the process-to-process sd "
-                   "of each benchmark's figure (its in-round reference divided out where it has one): " +
-                   (", ".join(f"{g} {100 * sd:.1f}%" for g, sd in res.replicate_sd.items()) or "pooled over all sizes"))
-    for w in res.warnings:
-        out.append(f"warning: {w}")
-    if res.only_base:
-        out.append(f"only in baseline ({len(res.only_base)}): " + ", ".join(res.only_base[:20]) + (" ..." if len(res.only_base) > 20 else ""))
-    if res.only_cur:
-        out.append(f"only in current ({len(res.only_cur)}): " + ", ".join(res.only_cur[:20]) + (" ..." if len(res.only_cur) > 20 else ""))
-    n_reg = len(res.regressed)
-    out.append(f"{n_reg} regressed of {len(res.verdicts)} compared" if n_reg else f"no regression ({len(res.verdicts)} compared)")
-    return "\n".join(out)
-
-
-def merge_runs(runs: Sequence[Run], *, stat: str = DEFAULT_STAT, clock: str = "auto") -> Run:
-    """Several runs of one side (processes interleaved with the other side's: A1 B1 A2 B2) as one: per
-    benchmark, the run with the lowest statistic. A whole benchmark measured during a bad moment of one
-    process then needs the same bad luck in every process to move the gate. The runs must share their
-    settings (threads, allocator, CPU; or the instruction environment)."""
-    if len(runs) == 1:
-        return runs[0]
-    for r in runs[1:]:
-        # a replicate timed without counting instructions (tox -e bench's bench_2.json) merges with a counted run
-        counted = has_instructions(runs[0]) and has_instructions(r)
-        for fn in (time_settings, instruction_settings) if counted else (time_settings,):
-            a, b = fn(runs[0]), fn(r)
-            diff = [k for k in a if a[k] != b[k]]
-            if diff:
-                raise ConfigError(f"{runs[0].path} and {r.path} were measured under different settings ({', '.join(diff)}); "
-                                  f"give one side's runs of one configuration")
-    from .replicates import corrected_log
-
-    def figure(rec: Record) -> float:
-        # with an in-round reference, the run whose result is lowest relative to its own moment's reference
-        cl = "cpu" if (clock in ("auto", "cpu") and rec.extra.get("cpu_time")) else "wall"
-        y = corrected_log(_value(rec, stat, cl), rec, cl, stat, 0.0)
-        return math.inf if y is None else y
-
-    best: dict[tuple, Record] = {}
-    counts: dict[tuple, dict] = {}  # key -> the instruction fields of the first run that counted it
-    for run in runs:
-        for rec in run.records:
-            old = best.get(rec.key)
-            if old is None or figure(rec) < figure(old):
-                best[rec.key] = rec
-            if "instructions" in rec.extra and rec.key not in counts:
-                counts[rec.key] = {k: v for k, v in rec.extra.items() if k.startswith("instructions")}
-    for key, rec in best.items():
-        if "instructions" not in rec.extra and key in counts:
-            best[key] = Record(**{**rec.__dict__, "extra": {**rec.extra, **counts[key]}})
-    first = next((r for r in runs if has_instructions(r)), runs[0])
-    return Run(" + ".join(r.path for r in runs), first.machine_info, first.commit_info, first.datetime,
-               list(best.values()), first.stream, first.raw)
-
-
-def load_runs(paths: str, what: str) -> list[Run]:
-    """``a.json`` or ``a.json,b.json,...``: one side's runs (processes interleaved with the other side's)."""
-    parts = [p for p in str(paths).split(",") if p]
-    if not parts:
-        raise ConfigError(f"no {what} file given")
-    return [load_run(p, what=what) for p in parts]
-
-
-def gate_files(baseline: str, current: str, **kw) -> GateResult:
-    side = {k: kw[k] for k in ("stat", "clock") if k in kw}
-    base_runs, cur_runs = load_runs(baseline, "baseline"), load_runs(current, "current result")
-    base, cur = merge_runs(base_runs, **side), merge_runs(cur_runs, **side)
-    return compare_runs(base, cur, replicates=(base_runs, cur_runs), **kw)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m optbench.gate", description="gate self-test (rates) or the gate itself")
-    p.add_argument("--selftest", action="store_true", help="measure false-alarm and detection rates")
-    a, rest = p.parse_known_args(argv)
-    if a.selftest:
-        from .bench.selftest import main as selftest_main
-
-        return selftest_main(rest)
-    from .cli import main as cli_main
-
-    return cli_main(["gate", *rest])
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(_main())
