@@ -60,7 +60,7 @@ def test_the_p1_gradient_check_allows_the_rounding_of_cancelling_terms_and_nothi
     by ~1e-7 in a gradient of ~1 whose terms are ~1e9; a 1% error is still far outside the bound."""
     from optbench import gradcheck
     from optbench.catalogue import get_target
-    from optbench.optimizers.convergence import GRAD_RTOL, gradient_scale, symbolic_grad
+    from optbench.optimizers.tolerance import GRAD_RTOL, gradient_scale, symbolic_grad
 
     t = get_target("rosenbrock_2d")
     x = torch.tensor([[118.24083685939772, 13980.900445754818]], dtype=torch.float64)

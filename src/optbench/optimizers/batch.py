@@ -332,7 +332,7 @@ class _Drive:
     """One run: the loss over every live slot, and the per-epoch hook that records, retires and stops."""
 
     def __init__(self, case: Any, instances: list[_Instance], driver: Any, modes: bool, opts: dict[str, Any]) -> None:
-        from .convergence import GRAD_EPOCHS, GRAD_RTOL, tolerance
+        from .tolerance import GRAD_EPOCHS, GRAD_RTOL, tolerance
 
         self.case, self.instances, self.driver, self.modes = case, instances, driver, modes
         self.opts = opts
@@ -524,7 +524,7 @@ def _hopeless(book: _Book, b: _Block, bi: int, epoch: int, tol_x: float) -> list
 def _grad_check(b: _Block, xp: torch.Tensor, live: torch.Tensor, epoch: int, sparse: bool, grad_rtol: float,
                 scale_rtol: float) -> None:
     """p.grad against the symbolic gradient at the current x (convergence.GRAD_RTOL explains the bounds)."""
-    from .convergence import gradient_scale, symbolic_grad
+    from .tolerance import gradient_scale, symbolic_grad
 
     live = live.view(-1, b.r).all(1).repeat_interleave(b.r)  # rows of slots that are finite throughout
     if not bool(live.any()):

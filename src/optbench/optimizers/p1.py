@@ -30,6 +30,7 @@ from . import contract as C
 from . import convergence as CV
 from .batch import run_units
 from .contract import Case, PropertyFailure
+from .tolerance import tolerance
 
 # The hard targets every optimizer is profiled on when nothing else is declared (user optimizers).
 PROFILE_TARGETS = ("rosenbrock_2d", "beale", "himmelblau")
@@ -103,7 +104,7 @@ def _groups_exact(case: Case) -> bool:
 
 def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> list[dict[str, Any]]:
     """One ``optbench-profiles/1`` record per (lr, start) of a P1 run."""
-    tol_x, tol_f, _ = CV.tolerance(case.info, case.dtype)
+    tol_x, tol_f, _ = tolerance(case.info, case.dtype)
     n_canon = len(target.start)
     out = []
     for g, lr in enumerate(res.lrs):
@@ -154,7 +155,7 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
                           f"(declare epochs = {2 * last} to judge it at that budget)")
     if longer.still_converging(0):
         raise NotApplicable(f"on {target.name}: {slow}, and still at {float(longer.dist[0].max()):.2g} (tol_x "
-                            f"{CV.tolerance(case.info, case.dtype)[0]:g}) after {long_epochs} epochs, still "
+                            f"{tolerance(case.info, case.dtype)[0]:g}) after {long_epochs} epochs, still "
                             f"converging: too slow to judge at this budget; declare a budget for it (epochs = ...)")
     return [], note
 

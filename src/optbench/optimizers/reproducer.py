@@ -414,7 +414,7 @@ def _p1_body(case: Any, details: dict[str, Any]) -> str | None:
     expr = TorchPrinter().doprint(target.expr)
     start = [float(v) for v in details["start"]]
     x_star = details["x_star"]
-    from .convergence import tolerance
+    from .tolerance import tolerance
 
     tol_x, tol_f, _ = tolerance(case.info, case.dtype)
     f_star = details.get("f_star")
