@@ -4,7 +4,7 @@ list, so ids read optimizer-impl-target-dtype-device."""
 
 import pytest
 
-pytest_plugins = ["pytester", "fixtures.devices", "fixtures.optimizers", "fixtures.checks"]
+pytest_plugins = ["pytester", "fixtures.devices", "fixtures.optimizers", "fixtures.checks", "fixtures.threads"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from .errors import OptbenchError
 
-DEVICE_CHOICES = ("cpu", "cuda", "all")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "all")
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -24,9 +24,12 @@ def cuda_skip_reason() -> str | None:
 
 
 def selected_devices(choice: str) -> list[str]:
-    """Devices named by ``--device cpu|cuda|all``. ``all`` always includes cuda (skipped if absent)."""
+    """Devices named by ``--device auto|cpu|cuda|all``: ``auto`` is cpu plus cuda where CUDA can be used (a CPU
+    machine does not collect CUDA cases only to skip them); ``all`` always includes cuda (skipped if absent)."""
     if choice not in DEVICE_CHOICES:
         raise OptbenchError(f"unknown device {choice!r}; use one of {', '.join(DEVICE_CHOICES)}")
+    if choice == "auto":
+        return ["cpu"] if cuda_skip_reason() else ["cpu", "cuda"]
     return ["cpu", "cuda"] if choice == "all" else [choice]
 
 

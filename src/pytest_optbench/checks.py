@@ -22,6 +22,8 @@ class HarnessDefect(Exception):
 
 def marks_for(item: CheckItem) -> list[Any]:
     marks: list[Any] = [pytest.mark.optbench] + [getattr(pytest.mark, m) for m in item.marks]
+    if item.share:  # items sharing one computation run on one xdist worker (with --dist loadgroup), so it runs once
+        marks.append(pytest.mark.xdist_group(item.share))
     if item.exempt:
         marks.append(pytest.mark.skip(reason=f"EXEMPT {item.prop} for {item.subject}: {item.exempt}"))
     elif item.na:

@@ -58,9 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--device",
-        default="all",
+        default="auto",
         choices=DEVICE_CHOICES,
-        help="devices under test; 'all' = cpu plus cuda, which is skipped with a reason when absent (default: all)",
+        help="devices under test; 'auto' = cpu, plus cuda where a GPU is visible (default); 'all' = cpu plus cuda, "
+             "skipped with its reason when absent",
     )
     group.addoption(
         "--sizes",
@@ -159,7 +160,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = config.stash.get(OPTIONS, None)
     lines = [f"optbench: torch {torch.__version__}, devices {opts.devices if opts else '?'}"]
     reason = cuda_skip_reason()
-    if reason:
+    if reason and opts and "cuda" not in opts.devices:
+        lines.append(f"optbench: CUDA cases not collected ({reason}); --device all collects them as skips")
+    elif reason:
         lines.append(f"optbench: {reason}")
     if opts and opts.user_targets:
         lines.append("optbench: user targets " + ", ".join(t.name for t in opts.user_targets))

@@ -27,15 +27,17 @@ the optimizer skips it (P4); an instance whose slots have all retired is no long
 independence above nothing a retired slot does reaches a live one, so the cost of a run falls as its
 units finish, and the run ends when the last one does.
 
-*Hopeless* units (``hopeless=True``). At the checkpoints B/16, B/8, B/4 and B/2 of a unit's budget B, every
-start's smallest distance to x* within the window since the previous checkpoint is compared with the
-previous window's. A start that got no closer, or whose closing speed over the window, kept up for the
-``SAFETY`` x the budget left, would still end outside ``tol_x``, cannot converge at its current rate: its
-unit stops there, with that reason. Window minima make the rule optimistic for oscillating runs, and a
-straight-line extrapolation is optimistic for every run that slows down as it converges (geometric, and
-everything under a decaying lr); only a run that speeds up later could be misjudged, which ``SAFETY``
-guards against. The caller (:mod:`optbench.optimizers.p1`) uses it only where the verdict is settled by
-another lr's convergence, and reruns without it whatever it must judge from full-budget runs.
+*Hopeless* units (``hopeless=True``). At the checkpoints B/32, B/16, B/8, B/4 and B/2 of a unit's budget B,
+every start's smallest distance to x* within the window since the previous checkpoint is compared with the
+previous window's. A start is *behind* when, closing at that speed, even ``SAFETY`` x the budget left would
+not bring it within tol_x (or when it got no closer at all); a start behind at two checkpoints in a row
+cannot converge at its current rate, and its unit stops there, with that reason. Window minima make the rule
+optimistic for oscillating runs, a straight-line extrapolation is optimistic for every run that slows down as
+it converges (geometric, and everything under a decaying lr), and two checkpoints in a row let a run that
+stalls and then resumes (RMSprop at a large lr on trid_6d, Adagrad on Beale: measured) prove it.
+:mod:`optbench.optimizers.p1` uses the rule where another lr's convergence settles the verdict, and reruns
+without it whatever it must judge from full-budget runs. Measured on 24 optimizers (the audit in
+``tests/test_p1_batch.py``'s docstring): no unit that converges is stopped.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ SEED = 0  # every P1 run starts from torch.manual_seed(SEED)
 # A start is hopeless when, at SAFETY x its closing speed over the last window, the budget left would not
 # bring it within tol_x. Set from measurement: see tests/test_p1_batch.py and the issue-14 notes.
 SAFETY = 2.0
+# checkpoints at B/32 ... B/2 of a budget B: a window is the span between two of them
+CHECKPOINTS = (32, 16, 8, 4, 2)
 AUDIT: dict[int, list] | None = None  # when a dict, the rule is measured per unit and never applied
 MIN_WINDOW = 16  # epochs: windows shorter than this are not judged (budgets below 256 epochs are run out)
 
@@ -165,10 +169,9 @@ class _Block:
         self.fs = slots[0].unit.f_star
         self.x: torch.Tensor | None = None  # this epoch's rows, as the forward saw them
         self.v: torch.Tensor | None = None
-        self.view = len(slots) == 1  # a lone slot's rows are a view of its parameter (copied into history)
         self.grad_error: str | None = None
         self.history: list[torch.Tensor] = []  # the last three x of its rows (float64, CPU)
-        self.checkpoints = [c for c in sorted({epochs // k for k in (16, 8, 4, 2)}) if c >= MIN_WINDOW]
+        self.checkpoints = [c for c in sorted({epochs // k for k in CHECKPOINTS}) if c >= MIN_WINDOW]
         self.prev_at = 0
         self.special = {epochs // 2, *self.checkpoints}
 
@@ -189,6 +192,7 @@ class _Book:
         self.gap = torch.full((n,), math.inf, dtype=torch.float64)
         self.win_min = torch.full((n,), math.inf, dtype=torch.float64) if hopeless else None
         self.prev_min = torch.full((n,), math.nan, dtype=torch.float64) if hopeless else None
+        self.behind = torch.zeros(n, dtype=torch.bool) if hopeless else None  # too slow at the last checkpoint
         self._index()
 
     def _index(self) -> None:
@@ -219,12 +223,11 @@ class _Book:
             rows.append(local + row0)
             b.history = [h[local] for h in b.history]
             b.slots = [b.slots[k] for k in keep]
-            b.view = False  # history entries are copies from now on
             blocks.append(b)
         idx = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
         self.reached, self.dist, self.gap = self.reached[idx], self.dist[idx], self.gap[idx]
         if self.win_min is not None:
-            self.win_min, self.prev_min = self.win_min[idx], self.prev_min[idx]
+            self.win_min, self.prev_min, self.behind = self.win_min[idx], self.prev_min[idx], self.behind[idx]
         self.blocks = blocks
         self._index()
 
@@ -374,7 +377,8 @@ class _Drive:
         """x as the method returns it (eval mode), per block: optbench.loop.read_params' convention."""
         call_optimizer("eval()", self.driver.eval)
         try:
-            return [_rows(b.slots, b.d, self.sparse, detach=True).double().cpu() for b in self.book.blocks]
+            # copies: a lone slot's rows are a view of its parameter, which train() changes back in place
+            return [_rows(b.slots, b.d, self.sparse, detach=True).double().cpu().clone() for b in self.book.blocks]
         finally:
             call_optimizer("train()", self.driver.train)
 
@@ -419,7 +423,7 @@ class _Drive:
             xp = b.x.double().cpu()  # where the gradient was taken
             x = xe[bi] if self.modes else xp
             xs.append(x)
-            b.history.append(x.clone() if (b.view and x is b.x) else x)
+            b.history.append(x.clone() if x is b.x and len(b.slots) == 1 else x)  # a lone slot's x is a view
             del b.history[:-3]
             if self.modes:  # the loss was taken at the train-mode point: the gap belongs to the point returned
                 xd = x.to(dtype=self.case.dtype)
@@ -497,7 +501,9 @@ def _hopeless(book: _Book, b: _Block, bi: int, epoch: int, tol_x: float) -> list
         left = b.epochs - epoch
         rate = (prev - cur) / span  # closing speed per epoch over the window (of the windows' best distances)
         need = torch.where(rate > 0, (cur - tol_x) / rate.clamp_min(1e-300), torch.full_like(cur, math.inf))
-        bad = (cur > tol_x) & torch.isfinite(cur) & (need > SAFETY * left)
+        slow = (cur > tol_x) & torch.isfinite(cur) & (need > SAFETY * left)
+        bad = slow & book.behind[rows]  # too slow at two checkpoints in a row
+        book.behind[rows] = slow
         if AUDIT is not None:  # measuring the rule (what SAFETY must be), not applying it
             ratio = torch.where((cur > tol_x) & torch.isfinite(cur), need / max(left, 1), torch.zeros_like(need))
             for k, s in enumerate(b.slots):
@@ -513,7 +519,8 @@ def _hopeless(book: _Book, b: _Block, bi: int, epoch: int, tol_x: float) -> list
                 s.unit.hopeless = (
                     f"stopped at epoch {epoch} of {b.epochs}: start {s.ss[j]} was {float(cur[row]):.3g} from x* "
                     + (f"and closing by {r:.3g} per epoch, ~{float(need[row]):.0f} epochs from tol_x at that rate "
-                       f"with {left} left" if r > 0 else f"and got no closer over the last {span} epochs"))
+                       f"with {left} left" if r > 0 else f"and got no closer over the last {span} epochs")
+                    + f"; it was as far behind at epoch {b.prev_at}")
                 out.append(k)
     book.prev_min[rows] = cur
     book.win_min[rows] = math.inf

@@ -1,0 +1,63 @@
+"""Planted P1 bugs: optimizers whose convergence is broken, for the cheaper P1 (shared runs, retired and
+hopeless units) to still catch. ``PLANTED_P1`` maps the class name to what is wrong."""
+
+from __future__ import annotations
+
+import torch
+
+
+class BiasedSGD(torch.optim.SGD):
+    """SGD plus a constant drift of lr * 0.05 per step: its fixed point is where the gradient equals -0.05, so
+    it settles away from x* (by 0.05 / curvature) at every lr."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(group["lr"] * 0.05)
+        return loss
+
+
+class StallingSGD(torch.optim.SGD):
+    """SGD whose step shrinks like 1/k^2 (a bad 'decay' folded into the update): the steps sum to a finite
+    distance, so from a start far enough it stalls before x* at every lr."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self._k = getattr(self, "_k", 0) + 1
+        saved = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["lr"] = g["lr"] / self._k ** 2
+        try:
+            return super().step(closure)
+        finally:
+            for g, lr in zip(self.param_groups, saved):
+                g["lr"] = lr
+
+
+class CrashOnNoneGrad(torch.optim.Optimizer):
+    """A correct plain gradient descent that reads ``p.grad`` without checking for None once it has state: legal
+    in a training loop where every parameter always gets a gradient. P1's shared runs must not make it fail
+    (a retired unit's parameter has no gradient)."""
+
+    def __init__(self, params, lr=1e-2):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state[p]
+                if not st and p.grad is None:
+                    continue
+                st["n"] = st.get("n", 0) + 1
+                p.add_(p.grad, alpha=-group["lr"])  # raises TypeError when p.grad is None
+        return None
+
+
+PLANTED_P1 = {
+    "BiasedSGD": "settles 0.05/curvature away from x* (a constant drift in the update)",
+    "StallingSGD": "its steps shrink like 1/k^2 and stall before x*",
+}

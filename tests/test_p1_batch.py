@@ -1,0 +1,210 @@
+"""P1's shared runs (optimizers/batch.py, p1.Session) are the separate runs they stand for, bit for bit, and
+P1 made cheaper still catches its planted bugs.
+
+* batched == separate: units of several targets and lrs, batched as the proven independence allows (lrs as
+  param groups or optimizers in lockstep, targets as parameters of one group), give the same reached epochs,
+  final distances and gaps, mid-budget distances and last points as each slot (a unit's starts as rows of one
+  tensor where the update is elementwise, else each start) run alone from the same seed, for torch.optim's Adam (foreach) and SGD with momentum (for-loop), a
+  schedule-free optimizer (train/eval modes), an optimizer with a global-norm statistic (P7 fails: one
+  optimizer per slot) and one that draws from the global RNG (lockstep with its own RNG state per optimizer);
+* the hopeless-run rule on synthetic windows: a start behind at two checkpoints in a row stops, one that stalls
+  once and resumes does not;
+* a legal optimizer that reads p.grad without a None check is not failed by the shared runs (a retired slot has
+  no gradient): the run is redone with one optimizer per slot;
+* planted P1 bugs still fail P1 on every judged target, and a correct optimizer's lr band is the same whether
+  its targets share their runs or not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from optbench.catalogue import get_target
+from optbench.optimizers import batch as B
+from optbench.optimizers import p1 as P1
+from optbench.optimizers.contract import Case
+from optbench.optimizers.convergence import make_units, starts_for
+from optbench.optimizers.info import OptConfig, OptimizerInfo
+from optbench.validation import Request, build
+from optbench.verdict import FAIL, MEASURED, PASS, run_check
+
+
+class GlobalNormSGD(torch.optim.SGD):
+    """SGD on gradients scaled by 1/max(1, global norm): parameters interact (P6 and P7 fail)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.sqrt(sum((gr * gr).sum() for gr in grads)) if grads else torch.tensor(0.0)
+        scale = 1.0 / max(1.0, float(norm))
+        for gr in grads:
+            gr.mul_(scale)
+        return super().step(closure)
+
+
+class NoisySGD(torch.optim.SGD):
+    """SGD plus a small noise drawn from torch's global RNG at each step (a stochastic method)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.add_(torch.randn_like(p), alpha=1e-3 * g["lr"])
+        return loss
+
+
+def _case(factory, impl="default", elementwise=True, **kw) -> Case:
+    info = OptimizerInfo(getattr(factory, "__name__", "opt"), factory, configs=(OptConfig("", kw),),
+                         elementwise=elementwise, user=True, weight_decay=None, maximize=False,
+                         impls={"cpu": (impl,), "cuda": (impl,)})
+    return Case(info, info.configs[0], impl, torch.float64, "cpu")
+
+
+def _schedule_free():
+    sf = pytest.importorskip("schedulefree")
+    return sf.SGDScheduleFree
+
+
+CASES = {
+    "adam-foreach": lambda: _case(torch.optim.Adam, "foreach"),
+    "sgd_momentum-forloop": lambda: _case(torch.optim.SGD, "forloop", momentum=0.9),
+    "globalnorm": lambda: _case(GlobalNormSGD, elementwise=False),
+    "noisy": lambda: _case(NoisySGD, elementwise=False),
+    "schedulefree": lambda: _case(_schedule_free()),
+}
+TARGETS = ("seed_quadratic", "booth", "himmelblau")  # 1-D, 2-D, and four global minimizers
+LRS = (1e-3, 3e-2, 0.3)  # slow (runs out), converging, and (for SGD on booth) diverging
+EPOCHS = 300
+
+
+def _units(case: Case, rows: bool):
+    out = []
+    for name in TARGETS:
+        t = get_target(name)
+        starts = starts_for(case.info, t, case.dtype, True)[:4]
+        out += make_units(case, t, starts, list(LRS), EPOCHS, batch_starts=rows)
+    return out
+
+
+def _same(a, b) -> str | None:
+    for ua, ub in zip(a, b):
+        where = f"{ua.target.name} lr {ua.lr}"
+        if ua.reached != ub.reached or ua.diverged != ub.diverged:
+            return f"{where}: reached {ua.reached} vs {ub.reached}, diverged {ua.diverged} vs {ub.diverged}"
+        for field in ("dist", "gap"):
+            if not torch.equal(getattr(ua, field), getattr(ub, field)):
+                return f"{where}: {field} {getattr(ua, field)} vs {getattr(ub, field)}"
+        if not (ua.mid == ub.mid or (math.isinf(ua.mid) and math.isinf(ub.mid))):
+            return f"{where}: mid {ua.mid} vs {ub.mid}"
+        if ua.diverged is None and not all(torch.equal(x, y) for x, y in zip(ua.last, ub.last)):
+            return f"{where}: last points {ua.last} vs {ub.last}"
+    return None
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_shared_runs_equal_each_start_run_alone_bit_for_bit(name):
+    case = CASES[name]()
+    groups_exact, params_exact = P1._probe(case, "P6"), P1._probe(case, "P7")
+    if name in ("adam-foreach", "sgd_momentum-forloop", "schedulefree"):
+        assert groups_exact and params_exact, "torch.optim's own optimizers pass P6 and P7 bit for bit"
+    if name == "globalnorm":
+        assert not params_exact, "a global norm couples the parameters: P7 must not hold"
+    rows = bool(case.info.elementwise)
+    shared = _units(case, rows=rows)
+    B.run_units(case, shared, groups_exact=groups_exact, params_exact=params_exact)
+    alone = _units(case, rows=rows)
+    for u in alone:  # the reference: every slot of every unit (all its starts as rows, or each start) alone
+        B.run_units(case, [u], groups_exact=False, params_exact=False, lockstep=False)
+    assert _same(shared, alone) is None, _same(shared, alone)
+    assert any(u.converged for u in shared) and any(not u.converged for u in shared), "a test with no contrast"
+
+
+def test_the_noisy_optimizer_really_draws_from_the_global_rng():
+    case = CASES["noisy"]()
+    a, b = _units(case, rows=False)[:1], _units(case, rows=False)[:1]
+    B.run_units(case, a, groups_exact=False, params_exact=False, lockstep=False)
+    torch.manual_seed(1)  # the caller's RNG does not matter: every run starts from SEED
+    B.run_units(case, b, groups_exact=False, params_exact=False, lockstep=False)
+    assert _same(a, b) is None
+    old, B.SEED = B.SEED, 1
+    try:
+        c = _units(case, rows=False)[:1]
+        B.run_units(case, c, groups_exact=False, params_exact=False, lockstep=False)
+    finally:
+        B.SEED = old
+    assert _same(a, c) is not None, "another seed must give another run"
+
+
+class _FakeBlock:
+    def __init__(self, r: int, epochs: int) -> None:
+        self.r, self.epochs, self.prev_at = r, epochs, 0
+        self.slots = [type("S", (), {"unit": type("U", (), {"hopeless": None})(), "ss": list(range(r))})()]
+
+    @property
+    def rows(self) -> int:
+        return self.r
+
+
+@pytest.mark.parametrize("windows, stops_at, why", [
+    ([1.0, 0.99, 0.98, 0.97], 2, "closing by 1e-4 per epoch: ~1e4 epochs from tol, behind at checkpoints 1 and 2"),
+    ([1.0, 1.2, 0.3, 0.01], None, "stalled in one window, then resumed: behind once only"),
+    ([1.0, 0.5, 0.1, 1e-5], None, "converging: never behind"),
+    ([1.0, 1.0, 1.0, 1.0], 2, "no closer at all, twice"),
+])
+def test_a_start_stops_only_when_behind_at_two_checkpoints_in_a_row(windows, stops_at, why):
+    """Synthetic window minima at checkpoints 100, 200, 300, 400 of a 1000-epoch budget (tol_x 1e-4)."""
+    b = _FakeBlock(1, 1000)
+    book = type("Book", (), {})()
+    book.offsets = [(0, 0)]
+    book.win_min = torch.tensor([math.inf], dtype=torch.float64)
+    book.prev_min = torch.tensor([math.nan], dtype=torch.float64)
+    book.behind = torch.zeros(1, dtype=torch.bool)
+    stopped = None
+    for i, m in enumerate(windows):
+        book.win_min = torch.tensor([m], dtype=torch.float64)
+        if B._hopeless(book, b, 0, 100 * (i + 1), 1e-4):
+            stopped = i
+            break
+    assert stopped == stops_at, why
+    if stops_at is not None:
+        assert "stopped at epoch" in b.slots[0].unit.hopeless and "as far behind" in b.slots[0].unit.hopeless
+
+
+def _p1_verdicts(spec: str, tmp_path, targets=("seed_quadratic", "booth"), **entry):
+    cfg = tmp_path / "optbench.toml"
+    lines = [f"[optimizers.{spec.split('=')[0]}]", "targets = [" + ", ".join(f'"{t}"' for t in targets) + "]",
+             "profile_targets = []"] + [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in entry.items()]
+    cfg.write_text("\n".join(lines) + "\n")
+    items = build(Request(optimizers=[spec], plans=("optimizers",), config=str(cfg), rootdir=str(tmp_path)))
+    return {i.target: run_check(i) for i in items if i.prop == "P1" and "float64" in i.id}
+
+
+def test_reading_p_grad_without_a_none_check_is_not_failed_by_the_shared_runs(tmp_path):
+    verdicts = _p1_verdicts("crash=tests.planted.p1_bugs:CrashOnNoneGrad", tmp_path, elementwise=True, epochs=600)
+    assert verdicts and all(v.outcome == PASS for v in verdicts.values()), {t: v.message for t, v in verdicts.items()}
+
+
+@pytest.mark.parametrize("name", ["BiasedSGD", "StallingSGD"])
+def test_planted_p1_bugs_still_fail_p1_on_every_judged_target(name, tmp_path):
+    from tests.planted.p1_bugs import PLANTED_P1
+
+    verdicts = _p1_verdicts(f"{name.lower()}=tests.planted.p1_bugs:{name}", tmp_path, epochs=600)
+    assert set(verdicts) == {"seed_quadratic", "booth"}
+    for target, v in verdicts.items():
+        assert v.outcome == FAIL, f"{name} ({PLANTED_P1[name]}) on {target}: {v.outcome} {v.message}"
+        assert "did not converge" in v.message or "no lr" in v.message or "ended at" in v.message, v.message
+
+
+def test_a_correct_optimizer_gets_the_same_band_with_shared_or_separate_runs(tmp_path, monkeypatch):
+    shared = _p1_verdicts("adam=torch.optim:Adam", tmp_path, epochs=600)
+    assert all(v.outcome == PASS for v in shared.values())
+    monkeypatch.setattr(P1, "_probe", lambda case, prop: False)  # nothing proven: every slot alone
+    P1._SESSIONS.clear()
+    alone = _p1_verdicts("adam=torch.optim:Adam", tmp_path, epochs=600)
+    assert {t: v.data["lr_band"] for t, v in shared.items()} == {t: v.data["lr_band"] for t, v in alone.items()}
+    assert MEASURED not in {v.outcome for v in shared.values()}
