@@ -28,7 +28,8 @@ import torch
 
 LossFn = Callable[[], torch.Tensor]
 # on_epoch(epoch, loss) is called after step 3 (backward) and before step 4 (step), when every p.grad
-# holds the gradient at the current x. Returning True stops the run (used for early stopping).
+# holds the gradient at the current x. Returning True stops the run there, before that epoch's step (P1's
+# shared runs stop once every unit has finished: a further step would be taken for nothing).
 EpochHook = Callable[[int, torch.Tensor], "bool | None"]
 
 
@@ -149,6 +150,9 @@ def run_loop(
             loss = loss_fn()
             loss.backward()
             stop = bool(on_epoch(epoch, loss.detach())) if on_epoch is not None else False
+            if stop:
+                traj.stopped = "hook"
+                break
             call_optimizer("step(closure)", optimizer.step, _closure)
         else:
             if zero_grad:
@@ -156,6 +160,9 @@ def run_loop(
             loss = loss_fn()  # 2
             loss.backward()  # 3
             stop = bool(on_epoch(epoch, loss.detach())) if on_epoch is not None else False
+            if stop:
+                traj.stopped = "hook"
+                break
             call_optimizer("step()", optimizer.step)  # 4
         if scheduler is not None:
             scheduler.step()
@@ -166,8 +173,5 @@ def run_loop(
             traj.xs.append(read_params(params, optimizer) if modes else _snapshot(params))
         if check_finite and (not math.isfinite(value) or not all(_finite(p.detach()) for p in params)):
             traj.stopped, traj.nonfinite_epoch = "nonfinite", epoch
-            break
-        if stop:
-            traj.stopped = "hook"
             break
     return traj
