@@ -167,6 +167,7 @@ class _Block:
         self.d = target.dim
         self.xs_star = slots[0].unit.x_star
         self.fs = slots[0].unit.f_star
+        self.one_min = self.xs_star.shape[0] == 1  # then |x - x*| needs no minimum over minimizers
         self.x: torch.Tensor | None = None  # this epoch's rows, as the forward saw them
         self.v: torch.Tensor | None = None
         self.grad_error: str | None = None
@@ -200,6 +201,7 @@ class _Book:
             if self.blocks else torch.zeros(0, dtype=torch.float64)
         slot_rows = [b.r for b in self.blocks for _ in b.slots]
         self.n_slots = len(slot_rows)
+        self.r = slot_rows[0] if slot_rows and all(r == slot_rows[0] for r in slot_rows) else None
         self.slot_of_row = torch.repeat_interleave(torch.arange(self.n_slots), torch.tensor(slot_rows, dtype=torch.long))
         self.offsets = []  # (first row, first slot) of each block
         row = slot = 0
@@ -210,6 +212,8 @@ class _Book:
 
     def per_slot_all(self, flags: torch.Tensor) -> torch.Tensor:
         """Whether every row of each slot has ``flags``."""
+        if self.r is not None:  # every slot has r rows
+            return flags.view(-1, self.r).all(1)
         out = torch.ones(self.n_slots, dtype=torch.float64)
         return out.scatter_reduce_(0, self.slot_of_row, flags.to(torch.float64), "amin").bool()
 
@@ -327,7 +331,7 @@ def _rows(slots: Sequence[_Slot], d: int, sparse: bool, detach: bool = False) ->
         p = s.param.detach() if detach else s.param
         if sparse and not detach:
             p = F.embedding(torch.arange(p.shape[0], device=p.device), p, sparse=True)
-        xs.append(p.reshape(len(s.ss), d))
+        xs.append(p if p.dim() == 2 and p.shape[1] == d else p.reshape(len(s.ss), d))
     return xs[0] if len(xs) == 1 else torch.cat(xs)
 
 
@@ -418,7 +422,8 @@ class _Drive:
                 xe = [x for bi, x in enumerate(xe) if bi not in ended]
             if not book.blocks:
                 return True
-        dists, fvs, fins, xs = [], [], [], []
+        dists, fvs, xs = [], [], []
+        grad_now = epoch in self.grad_epochs
         for bi, b in enumerate(book.blocks):
             xp = b.x.double().cpu()  # where the gradient was taken
             x = xe[bi] if self.modes else xp
@@ -430,46 +435,57 @@ class _Drive:
                 fvs.append((b.target.fn(xd) + (0.5 * self.wd * (xd * xd).sum(-1) if self.wd else 0)).double())
             else:
                 fvs.append(b.v.double().cpu())
-            dists.append(((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1))
-            fins.append(torch.isfinite(x).all(1))
-            if epoch in self.grad_epochs and b.grad_error is None:
-                _grad_check(b, xp, fins[-1] & torch.isfinite(fvs[-1]), epoch, self.sparse, self.grad_rtol,
-                            self.scale_rtol)
+            if b.one_min:  # the same numbers as the minimum over one minimizer below (checked bit for bit)
+                dists.append(((x - b.xs_star) ** 2).sum(-1).sqrt())
+            else:
+                dists.append(((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1))
+            if grad_now and b.grad_error is None:
+                _grad_check(b, xp, torch.isfinite(x).all(1) & torch.isfinite(fvs[-1]), epoch, self.sparse,
+                            self.grad_rtol, self.scale_rtol)
         one = len(dists) == 1
         dist = dists[0] if one else torch.cat(dists)
         fv = fvs[0] if one else torch.cat(fvs)
-        finite = (fins[0] if one else torch.cat(fins)) & torch.isfinite(fv)
-        slot_finite = book.per_slot_all(finite)
-        upd = slot_finite[book.slot_of_row]  # a diverged slot keeps its last finite record
         gap = fv - book.fs
         ok = (dist <= self.tol_x) & (gap <= self.tol_f)
-        book.dist = torch.where(upd, dist, book.dist)
-        book.gap = torch.where(upd, gap, book.gap)
-        # Converged means every start inside the tolerance at the same epoch (passing through the ball while
-        # oscillating does not count): leaving it resets the mark.
-        book.reached = torch.where(upd, torch.where(ok, torch.where(book.reached >= 0, book.reached, epoch), -1),
-                                   book.reached)
-        done = ~slot_finite
-        if opts["early_stop"]:
-            done = done | (book.per_slot_all(ok) & slot_finite)
-        if book.win_min is not None:
-            book.win_min = torch.minimum(book.win_min, torch.where(torch.isfinite(dist), dist, book.win_min))
+        # |x - x*| and f are finite where x is, except when they overflow: then look row by row
+        if bool(torch.isfinite(dist + fv).all()):
+            slot_finite = None
+            book.dist, book.gap = dist, gap
+            # Converged means every start inside the tolerance at the same epoch (passing through the ball while
+            # oscillating does not count): leaving it resets the mark.
+            book.reached = torch.where(ok, torch.where(book.reached >= 0, book.reached, epoch), -1)
+            done = book.per_slot_all(ok) if opts["early_stop"] else None
+            if book.win_min is not None:
+                book.win_min = torch.minimum(book.win_min, dist)
+        else:
+            finite = torch.cat([torch.isfinite(x).all(1) for x in xs]) & torch.isfinite(fv)
+            slot_finite = book.per_slot_all(finite)
+            upd = slot_finite[book.slot_of_row]  # a diverged slot keeps its last finite record
+            book.dist = torch.where(upd, dist, book.dist)
+            book.gap = torch.where(upd, gap, book.gap)
+            book.reached = torch.where(upd, torch.where(ok, torch.where(book.reached >= 0, book.reached, epoch), -1),
+                                       book.reached)
+            done = ~slot_finite
+            if opts["early_stop"]:
+                done = done | (book.per_slot_all(ok) & slot_finite)
+            if book.win_min is not None:
+                book.win_min = torch.minimum(book.win_min, torch.where(torch.isfinite(dist), dist, book.win_min))
         specials = [bi for bi, b in enumerate(book.blocks) if epoch in b.special]
         for bi in specials:
             b = book.blocks[bi]
             row0, slot0 = book.offsets[bi]
             if epoch == b.epochs // 2:
                 for k, s in enumerate(b.slots):
-                    if bool(slot_finite[slot0 + k]):
+                    if slot_finite is None or bool(slot_finite[slot0 + k]):
                         worst = float(dist[row0 + k * b.r:row0 + (k + 1) * b.r].max())
                         s.unit.mid = worst if not math.isfinite(s.unit.mid) else max(s.unit.mid, worst)
             if book.win_min is not None and epoch in b.checkpoints:
                 flagged = _hopeless(book, b, bi, epoch, self.tol_x)
                 if flagged:
-                    extra = torch.zeros_like(done)
+                    extra = torch.zeros(book.n_slots, dtype=torch.bool)
                     extra[[slot0 + k for k in flagged]] = True
-                    done = done | extra
-        if not bool(done.any()):
+                    done = extra if done is None else done | extra
+        if done is None or not bool(done.any()):
             return False
         live: list[list[int]] = []
         for bi, b in enumerate(book.blocks):
@@ -481,7 +497,7 @@ class _Drive:
                 if not flag and b.slots[k].unit.hopeless is None:
                     keep.append(k)
                     continue
-                if not bool(slot_finite[slot0 + k]):
+                if slot_finite is not None and not bool(slot_finite[slot0 + k]):
                     u = b.slots[k].unit
                     u.diverged = epoch if u.diverged is None else min(u.diverged, epoch)
                 self.retire(b, row0, k, epoch, b.history)
