@@ -141,8 +141,9 @@ def test_the_noisy_optimizer_really_draws_from_the_global_rng():
 
 
 class _FakeBlock:
-    def __init__(self, r: int, epochs: int) -> None:
+    def __init__(self, r: int, epochs: int, gated: bool = False) -> None:
         self.r, self.epochs, self.prev_at = r, epochs, 0
+        self.gated, self.opened = gated, False
         self.slots = [type("S", (), {"unit": type("U", (), {"hopeless": None})(), "ss": list(range(r))})()]
 
     @property
@@ -158,21 +159,29 @@ class _FakeBlock:
 ])
 def test_a_start_stops_only_when_behind_at_two_checkpoints_in_a_row(windows, stops_at, why):
     """Synthetic window minima at checkpoints 100, 200, 300, 400 of a 1000-epoch budget (tol_x 1e-4)."""
-    b = _FakeBlock(1, 1000)
+    assert _stops(windows, gated=False) == stops_at, why
+
+
+def test_on_a_judged_target_the_rule_waits_until_some_lr_has_converged():
+    windows = [1.0, 0.99, 0.98, 0.97, 0.96]
+    assert _stops(windows, gated=True) is None, "nothing of the target converged: run to the budget"
+    assert _stops(windows, gated=True, open_at=3) == 3, "behind at 200 and 300, stopped once open (at 400)"
+
+
+def _stops(windows, *, gated: bool, open_at: int | None = None):
+    b = _FakeBlock(1, 1000, gated=gated)
     book = type("Book", (), {})()
     book.offsets = [(0, 0)]
-    book.win_min = torch.tensor([math.inf], dtype=torch.float64)
     book.prev_min = torch.tensor([math.nan], dtype=torch.float64)
     book.behind = torch.zeros(1, dtype=torch.bool)
-    stopped = None
     for i, m in enumerate(windows):
+        b.opened = open_at is not None and i >= open_at
         book.win_min = torch.tensor([m], dtype=torch.float64)
         if B._hopeless(book, b, 0, 100 * (i + 1), 1e-4):
-            stopped = i
-            break
-    assert stopped == stops_at, why
-    if stops_at is not None:
-        assert "stopped at epoch" in b.slots[0].unit.hopeless and "as far behind" in b.slots[0].unit.hopeless
+            msg = b.slots[0].unit.hopeless
+            assert "stopped at epoch" in msg and "as far behind" in msg, msg
+            return i
+    return None
 
 
 def _p1_verdicts(spec: str, tmp_path, targets=("seed_quadratic", "booth"), **entry):

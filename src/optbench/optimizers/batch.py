@@ -35,8 +35,9 @@ cannot converge at its current rate, and its unit stops there, with that reason.
 optimistic for oscillating runs, a straight-line extrapolation is optimistic for every run that slows down as
 it converges (geometric, and everything under a decaying lr), and two checkpoints in a row let a run that
 stalls and then resumes (RMSprop at a large lr on trid_6d, Adagrad on Beale: measured) prove it.
-:mod:`optbench.optimizers.p1` uses the rule where another lr's convergence settles the verdict, and reruns
-without it whatever it must judge from full-budget runs. Measured on 24 optimizers (the audit in
+:mod:`optbench.optimizers.p1` *gates* the rule on a judged target: it applies only once some unit of that
+target has converged (its verdict is then settled), so a target where nothing converges keeps full-budget runs
+for the hovering and slow-method decisions, exactly as before. Measured on 24 optimizers (the audit in
 ``tests/test_p1_batch.py``'s docstring): no unit that converges is stopped.
 """
 
@@ -84,6 +85,9 @@ class Unit:
     last: list[torch.Tensor] = field(default_factory=list)  # the last (up to three) x, (S, d) each
     epochs_run: int = 0
     hopeless: str | None = None  # why the unit stopped before its budget, when it did
+    # the hopeless rule waits until some unit of the same target has converged (a judged target: then its verdict
+    # is settled, and a target where nothing converges keeps full-budget runs for the decisions that need them)
+    gated: bool = False
     grad_error: str | None = None
 
     def __post_init__(self) -> None:
@@ -175,6 +179,8 @@ class _Block:
         self.checkpoints = [c for c in sorted({epochs // k for k in CHECKPOINTS}) if c >= MIN_WINDOW]
         self.prev_at = 0
         self.special = {epochs // 2, *self.checkpoints}
+        self.gated = slots[0].unit.gated
+        self.opened = False  # some unit of this target has converged
 
     @property
     def rows(self) -> int:
@@ -497,10 +503,11 @@ class _Drive:
                 if not flag and b.slots[k].unit.hopeless is None:
                     keep.append(k)
                     continue
+                u = b.slots[k].unit
                 if slot_finite is not None and not bool(slot_finite[slot0 + k]):
-                    u = b.slots[k].unit
                     u.diverged = epoch if u.diverged is None else min(u.diverged, epoch)
                 self.retire(b, row0, k, epoch, b.history)
+                b.opened = b.opened or u.converged
             live.append(keep)
         book.keep(live)
         return not book.blocks
@@ -520,6 +527,8 @@ def _hopeless(book: _Book, b: _Block, bi: int, epoch: int, tol_x: float) -> list
         slow = (cur > tol_x) & torch.isfinite(cur) & (need > SAFETY * left)
         bad = slow & book.behind[rows]  # too slow at two checkpoints in a row
         book.behind[rows] = slow
+        if b.gated and not b.opened:  # nothing of this target has converged yet: keep every run to its budget
+            bad = torch.zeros_like(bad)
         if AUDIT is not None:  # measuring the rule (what SAFETY must be), not applying it
             ratio = torch.where((cur > tol_x) & torch.isfinite(cur), need / max(left, 1), torch.zeros_like(need))
             for k, s in enumerate(b.slots):

@@ -194,11 +194,12 @@ class Session:
     :func:`optbench.optimizers.batch.run_units`:
 
     1. every target at every lr, with the hopeless-run rule (``batch`` module doc): a unit that cannot reach the
-       tolerance at its current rate stops, which changes nothing where another lr of its target converges;
-    2. a judged target where no lr converged is run again without that rule, so the hovering and slow-method
-       decisions below see full-budget runs exactly as before (a profiled target decides on step 1's runs);
-    3. targets whose constant-lr runs hover are rerun together under the automatic decaying schedule;
-    4. a judged target still converging when its budget ran out gets SLOW_FACTOR x the budget at one lr.
+       tolerance at its current rate stops. On a judged target the rule waits until one of its lrs has
+       converged (the verdict is then settled and only the band is at stake), so a judged target where nothing
+       converges keeps full-budget runs and the decisions below see them exactly as before; a profiled
+       target's decisions see its early-stopped runs (a profile is measured, never judged);
+    2. targets whose constant-lr runs hover are rerun together under the automatic decaying schedule;
+    3. a judged target still converging when its budget ran out gets SLOW_FACTOR x the budget at one lr.
 
     Each step is one shared run for all the targets it concerns. If the optimizer raises in a shared run, each
     target runs alone, so the exception is reported on the target (and lr) where it happens."""
@@ -214,8 +215,11 @@ class Session:
     # ---- the shared runs
 
     def _units(self, tr: _TargetP1, lrs: list, epochs: int) -> list:
-        return CV.make_units(self.case, tr.target, tr.starts, lrs, epochs, batch_starts=tr.rows, x_star=self.x_star,
-                             f_star=self.f_star)
+        units = CV.make_units(self.case, tr.target, tr.starts, lrs, epochs, batch_starts=tr.rows, x_star=self.x_star,
+                              f_star=self.f_star)
+        for u in units:
+            u.gated = tr.judge  # a judged target's runs go to their budget until one of its lrs has converged
+        return units
 
     def _run(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str,
              shared: bool = True) -> dict[str, Any]:
@@ -293,9 +297,6 @@ class Session:
         live = settle(self._phase(live, cfg.schedule, hopeless=True, phase="runs"), live)
         for tr in live:
             tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
-        full = [tr for tr in live if tr.judge and not tr.ok and not tr.res.grad_error and any(tr.res.hopeless)]
-        live = [tr for tr in live if tr not in full] + settle(self._phase(full, cfg.schedule, hopeless=False,
-                                                                            phase="full-budget rerun"), full)
         for tr in live:
             tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
             if p1_role(tr.target) == "hard":  # profiles compare optimizers where speed differs: the hard targets
