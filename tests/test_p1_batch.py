@@ -109,7 +109,7 @@ def _same(a, b) -> str | None:
 @pytest.mark.parametrize("name", list(CASES))
 def test_shared_runs_equal_each_start_run_alone_bit_for_bit(name):
     case = CASES[name]()
-    groups_exact, params_exact = P1._probe(case, "P6"), P1._probe(case, "P7")
+    groups_exact, params_exact = P1.probe(case, "P6"), P1.probe(case, "P7")
     if name in ("adam-foreach", "sgd_momentum-forloop", "schedulefree"):
         assert groups_exact and params_exact, "torch.optim's own optimizers pass P6 and P7 bit for bit"
     if name == "globalnorm":
@@ -212,7 +212,7 @@ def test_planted_p1_bugs_still_fail_p1_on_every_judged_target(name, tmp_path):
 def test_a_correct_optimizer_gets_the_same_band_with_shared_or_separate_runs(tmp_path, monkeypatch):
     shared = _p1_verdicts("adam=torch.optim:Adam", tmp_path, epochs=600)
     assert all(v.outcome == PASS for v in shared.values())
-    monkeypatch.setattr(P1, "_probe", lambda case, prop: False)  # nothing proven: every slot alone
+    monkeypatch.setattr(P1, "probe", lambda case, prop: False)  # nothing proven: every slot alone
     P1._SESSIONS.clear()
     alone = _p1_verdicts("adam=torch.optim:Adam", tmp_path, epochs=600)
     assert {t: v.data["lr_band"] for t, v in shared.items()} == {t: v.data["lr_band"] for t, v in alone.items()}

@@ -80,7 +80,7 @@ def _case_key(case: Case) -> tuple:
     return (case.info.name, case.info.source, case.config.name, case.impl, str(case.dtype), case.device)
 
 
-def _probe(case: Case, prop: str) -> bool:
+def probe(case: Case, prop: str) -> bool:
     """Whether P6 (param groups behave as separate optimizers) or P7 (parameters as if optimized alone) holds
     on this case, as the contract checks it (bit for bit on the CPU): what decides how P1's runs may share
     one optimizer (:mod:`optbench.optimizers.batch`). Any failure, N/A or exception means: run them apart."""
@@ -99,7 +99,7 @@ def _probe(case: Case, prop: str) -> bool:
 
 def _groups_exact(case: Case) -> bool:
     """The lr grid may be batched as param groups only where P6 (group independence) holds."""
-    return _probe(case, "P6")
+    return probe(case, "P6")
 
 
 def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> list[dict[str, Any]]:
@@ -233,8 +233,8 @@ class Session:
         per = {tr.target.name: self._units(tr, tr.lrs, tr.epochs) for tr in trs}
         units = [u for us in per.values() for u in us]
         several = sum(len(u.reached) if not u.batch_starts else 1 for u in units) > 1
-        groups_exact = shared and several and _probe(case, "P6")
-        params_exact = shared and several and _probe(case, "P7")
+        groups_exact = shared and several and probe(case, "P6")
+        params_exact = shared and several and probe(case, "P7")
         t0 = _time.perf_counter()  # recorded in the verdict's "where the time went"; nothing is decided on it
         try:
             run_units(case, units, groups_exact=groups_exact, params_exact=params_exact,

@@ -200,7 +200,7 @@ def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool 
         case = Case(info, cfg, prim, dt, device)
         runs = tuple((t, judge) for t, judge, exempt in entries
                      if not (exempt or declared(info, cfg, ["P1", f"P1:{t}"] if judge else [], prim, dtype_name(dt))[0]))
-        share = f"P1:{case_id(case)}" if len(runs) > 1 else None
+        share = f"P1:{case_id(case)}" if len(runs) > 1 and _p1_shares(case) else None
         for t, judge, exempt in entries:
             if judge:
                 b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True, batch=runs),
@@ -254,9 +254,17 @@ def _bind(prop: str, case: Case, fn: Callable[..., Any], *args: Any) -> Callable
     return lambda: guarded(prop, case, fn, *args)
 
 
+def _p1_shares(case: Case) -> bool:
+    """Whether a case's P1 targets gain from one shared run (one worker): where parameters or param groups may share
+    an optimizer (P7, P6; probed on a user optimizer, a few steps; the registry's do). Otherwise every (target, lr)
+    has its own optimizer anyway, and the targets are better spread over the workers."""
+    return not case.info.user or P1.probe(case, "P7") or P1.probe(case, "P6")
+
+
 def _p1_run(case: Case, target: str, *, judge: bool, batch: tuple[tuple[str, bool], ...]) -> Callable[[], Any]:
-    # an exempt item does not run, so it is not in the batch: it runs alone if asked for (pytest --runxfail)
-    batch = batch if (target, judge) in batch else ((target, judge),)
+    # an exempt item does not run, so it is not in the batch: it runs alone if asked for (pytest --runxfail); where
+    # the targets do not share runs (_p1_shares), each runs alone, so that workers can take them apart
+    batch = batch if (target, judge) in batch and _p1_shares(case) else ((target, judge),)
     return lambda: guarded("P1", case, P1.check_p1, case, target, judge=judge, batch=batch)
 
 
