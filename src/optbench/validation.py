@@ -151,6 +151,12 @@ def time_table(items: Sequence[CheckItem], verdicts: Sequence[Verdict]) -> dict[
     return out
 
 
+def _short(ended: str, epochs: int) -> str:
+    word = next((w for k, w in (("converged", "conv"), ("diverged", "div"), ("cannot", "stop"), ("budget", "budget"))
+                 if ended.startswith(k)), ended)
+    return f"{word} {epochs}"
+
+
 def render_time(table: dict[str, Any], *, markdown: bool) -> str:
     """The time table as text: per subject, seconds per property; then P1's targets x lrs (seconds, epochs)."""
     lines: list[str] = []
@@ -159,14 +165,16 @@ def render_time(table: dict[str, Any], *, markdown: bool) -> str:
         lines.append(f"{'- **' + subject + '**' if markdown else subject}: {sub['seconds']:.1f} s in checks ({props})")
         if markdown and sub["p1"]:
             lrs = list(OrderedDict.fromkeys(lr for t in sub["p1"].values() for lr in t))
-            lines += ["", "  P1 per target and lr: seconds (epochs run, how the run ended)", "",
+            lines += ["", "  P1 per target and lr: seconds, epochs run and how the run ended (conv: converged, div: "
+                      "diverged, budget: ran out, stop: cannot converge at its rate; + a rerun under a schedule)", "",
                       "  | target | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
                       "  |---|" + "---|" * len(lrs)]
             for tname, per in sub["p1"].items():
                 cells = []
                 for lr in lrs:
                     c = per.get(lr)
-                    cells.append("" if c is None else f"{c['seconds']:.2f} ({c['epochs']}, {c['ended']})")
+                    cells.append("" if c is None else f"{c['seconds']:.2f} s, " + " + ".join(
+                        _short(p["ended"], p["epochs"]) for p in c["phases"]))
                 lines.append(f"  | {tname} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
