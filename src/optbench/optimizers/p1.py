@@ -11,6 +11,12 @@ a decaying schedule (:data:`optbench.schedules.AUTO`), as real training would.
 target, start and lr are recorded as profile records (``optbench-profiles/1``, read by
 ``optbench.report.profiles``). A hard target is judged (FAIL on non-convergence) only where a config
 declares a budget for it; the built-in registry's declared targets are such declarations.
+
+*Cost* (how P1 is cheap without losing rigour): every target of a case is decided by one :class:`Session`,
+over runs shared through :mod:`optbench.optimizers.batch` (every unit bit for bit its own separate run, where
+P6/P7 prove it; otherwise each in its own optimizer, stepped in lockstep), where a unit stops once it has
+converged, diverged, spent its budget, or provably cannot converge at its current rate; the decisions per
+target are the ones a run of that target alone takes (tests/test_p1_batch.py).
 """
 
 from __future__ import annotations
