@@ -217,3 +217,18 @@ def test_a_correct_optimizer_gets_the_same_band_with_shared_or_separate_runs(tmp
     alone = _p1_verdicts("adam=torch.optim:Adam", tmp_path, epochs=400)
     assert {t: v.data["lr_band"] for t, v in shared.items()} == {t: v.data["lr_band"] for t, v in alone.items()}
     assert MEASURED not in {v.outcome for v in shared.values()}
+
+
+def test_lrs_that_hover_stop_at_mid_budget_and_are_rerun_in_full_only_when_the_schedule_fails(tmp_path):
+    """Sign descent hovers at constant lr: its constant-lr runs stop at mid-budget and the schedule makes it
+    converge (PASS, as with full runs). Biased sign descent hovers too and never converges: its constant-lr runs
+    are run again to their budget, so its FAIL rests on full runs, as before the early stop."""
+    ok = _p1_verdicts("sign=tests.planted.p1_bugs:SignDescent", tmp_path, targets=("booth",), epochs=400)["booth"]
+    assert ok.outcome == PASS and "under ExponentialLR" in ok.data["lr_band"], ok.data["lr_band"]
+    phases = {p["phase"] for ph in ok.data["p1_time"].values() for p in ph}
+    assert phases == {"runs", "rerun under the automatic schedule"}, phases
+    assert all(ph[0]["epochs"] == 200 for ph in ok.data["p1_time"].values() if "div" not in ph[0]["ended"])
+    P1._SESSIONS.clear()
+    bad = _p1_verdicts("biased=tests.planted.p1_bugs:BiasedSignDescent", tmp_path, targets=("booth",), epochs=400)
+    v = bad["booth"]
+    assert v.outcome == FAIL and "did not converge either" in v.message, v.message

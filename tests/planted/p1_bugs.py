@@ -61,3 +61,33 @@ PLANTED_P1 = {
     "BiasedSGD": "settles 0.05/curvature away from x* (a constant drift in the update)",
     "StallingSGD": "its steps shrink like 1/k^2 and stall before x*",
 }
+
+
+class SignDescent(torch.optim.Optimizer):
+    """Correct sign descent, x -= lr * sign(g): with a constant lr it hovers at ~lr from x* (a trait), under a
+    decaying lr it converges."""
+
+    def __init__(self, params, lr=1e-2):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(torch.sign(p.grad), alpha=-group["lr"])
+        return None
+
+
+class BiasedSignDescent(SignDescent):
+    """Sign descent that also drifts by lr/2 per step in one direction: it hovers like sign descent, and no lr
+    schedule makes it converge (the drift shrinks with the lr, but so does every step)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(0.5 * group["lr"])
+        return None

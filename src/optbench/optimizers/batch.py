@@ -88,6 +88,8 @@ class Unit:
     # the hopeless rule waits until some unit of the same target has converged (a judged target: then its verdict
     # is settled, and a target where nothing converges keeps full-budget runs for the decisions that need them)
     gated: bool = False
+    # stopped at mid-budget with every other lr of its target, because they hover (run_units' early_hover)
+    hover_stop: bool = False
     grad_error: str | None = None
 
     def __post_init__(self) -> None:
@@ -181,6 +183,7 @@ class _Block:
         self.special = {epochs // 2, *self.checkpoints}
         self.gated = slots[0].unit.gated
         self.opened = False  # some unit of this target has converged
+        self.units = list({id(s.unit): s.unit for s in slots}.values())  # every lr of its target, in order
 
     @property
     def rows(self) -> int:
@@ -282,9 +285,12 @@ def _layout(slots: list[_Slot], groups_exact: bool, params_exact: bool, schedule
 
 def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_exact: bool,
               weight_decay: float = 0.0, check_grad: bool = True, early_stop: bool = True,
-              schedule: Mapping[str, Any] | None = None, hopeless: bool = False, lockstep: bool = True) -> None:
+              schedule: Mapping[str, Any] | None = None, hopeless: bool = False, lockstep: bool = True,
+              early_hover: Callable[[Any, list[Unit], dict[int, torch.Tensor]], bool] | None = None) -> None:
     """Run every unit (filling its result fields) in as few optimizer runs as the flags allow (module doc).
-    ``lockstep=False`` runs each instance alone: what the batched runs are tested against."""
+    ``lockstep=False`` runs each instance alone: what the batched runs are tested against. ``early_hover``
+    (target, its units, their |x - x*| per start now) is asked at mid-budget, on a gated target where nothing
+    has converged: if it says the lrs hover, they all stop there (``Unit.hover_stop``)."""
     info = case.info
     slots = [_Slot(u, ss, _new_param(case, u.target, u.starts[ss]))
              for u in units for ss in ([list(range(u.starts.shape[0]))] if u.batch_starts
@@ -293,7 +299,7 @@ def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_ex
     runs = [layout] if lockstep and not info.closure else [[inst] for inst in layout]
     for run in runs:
         _run(case, run, weight_decay=weight_decay, check_grad=check_grad, early_stop=early_stop, schedule=schedule,
-             hopeless=hopeless)
+             hopeless=hopeless, early_hover=early_hover)
 
 
 def _run(case: Any, layout: list[list[list[_Slot]]], **opts: Any) -> None:
@@ -363,6 +369,7 @@ class _Drive:
         if any(s.unit.epochs != b.epochs for b in blocks for s in b.slots):
             raise ValueError("the units of one target in a run must share one epoch budget")
         self.book = _Book(blocks, opts["hopeless"])
+        self.early_hover = opts.get("early_hover")
 
     def run(self, scheduler: Any) -> None:
         epochs = max(b.epochs for b in self.book.blocks) + 1  # the hook at epoch B reads x after a unit's last step
@@ -371,6 +378,13 @@ class _Drive:
                  closure=True if self.case.info.closure else None, scheduler=scheduler)
         if self.book.blocks:  # every unit retires in the hook; anything left means run_loop stopped early
             raise RuntimeError(f"a P1 run ended with {self.book.n_slots} slot(s) still running")
+
+    def _current(self, b: _Block, row0: int) -> dict[int, torch.Tensor]:
+        """Per unit of block b (by id), its |x - x*| per start now (live rows) or when its slots retired."""
+        out = {id(u): u.dist.clone() for u in b.units}
+        for k, s in enumerate(b.slots):
+            out[id(s.unit)][s.ss] = self.book.dist[row0 + k * b.r:row0 + (k + 1) * b.r]
+        return out
 
     def loss_fn(self) -> torch.Tensor:
         vs = []
@@ -485,6 +499,15 @@ class _Drive:
                     if slot_finite is None or bool(slot_finite[slot0 + k]):
                         worst = float(dist[row0 + k * b.r:row0 + (k + 1) * b.r].max())
                         s.unit.mid = worst if not math.isfinite(s.unit.mid) else max(s.unit.mid, worst)
+                if b.gated and not b.opened and self.early_hover and len(b.units) > 1 \
+                        and self.early_hover(b.target, b.units, self._current(b, row0)):
+                    for s in b.slots:
+                        s.unit.hover_stop = True
+                        s.unit.hopeless = (f"stopped at epoch {epoch} of {b.epochs} with every lr of {b.target.name}: "
+                                           f"nothing converged, and they hover at a distance that grows with lr")
+                    stop = torch.zeros(book.n_slots, dtype=torch.bool)
+                    stop[slot0:slot0 + len(b.slots)] = True
+                    done = stop if done is None else done | stop
             if book.win_min is not None and epoch in b.checkpoints:
                 flagged = _hopeless(book, b, bi, epoch, self.tol_x)
                 if flagged:

@@ -47,6 +47,7 @@ class P1Result:
     schedule: str | None = None  # the schedule the run used, as it reads ("ExponentialLR(gamma=0.99)")
     mid: list[float] = field(default_factory=list)  # per group: largest |x - x*| over starts at mid-budget
     hopeless: list[str | None] = field(default_factory=list)  # per group: why it stopped before its budget
+    hover_stop: list[bool] = field(default_factory=list)  # per group: stopped at mid-budget with its target's lrs
 
     @classmethod
     def from_units(cls, units: Sequence[Unit], schedule: Mapping[str, Any] | None = None) -> "P1Result":
@@ -57,7 +58,7 @@ class P1Result:
                    u0.x_star, epochs_run=max(u.epochs_run for u in units),
                    grad_error=next((u.grad_error for u in units if u.grad_error), None),
                    schedule=describe_schedule(schedule, u0.epochs), mid=[u.mid for u in units],
-                   hopeless=[u.hopeless for u in units])
+                   hopeless=[u.hopeless for u in units], hover_stop=[u.hover_stop for u in units])
 
     def converged(self, g: int) -> bool:
         return self.diverged[g] is None and all(e is not None for e in self.reached[g])

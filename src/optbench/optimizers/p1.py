@@ -204,7 +204,10 @@ class Session:
        converged (the verdict is then settled and only the band is at stake), so a judged target where nothing
        converges keeps full-budget runs and the decisions below see them exactly as before; a profiled
        target's decisions see its early-stopped runs (a profile is measured, never judged);
-    2. targets whose constant-lr runs hover are rerun together under the automatic decaying schedule;
+    2. targets whose constant-lr runs hover are rerun together under the automatic decaying schedule; a judged
+       target where nothing has converged at mid-budget and whose lrs hover already stops its constant-lr runs
+       there, and reruns them to their budget only if the schedule does not make it converge either (so the
+       verdict is the one full runs give; the band may then be read under the schedule);
     3. a judged target still converging when its budget ran out gets SLOW_FACTOR x the budget at one lr.
 
     Each step is one shared run for all the targets it concerns. If the optimizer raises in a shared run, each
@@ -228,7 +231,7 @@ class Session:
         return units
 
     def _run(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str,
-             shared: bool = True) -> dict[str, Any]:
+             shared: bool = True, early_hover: Any = None) -> dict[str, Any]:
         """One shared run over ``trs`` (every lr of each): per target, its result, or the OptimizerRaised that
         its own run raises. A shared run that raises is retried with one optimizer per slot (nothing retires
         inside a shared optimizer then), then target by target, so that the exception is the optimizer's own
@@ -244,15 +247,16 @@ class Session:
         t0 = _time.perf_counter()  # recorded in the verdict's "where the time went"; nothing is decided on it
         try:
             run_units(case, units, groups_exact=groups_exact, params_exact=params_exact,
-                      weight_decay=self.weight_decay, schedule=schedule, hopeless=hopeless)
+                      weight_decay=self.weight_decay, schedule=schedule, hopeless=hopeless, early_hover=early_hover)
         except OptimizerRaised:
             if groups_exact or params_exact:
-                return self._run(trs, schedule, hopeless=hopeless, phase=phase, shared=False)
+                return self._run(trs, schedule, hopeless=hopeless, phase=phase, shared=False, early_hover=early_hover)
             if len(trs) == 1:
                 return {trs[0].target.name: _raised()}
             out: dict[str, Any] = {}
             for tr in trs:
-                out.update(self._run([tr], schedule, hopeless=hopeless, phase=phase, shared=False))
+                out.update(self._run([tr], schedule, hopeless=hopeless, phase=phase, shared=False,
+                                     early_hover=early_hover))
             return out
         secs = _time.perf_counter() - t0
         work = sum(max(u.epochs_run, 1) * len(u.reached) for u in units)
@@ -268,8 +272,9 @@ class Session:
             out[tr.target.name] = CV.P1Result.from_units(per[tr.target.name], schedule)
         return out
 
-    def _phase(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str) -> dict[str, Any]:
-        return self._run(trs, schedule, hopeless=hopeless, phase=phase) if trs else {}
+    def _phase(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str,
+               early_hover: Any = None) -> dict[str, Any]:
+        return self._run(trs, schedule, hopeless=hopeless, phase=phase, early_hover=early_hover) if trs else {}
 
     # ---- the decisions
 
@@ -300,21 +305,40 @@ class Session:
                 left.append(tr)
             return left
 
-        live = settle(self._phase(live, cfg.schedule, hopeless=True, phase="runs"), live)
+        early = self._early_hover if cfg.schedule is None else None
+        live = settle(self._phase(live, cfg.schedule, hopeless=True, phase="runs", early_hover=early), live)
         for tr in live:
             tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
-        for tr in live:
+        hover = [tr for tr in live if not tr.res.grad_error and not tr.ok and cfg.schedule is None
+                 and len(tr.lrs) > 1 and (any(tr.res.hover_stop) or hovers(tr.res))]
+        scheduled = self._phase(hover, AUTO, hopeless=True, phase="rerun under the automatic schedule")
+        # A target whose constant-lr runs stopped at mid-budget because they hover, and that the schedule did not
+        # make converge either: its verdict rests on the constant-lr runs, so they run again to their budget and
+        # the decisions below read those, exactly as without the early stop.
+        redo = [tr for tr in hover if any(tr.res.hover_stop) and not isinstance(scheduled[tr.target.name], Exception)
+                and not any(scheduled[tr.target.name].converged(g) for g in range(len(tr.lrs)))]
+        full = self._phase(redo, cfg.schedule, hopeless=True, phase="full-budget rerun")
+        for tr in redo:
+            if isinstance(full[tr.target.name], Exception):
+                tr.outcome = full[tr.target.name]
+                continue
+            tr.res = full[tr.target.name]
             tr.ok = [g for g in range(len(tr.lrs)) if tr.res.converged(g)]
+        for tr in live:
             if p1_role(tr.target) == "hard":  # profiles compare optimizers where speed differs: the hard targets
                 tr.records = profile_records(case, tr.target, tr.res, tr.epochs)
-        hover = [tr for tr in live if not tr.res.grad_error and not tr.ok and cfg.schedule is None
-                 and len(tr.lrs) > 1 and hovers(tr.res)]
-        scheduled = self._phase(hover, AUTO, hopeless=True, phase="rerun under the automatic schedule")
-        for tr in live:
-            if tr in hover:
+            if tr in hover and tr.outcome is None and not tr.ok and (tr not in redo or hovers(tr.res)):
                 self._after_hover(tr, scheduled[tr.target.name])
             if tr.outcome is None:
                 tr.outcome = self._finish(tr)
+
+    def _early_hover(self, target: Any, units: list, dists: dict[int, torch.Tensor]) -> bool:
+        """run_units' early_hover: at mid-budget, nothing of a judged target has converged and its lrs hover
+        (:func:`hovers`) on their distances now. What this saves is the constant-lr runs' second half; what it
+        risks is a band read under the schedule instead of at constant lr, never a verdict (see compute)."""
+        res = CV.P1Result.from_units(units)
+        res.dist = [dists[id(u)] for u in units]
+        return hovers(res)
 
     def _after_hover(self, tr: _TargetP1, scheduled: Any) -> None:
         if isinstance(scheduled, Exception):
