@@ -95,6 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "bench: a benchmark in benches/",
         "optbench: an optbench check or benchmark (what --optimizer and --target select)",
         "distributed: runs under torch.distributed (P18-P20: FSDP2, DDP, ZeRO, distributed checkpoints)",
+        "compile: runs the step under torch.compile (P21: parity, crashes, recompilations, graph breaks)",
     ):
         config.addinivalue_line("markers", line)
     try:
