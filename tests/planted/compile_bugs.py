@@ -50,7 +50,7 @@ class CompileAdam(Optimizer):
             self.history.append(1.0)  # the bug: a Python list whose length (the step count) is used in the math
         backups = None
         if self.bug == "param_copy":  # the bug: a full copy of every parameter alive for the length of the step
-            backups = [p.detach().clone() for g in self.param_groups for p in g["params"]]
+            backups = {p: p.detach().clone() for g in self.param_groups for p in g["params"]}
         if self.bug == "stack" and torch.compiler.is_compiling():
             # the bug: a "fused" statistic over every parameter's second moment, stacked into one tensor
             vs = [self.state[p]["v"] for g in self.param_groups for p in g["params"] if self.state[p]]
@@ -82,12 +82,9 @@ class CompileAdam(Optimizer):
                     bc2 = 1 - torch.pow(b2, st["step"])
                 denom = (st["v"] / bc2).sqrt().add_(group["eps"])
                 p.addcdiv_(st["m"] / bc1, denom, value=-group["lr"])
-        if backups is not None:
-            params = [p for g in self.param_groups for p in g["params"]]
-            for p, b in zip(params, backups):
-                if not bool(torch.isfinite(p).all()):
-                    p.copy_(b)
-            del backups
+                if backups is not None and not bool(torch.isfinite(p.sum())):
+                    p.copy_(backups[p])  # roll back a step that made the parameter non-finite
+        del backups
         return loss
 
 
