@@ -30,7 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-QUIET = ("torch._subclasses.fake_tensor", "torch._dynamo.variables.tensor", "torch._logging._internal")
+QUIET = ("torch._subclasses.fake_tensor", "torch._dynamo.variables.tensor", "torch._dynamo.variables.ctx_manager")
 _LOC = re.compile(r"in user code at (?P<file>.+?):(?P<line>\d+)\s*$", re.M)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 
