@@ -1,8 +1,9 @@
 """Planted bugs for P21 (the compiled step) and the memory measurement, made from one correct Adam.
 
-``CompileAdam`` is Adam written the way a step that compiles well is written: the step count a tensor in the
-state, the bias corrections tensor math (``torch.pow(beta, step)``), no ``.item()``, no Python state that
-changes from step to step. Under ``torch.compile`` it makes one graph, with no break, at a tensor or float lr.
+``CompileAdam`` is Adam written the way a step that compiles well is written: the state created with the
+optimizer (no first-step branch: one graph from the first step), the step count a tensor in the state, the bias
+corrections tensor math (``torch.pow(beta, step)``), no ``.item()``, no Python state that changes from step to
+step. Under ``torch.compile`` it makes one graph, with no break, at a tensor or float lr.
 
 ``PLANTED_COMPILE`` maps each buggy copy to the check that must catch it and what its diagnosis must say:
 
@@ -36,6 +37,11 @@ class CompileAdam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
         self.last_grad_norm: float | None = None
         self.history: list[float] = []  # only the "python_counter" bug keeps it
+        for group in self.param_groups:  # the state exists from the start: the first compiled step is the steady one
+            for p in group["params"]:
+                self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                 "m": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 "v": torch.zeros_like(p, memory_format=torch.preserve_format)}
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -53,19 +59,14 @@ class CompileAdam(Optimizer):
             backups = {p: p.detach().clone() for g in self.param_groups for p in g["params"]}
         if self.bug == "stack" and torch.compiler.is_compiling():
             # the bug: a "fused" statistic over every parameter's second moment, stacked into one tensor
-            vs = [self.state[p]["v"] for g in self.param_groups for p in g["params"] if self.state[p]]
-            if vs:
-                self.last_v_max = torch.stack(vs).amax()
+            vs = [self.state[p]["v"] for g in self.param_groups for p in g["params"]]
+            self.last_v_max = torch.stack(vs).amax()
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 st = self.state[p]
-                if not st:
-                    st["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    st["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    st["v"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 st["step"] += 1
                 g = p.grad
                 st["m"].lerp_(g, 1 - b1)
@@ -115,7 +116,7 @@ PLANTED_COMPILE = {
     CompileBranchAdam: ("test_p21_compiled_parity", ("differ at step 1", "parameter 0", "max |Δ|")),
     CountingAdam: ("test_p21_recompiles", ("recompiles at every step at a constant lr", "the guard that failed",
                                            "len(", "history")),
-    StackingAdam: ("test_p21_compiled_parity", ("the compiled step raises at step 2", "where the same 10 eager steps "
+    StackingAdam: ("test_p21_compiled_parity", ("the compiled step raises at step 1", "where the same 10 eager steps "
                                                 "run", "stack expects each tensor to be equal size",
                                                 "compile_bugs.py")),
 }

@@ -2,12 +2,13 @@
 
 The step is compiled the way PyTorch's recipe "Compiling the optimizer with an LR scheduler" does it:
 ``torch.compile(fn)``, default backend (Inductor), where ``fn`` calls ``opt.step()`` (``opt.step(closure)``
-for a closure optimizer) and then the scheduler's ``step()`` once one is attached; the optimizer is built as
+for a closure optimizer) and then the scheduler's ``step()`` (from step 7); the optimizer is built as
 a user builds it (no implementation flag: what it picks by default on the device), with a tensor lr where
 it accepts one (the recipe's advice; else a float lr). The rest of the five-step loop (zero_grad,
-forward, backward) runs eagerly, as in the recipe. The problem is the contract's (three small 2-D
-parameters, :class:`optbench.optimizers.contract.Problem`) in float32 (the dtype people compile; the first
-of ``contract_dtypes`` where float32 is not one of them).
+forward, backward) runs eagerly, as in the recipe. The problem is the contract's
+(:class:`optbench.optimizers.contract.Problem`) with two of its parameters, of different shapes (SHAPES: a
+for-loop step is unrolled per parameter in the graph, so a third one would only add compile time), in float32
+(the dtype people compile; the first of ``contract_dtypes`` where float32 is not one of them).
 
 ONE compiled run serves the three checks (Inductor's C++ compile dominates the cost on CPU, so a
 well-behaved step is compiled once per optimizer config), memoized per process, against one eager run
@@ -44,8 +45,8 @@ cost another Inductor compile).
 Measured on torch 2.13 (2-core CPU): a float lr that a scheduler changes makes torch.optim's foreach step
 recompile at every step under Inductor (AOTAutograd's float "tensorify" pass re-specializes it), which
 Dynamo's ``eager`` backend alone does not show: hence the real backend for the counts too. An optimizer
-that recompiles at every step pays an Inductor compile per step (bounded: 10 steps). Nothing here imports
-pytest.
+that recompiles at every step pays an Inductor compile per step, 6 at most (the run stops after step 6).
+Nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line
 WARMUP = 2  # the first step creates the state, the second is the first to see it
 COUNTED = 4  # steps counted per phase (constant lr, then scheduled lr)
 STEPS = WARMUP + 2 * COUNTED
-SCHEDULE_FROM = WARMUP + COUNTED  # the scheduler is attached after this many steps
+SCHEDULE_FROM = WARMUP + COUNTED  # the scheduler steps from step SCHEDULE_FROM + 1 on
 SCHEDULER = {"name": "LinearLR", "start_factor": 0.5, "end_factor": 1.0, "total_iters": 100}  # lr changes every step
 PHASES = (("constant lr", WARMUP, SCHEDULE_FROM), ("scheduled lr", SCHEDULE_FROM, STEPS))
+SHAPES = ((3, 2), (2, 4))  # 2-D (Muon takes nothing else), of different shapes
 
 
 def compile_dtype(info: Any) -> str:
@@ -98,7 +100,7 @@ class _Run:
 
     def __init__(self, case: Case, lr: Any) -> None:
         self.case = case
-        self.prob = Problem(case)
+        self.prob = Problem(case, SHAPES)
         self.opt = case.make(self.prob.params, lr=lr)
         kw = {k: v for k, v in SCHEDULER.items() if k != "name"}
         cls = getattr(torch.optim.lr_scheduler, SCHEDULER["name"])
