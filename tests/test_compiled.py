@@ -110,6 +110,36 @@ def test_parity_reproducer_runs_on_its_own_and_fails_where_the_check_failed(verd
     assert "step 1: max |compiled - eager| =" in capsys.readouterr().out
 
 
+class FloatLRSGD(torch.optim.Optimizer):
+    """Plain SGD whose constructor refuses a tensor lr: its scheduled lr is a Python float in the graph."""
+
+    def __init__(self, params, lr=1e-2):
+        if torch.is_tensor(lr):
+            raise TypeError("lr must be a Python float")
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_at_every_scheduled_step():
+    # a scalar argument (alpha=-lr) cannot become a graph input: Inductor specializes it, so every lr a scheduler
+    # sets is a new graph (the case the recipe's tensor lr is for)
+    infos = load_user_optimizers(["floatsgd=tests.test_compiled:FloatLRSGD"], rootdir=str(ROOT))
+    items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    v = run_check(items["test_p21_recompiles"])
+    assert v.outcome == FAIL, v.message
+    for phrase in ("while torch.optim.lr_scheduler.LinearLR changes a float lr (with a tensor lr the constructor raised "
+                   "TypeError: lr must be a Python float) every step", "steps 7, 8, 9, 10", "['lr'] ==",
+                   "construct the optimizer with lr=torch.tensor(...)"):
+        assert phrase in v.message, (phrase, v.message)
+    assert run_check(items["test_p21_compiled_parity"]).outcome == PASS  # the run is right, only slow
+
+
 def test_optbench_own_error_inside_a_p21_check_is_an_error_not_the_optimizers_failure(monkeypatch):
     infos = load_user_optimizers(["compileadam=tests.planted.compile_bugs:CompileAdam"], rootdir=str(ROOT))
     item = compiled_checks(Selection(optimizers=infos, devices=("cpu",)))[0]

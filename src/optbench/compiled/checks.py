@@ -2,7 +2,7 @@
 
 The step is compiled the way PyTorch's recipe "Compiling the optimizer with an LR scheduler" does it:
 ``torch.compile(fn)``, default backend (Inductor), where ``fn`` calls ``opt.step()`` (``opt.step(closure)``
-for a closure optimizer) and then the scheduler's ``step()`` (from step 7); the optimizer is built as
+for a closure optimizer) and then the scheduler's ``step()`` (from step 6 on); the optimizer is built as
 a user builds it (no implementation flag: what it picks by default on the device), with a tensor lr where
 it accepts one (the recipe's advice; else a float lr). The rest of the five-step loop (zero_grad,
 forward, backward) runs eagerly, as in the recipe. The problem is the contract's
@@ -15,11 +15,12 @@ well-behaved step is compiled once per optimizer config), memoized per process, 
 from the same start and the same RNG state:
 
 * ``torch.optim.lr_scheduler.LinearLR`` is created with the optimizer, as in the recipe (so ``opt.step`` is
-  already LinearLR's wrapper when the step is first compiled), but not stepped before step 7: its
-  constructor sets the lr to half the contract's lr, which stays constant for
+  already LinearLR's wrapper when the step is first compiled); its constructor sets the lr to half the
+  contract's lr, which stays constant for
 * steps 1-2, warm-up (the first creates the state, the second is the first to see it), and
-* steps 3-6, counted at a constant lr; then
-* steps 7-10, counted while ``LinearLR.step()`` (inside the compiled function) changes the lr every step.
+* steps 3-6, counted at a constant lr; ``LinearLR.step()`` (inside the compiled function, after
+  ``opt.step()``) runs from the end of step 6 on, so
+* steps 7-10, counted, each run with a new lr.
 
 A run whose steps 3-6 each compiled a new graph stops there (its verdict is known; every further step would
 cost another Inductor compile).
@@ -67,7 +68,7 @@ from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line
 WARMUP = 2  # the first step creates the state, the second is the first to see it
 COUNTED = 4  # steps counted per phase (constant lr, then scheduled lr)
 STEPS = WARMUP + 2 * COUNTED
-SCHEDULE_FROM = WARMUP + COUNTED  # the scheduler steps from step SCHEDULE_FROM + 1 on
+SCHEDULE_FROM = WARMUP + COUNTED  # steps SCHEDULE_FROM + 1 on each run with a new lr
 SCHEDULER = {"name": "LinearLR", "start_factor": 0.5, "end_factor": 1.0, "total_iters": 100}  # lr changes every step
 PHASES = (("constant lr", WARMUP, SCHEDULE_FROM), ("scheduled lr", SCHEDULE_FROM, STEPS))
 SHAPES = ((3, 2), (2, 4))  # 2-D (Muon takes nothing else), of different shapes
@@ -96,7 +97,7 @@ def optimizer_files(case: Case, opt: Any) -> list[str]:
 class _Run:
     """The contract's problem, one optimizer over it and its LinearLR, stepped by the five-step loop. ``body()``
     is what is compiled: ``opt.step()`` (or ``opt.step(closure)``), then the scheduler's ``step()`` once
-    ``scheduling`` (from step SCHEDULE_FROM + 1)."""
+    ``scheduling`` (from step SCHEDULE_FROM, so that every later step runs with a new lr)."""
 
     def __init__(self, case: Case, lr: Any) -> None:
         self.case = case
@@ -131,18 +132,18 @@ class _Run:
 
     def train(self, step: Callable[[], Any], on_step: Callable[[Callable[[], Any]], Any] | None = None,
               stop: Callable[[], bool] | None = None) -> list[list[torch.Tensor]]:
-        """The protocol's STEPS epochs (the scheduler stepped from SCHEDULE_FROM + 1 on; ``stop()`` asked once the
-        constant-lr steps are done); x after each step, read as the method returns it (eval mode for optimizers
-        with train()/eval() modes)."""
+        """The protocol's STEPS epochs (the scheduler stepped at the end of step SCHEDULE_FROM and of every later
+        one; ``stop()`` asked once the constant-lr steps are done); x after each step, read as the method returns
+        it (eval mode for optimizers with train()/eval() modes)."""
         opt = self.opt
         if has_modes(opt):
             call_optimizer("train()", opt.train)
         xs = []
         for k in range(STEPS):
-            if k == SCHEDULE_FROM:
-                if stop is not None and stop():
-                    break
-                self.scheduling = True
+            if k == SCHEDULE_FROM - 1:
+                self.scheduling = True  # LinearLR steps after this step's update: the next steps see a new lr each
+            if k == SCHEDULE_FROM and stop is not None and stop():
+                break
             call_optimizer("zero_grad()", opt.zero_grad)
             value = self.loss()
             value.backward()
@@ -375,7 +376,7 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
                          f"low-precision math that Inductor fuses in float32, which "
                          f"torch._inductor.config.emulate_precision_casts=True would show?)",
             kind="parity", lr=r.lr, step=k, param=i)
-    sched = f", {SCHEDULER['name']} from step {SCHEDULE_FROM + 1}" if r.compared > SCHEDULE_FROM else ""
+    sched = f", a new lr from {SCHEDULER['name']} at steps {SCHEDULE_FROM + 1}-{STEPS}" if r.compared > SCHEDULE_FROM else ""
     return {"steps": r.compared, "backend": "inductor", "lr": r.lr, "max_abs_diff": r.max_abs_diff,
             "tolerance_rel": rel_tol(case.dtype), "graphs": r.graphs,
             "summary": f"{r.compared} compiled steps ({_lr_words(r)}{sched}) equal the eager ones to rel. "

@@ -1,6 +1,7 @@
 """Standalone reproducers for P21: a short script that imports only torch and the optimizer, rebuilds the
 contract's problem, runs the protocol of :mod:`optbench.compiled.checks` (10 steps, the step compiled with
-``torch.compile``, LinearLR attached after step 6, a tensor lr where the run used one) and shows the finding:
+``torch.compile``, LinearLR changing the lr for steps 7-10, a tensor lr where the run used one) and shows the
+finding:
 
 * parity: the compiled and eager parameters after every step, failing at the first step beyond tolerance;
 * crash: the eager run completes, then the compiled run raises with torch's own traceback;
@@ -30,13 +31,13 @@ TENSOR_LR = {tensor_lr}  # the run used a tensor lr (the recipe's advice) where 
 
 
 def run(compiled, fullgraph=False):
-    """The five-step loop, with opt.step() and (from step SCHEDULE_FROM + 1) LinearLR's step compiled."""
+    """The five-step loop, with opt.step() and (from step SCHEDULE_FROM on) LinearLR's step compiled."""
     torch._dynamo.reset()
     torch.manual_seed(0)
     ps, loss = make_problem()
     lr = torch.tensor(KWARGS["lr"]) if TENSOR_LR else KWARGS["lr"]
     opt = Opt(ps, **{{**KWARGS, "lr": lr}})
-    sched = torch.optim.lr_scheduler.{sched_name}(opt, {sched_kw})  # as in the recipe; stepped from step SCHEDULE_FROM + 1
+    sched = torch.optim.lr_scheduler.{sched_name}(opt, {sched_kw})  # as in the recipe; stepped from step SCHEDULE_FROM
     holder = {{"on": False}}
 
     def closure():
@@ -56,8 +57,8 @@ def run(compiled, fullgraph=False):
         opt.train()
     xs, graphs = [], []
     for k in range(STEPS):
-        if k == SCHEDULE_FROM:
-            holder["on"] = True  # LinearLR changes the lr at every step from now on
+        if k == SCHEDULE_FROM - 1:
+            holder["on"] = True  # LinearLR steps after this step's update: every later step sees a new lr
         opt.zero_grad()
         loss().backward()
         before = counters["stats"]["unique_graphs"]
