@@ -233,8 +233,9 @@ def loss_trajectories(paths_by_target: dict[str, dict[str, np.ndarray]]) -> Any:
 
 def memory_per_param(device: str, records: list[dict]) -> Any | None:
     """The step's transient peak per parameter vs parameter count (log x), one panel per optimizer, one line per
-    implementation; the dotted line is the optimizer's state per parameter, for scale."""
-    records = [m for m in records if m.get("device", "cpu") == device]
+    implementation; the dotted line is the optimizer's state per parameter, for scale. Sizes from 1e3 (below,
+    a scalar per parameter tensor, such as Adam's step, dominates the per-element figures; the table has them)."""
+    records = [m for m in records if m.get("device", "cpu") == device and int(m.get("n", 0)) >= 1000]
     opts = sorted({str(m.get("optimizer")) for m in records})
     if not opts:
         return None
