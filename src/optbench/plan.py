@@ -19,6 +19,8 @@ PLANS: dict[str, str] = {
     "optimizers": "optbench.optimizers.plan:optimizer_checks",
     "targets": "optbench.target_checks:target_checks",
     "distributed": "optbench.distributed.plan:distributed_checks",
+    "compile": "optbench.compiled.plan:compiled_checks",
+    "memory": "optbench.optimizers.memory:memory_checks",
 }
 
 

@@ -4,7 +4,7 @@
     from optbench.testing import parametrize_with_checks
     from mypkg.optim import MyAdam
 
-    @parametrize_with_checks([MyAdam])
+    @parametrize_with_checks([MyAdam])   # compile=False leaves out P21 (torch.compile)
     def test_optbench(check):
         check()
 
@@ -67,33 +67,36 @@ def _infos(optimizers: Sequence[Any], config: str | Mapping[str, Any] | None) ->
 
 
 def check_items(optimizers: Sequence[Any], *, config: str | Mapping[str, Any] | None = None,
-                devices: Sequence[str] | None = None, distributed: bool = False,
+                devices: Sequence[str] | None = None, distributed: bool = False, compile: bool = True,
                 select: str | None = None) -> list[CheckItem]:
     """The check items for ``optimizers`` (classes, factories or ``"[NAME=]module:attr"`` strings)."""
     from .devices import cuda_skip_reason
     from .plan import Selection, checks
 
     devs = tuple(devices) if devices else (("cpu",) if cuda_skip_reason() else ("cpu", "cuda"))
-    plans = ("optimizers", "distributed") if distributed else ("optimizers",)
+    plans = ("optimizers",) + (("distributed",) if distributed else ()) + (("compile",) if compile else ()) + ("memory",)
     items = checks(Selection(optimizers=_infos(optimizers, config), devices=devs), plans)
     return [i for i in items if select is None or select in i.nodeid]
 
 
 def parametrize_with_checks(optimizers: Sequence[Any], *, config: str | Mapping[str, Any] | None = None,
-                            devices: Sequence[str] | None = None, distributed: bool = False,
+                            devices: Sequence[str] | None = None, distributed: bool = False, compile: bool = True,
                             select: str | None = None):
     """A ``pytest.mark.parametrize("check", ...)`` over every optbench check of ``optimizers``.
 
     ``config``: a TOML path or a mapping ``{name: {lr = ..., exemptions = {...}, ...}}`` (the keys of
     ``[tool.optbench.optimizers.NAME]``); ``devices``: default cpu, plus cuda when visible;
-    ``distributed``: add P18-P20 (two gloo processes); ``select``: keep ids containing this text.
+    ``distributed``: add P18-P20 (two gloo processes); ``compile``: P21, the step under torch.compile (on by
+    default; Inductor needs a C++ compiler on CPU); ``select``: keep ids containing this text. The state-memory
+    row (``test_state_memory``, MEASURED) is always collected.
     """
     import pytest
 
     from pytest_optbench.checks import marks_for
 
     params = []
-    for item in check_items(optimizers, config=config, devices=devices, distributed=distributed, select=select):
+    for item in check_items(optimizers, config=config, devices=devices, distributed=distributed, compile=compile,
+                            select=select):
         short = item.test.removeprefix("test_")
         params.append(pytest.param(Check(item), id=f"{short}-{item.id}", marks=marks_for(item)))
     return pytest.mark.parametrize("check", params)

@@ -96,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "bench: a benchmark in benches/",
         "optbench: an optbench check or benchmark (what --optimizer and --target select)",
         "distributed: runs under torch.distributed (P18-P20: FSDP2, DDP, ZeRO, distributed checkpoints)",
+        "compile: runs the step under torch.compile (P21: parity, crashes, recompilations, graph breaks)",
         # pytest-xdist's own marker, declared here too so that --strict-markers accepts it without xdist (-p no:xdist)
         "xdist_group(name): items that share one computation run on one xdist worker (with --dist loadgroup)",
     ):

@@ -2,7 +2,9 @@
 
 Every optbench benchmark stores its coordinates in ``extra_info``: ``kind`` ("loop" or "stream"),
 ``optimizer``, ``impl``, ``layout``, ``size`` (the nominal --sizes value), ``n`` (actual parameter
-count), ``device``, ``dtype``, ``phase``; plus ``bytes``, ``gbps``, ``roofline_pct``.
+count), ``device``, ``dtype``, ``phase``; plus ``bytes``, ``gbps``, ``roofline_pct``. Results of ``kind``
+"memory" (``benches/test_memory.py``: ``state_bytes_per_param``, ``step_peak_bytes``) are no timings: they are
+kept apart in :attr:`Run.memory` (their extra_info dicts), never among the timed records.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Run:
     records: list[Record]
     stream: dict[str, Record]  # device -> streaming reference benchmark
     raw: dict[str, Any]
+    memory: list[dict[str, Any]] = field(default_factory=list)  # extra_info of the kind="memory" results
 
     @property
     def optbench_info(self) -> dict[str, Any]:
@@ -108,11 +111,16 @@ def parse_run(data: object, path: str | os.PathLike = "<in memory>", *, what: st
                           f"write it with pytest --benchmark-json")
     records: list[Record] = []
     stream: dict[str, Record] = {}
+    memory: list[dict[str, Any]] = []
     for b in data["benchmarks"]:
         try:
             ei = b.get("extra_info") or {}
             st = b["stats"]
             kind = ei.get("kind", "loop")
+            if kind == "memory":
+                if "state_bytes_per_param" in ei and "step_peak_bytes" in ei:
+                    memory.append(dict(ei))
+                continue
             if kind not in ("loop", "stream"):
                 continue
             rec = Record(
@@ -130,4 +138,4 @@ def parse_run(data: object, path: str | os.PathLike = "<in memory>", *, what: st
         else:
             records.append(rec)
     return Run(str(path), data.get("machine_info") or {}, data.get("commit_info") or {}, data.get("datetime"),
-               records, stream, data)
+               records, stream, data, memory)

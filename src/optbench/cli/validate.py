@@ -1,7 +1,7 @@
 """``optbench validate``: run the property contract on your optimizers (or targets) from any folder.
 
     optbench validate [NAME=]module:attr ... [--target module:attr ...] [--config FILE]
-                      [--device cpu|cuda|all] [-n N] [--out DIR] [-k TEXT]
+                      [--device cpu|cuda|all] [-n N] [--out DIR] [-k TEXT] [--no-distributed] [--no-compile]
 
 Prints one verdict table per optimizer (property x case: PASS, FAIL, N/A, EXEMPT, XFAIL, MEASURED),
 then every finding with its one-line diagnosis and a standalone reproducer, and writes the same as
@@ -24,7 +24,7 @@ DEFAULT_OUT = "optbench-validate"
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
-        help="validate optimizers (P1-P17, and P18-P20 distributed) or targets, from any folder",
+        help="validate optimizers (P1-P17, P18-P20 distributed, P21 compiled) or targets, from any folder",
         description="Run optbench's property contract on the optimizers named as [NAME=]module:attr (an Optimizer "
         "subclass or a factory (params, **kwargs) -> Optimizer), or on --target module:attr targets and kernels. "
         "Prints one verdict table; writes results.json, results.md and reproducers under --out.",
@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="run only the checks whose id contains TEXT, e.g. -k p05 or -k booth")
     p.add_argument("--no-distributed", dest="distributed", action="store_false",
                    help="skip the distributed properties P18-P20 (they start two gloo processes)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip P21, the step under torch.compile (Inductor compiles C++ on CPU: a few seconds each)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     return p
 
@@ -66,6 +68,9 @@ def _plans(args: argparse.Namespace) -> tuple[str, ...]:
         plans.append("optimizers")
         if args.distributed and importlib.util.find_spec("optbench.distributed") is not None:
             plans.append("distributed")
+        if args.compile:
+            plans.append("compile")
+        plans.append("memory")
     if args.target:
         plans.append("targets")
     return tuple(plans)

@@ -20,6 +20,7 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
                                            # the well-conditioned convex ones, plus any with a budget); "all"
     profile_targets = ["rosenbrock_2d"]    # hard targets run and recorded, never judged (default: Rosenbrock,
                                            # Beale, Himmelblau)
+    fullgraph = true          # P21: the step compiles to one graph; any graph break in it is a FAIL (default false)
     [tool.optbench.optimizers.myadam.exemptions]
     P13 = "scales the step by the parameter norm (LAMB trust ratio)"   # a reason is required
     [tool.optbench.optimizers.myadam.known]   # known bugs: strict xfails (XFAIL; a fix turns them into XPASS)
@@ -60,7 +61,8 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
 _KEYS = {"lr", "epochs", "contract_lr", "kwargs", "weight_decay", "elementwise", "closure", "matrix_only",
-         "targets", "exemptions", "known", "budgets", "sparse_grad", "impls", "schedule", "profile_targets"}
+         "targets", "exemptions", "known", "budgets", "sparse_grad", "impls", "schedule", "profile_targets",
+         "fullgraph"}
 _EXEMPT_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?$")
 # as the registry's: P5, P8.deepcopy, P5@foreach, P2@float32, P1:<target>
 _KNOWN_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?(?:@[a-z_0-9]+)?$")
@@ -113,6 +115,8 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError(f"{where}: optimizers.{name}.known.{key} has no reason; a known bug must say what is "
                               f"wrong, e.g. {key} = \"modifies p.grad in place\"")
+    if not isinstance(entry.get("fullgraph", False), bool):
+        raise ConfigError(f"{where}: optimizers.{name}.fullgraph = {entry['fullgraph']!r}; use true or false")
     wd = entry.get("weight_decay", None)
     if wd not in (None, "coupled", "decoupled", "none"):
         raise ConfigError(f"{where}: optimizers.{name}.weight_decay = {wd!r}; use \"coupled\", \"decoupled\" or \"none\"")
@@ -181,6 +185,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         source=spec_text,
         extra_kwargs=kwargs,
         known={str(k): str(v) for k, v in dict(entry.get("known", {})).items()},
+        fullgraph=bool(entry.get("fullgraph", False)),
     )
 
 

@@ -27,12 +27,16 @@ def _claim(folder: Path) -> None:
 
 
 def _merge(runs: Sequence[Run]) -> tuple[Run, list[Record]]:
-    """One machine's runs: later files win for the same benchmark key."""
+    """One machine's runs: later files win for the same benchmark key (memory results too)."""
     by = {}
+    mem = {}
     for run in runs:
         for r in run.records:
             by[r.key] = r
+        for m in run.memory:
+            mem[tables.memory_key(m)] = m
     main = runs[-1]
+    main.memory = list(mem.values())
     for run in runs:  # a stream reference from any run of the machine
         for d, s in run.stream.items():
             main.stream.setdefault(d, s)
@@ -119,6 +123,25 @@ def _recorded_figure(ei: dict) -> str | None:
     return None
 
 
+def _memory_section(doc: _Doc, device: str, records: list[dict]) -> None:
+    """State bytes per parameter and the step's transient peak per implementation (benches/test_memory.py)."""
+    from . import plots
+
+    if not records:
+        return
+    source = records[0].get("memory_source", "?")
+    doc.h(3, "Memory: optimizer state and the step's transient peak")
+    doc.p(f"State: the bytes of the tensors in optimizer.state after the warm-up, per parameter element (a scalar per "
+          f"parameter tensor, such as Adam's step, shows at small sizes). 'byte model' is the state the registry's "
+          f"traffic model implies ((OptConfig.step_bytes_fp32 - 12) / 2). Step peak: the most memory allocated during "
+          f"one warm step() above what was allocated when it began (parameters, gradients, state), measured in a "
+          f"pass of its own, never in a timed round ({source}); 1 MB = 1e6 B.")
+    impls = tables.memory_impls(records)
+    doc.table(tables.memory_header(impls), tables.memory_rows(records, impls))
+    doc.figure(plots.memory_per_param(device, records), f"memory_{device}.png",
+               f"state and step peak per parameter vs parameter count, per implementation ({device})")
+
+
 def build_report(paths: Sequence[str | os.PathLike], out: str | os.PathLike = "reports", *,
                  trajectories: bool = True, bench_wall_s: float | None = None) -> list[Path]:
     """Write one report folder per machine found in ``paths``; return the index.md paths."""
@@ -160,7 +183,7 @@ def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_
             line = _recorded_figure(b.get("extra_info") or {})
             if line:
                 doc.p(line)
-    devices = sorted({r.device for r in records})
+    devices = sorted({r.device for r in records} | {str(m.get("device", "cpu")) for m in run.memory})
     for d in devices:
         bw = run.stream_gbps(d)
         doc.p(f"Roofline on {d}: streaming bandwidth {bw:.2f} GB/s (in-place mul_ on a buffer much larger than the LLC, "
@@ -193,6 +216,7 @@ def _machine_report(folder: Path, runs: list[Run], *, trajectories: bool, bench_
         ph32 = [r for r in phases if r.layout == "flat" and r.dtype == "float32"]
         if ph32:
             doc.figure(plots.phase_breakdown(d, ph32), f"phases_{d}.png", f"phase breakdown ({d})")
+        _memory_section(doc, d, [m for m in run.memory if m.get("device", "cpu") == d])
     if trajectories:
         doc.h(2, "Validation: trajectories")
         doc.p("Computed in the report step with optbench.loop.run_loop (float64, for-loop implementation) from the "

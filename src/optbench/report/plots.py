@@ -229,3 +229,36 @@ def loss_trajectories(paths_by_target: dict[str, dict[str, np.ndarray]]) -> Any:
     fig.suptitle("Loss trajectories (float64, run_loop)")
     fig.tight_layout()
     return fig
+
+
+def memory_per_param(device: str, records: list[dict]) -> Any | None:
+    """The step's transient peak per parameter vs parameter count (log x), one panel per optimizer, one line per
+    implementation; the dotted line is the optimizer's state per parameter, for scale. Sizes from 1e3 (below,
+    a scalar per parameter tensor, such as Adam's step, dominates the per-element figures; the table has them)."""
+    records = [m for m in records if m.get("device", "cpu") == device and int(m.get("n", 0)) >= 1000]
+    opts = sorted({str(m.get("optimizer")) for m in records})
+    if not opts:
+        return None
+    rows, cols = _grid(len(opts))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, opt in zip(axes.flat, opts):
+        recs = [m for m in records if str(m.get("optimizer")) == opt]
+        for impl in sorted({str(m.get("impl")) for m in recs}):
+            pts = sorted((int(m["n"]), float(m["step_peak_bytes_per_param"])) for m in recs if m.get("impl") == impl)
+            c, mk = IMPL_STYLE.get(impl, ("black", "."))
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=mk, color=c, label=f"{impl} step peak")
+        state = sorted((int(m["n"]), float(m["state_bytes_per_param"])) for m in recs)
+        ax.plot([p[0] for p in state], [p[1] for p in state], "k:", lw=1, label="state")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{opt} — {device}")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("bytes / parameter")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(opts):]:
+        ax.axis("off")
+    fig.suptitle(f"Memory per parameter: state, and the transient peak of one step above params + grads + state "
+                 f"({device})", fontsize=10)
+    fig.tight_layout()
+    return fig

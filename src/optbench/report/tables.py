@@ -65,3 +65,53 @@ def phase_rows(records: list[Record]) -> list[list[str]]:
 
 PHASE_HEADER = ["optimizer", "impl", "layout", "dtype", "size", "zero_grad µs", "forward+loss µs", "backward µs",
                 "step µs", "sum µs", "step instructions"]
+
+
+# ---- memory (benches/test_memory.py: kind "memory") ----------------------------------------------------
+
+MEMORY_IMPLS = ("forloop", "foreach", "fused", "compiled", "default")
+
+
+def fmt_bytes(n: float | None) -> str:
+    """Bytes in SI units (1 MB = 1e6 B, so 4 B/param x 1e7 parameters reads 40.0 MB)."""
+    if n is None:
+        return "–"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def memory_key(m: dict) -> tuple:
+    return (m.get("optimizer"), m.get("impl"), m.get("layout", "flat"), int(m.get("size", 0)), m.get("device", "cpu"),
+            m.get("dtype", "float32"))
+
+
+def memory_impls(records: list[dict]) -> list[str]:
+    present = {m.get("impl") for m in records}
+    return [i for i in MEMORY_IMPLS if i in present] + sorted(i for i in present if i not in MEMORY_IMPLS)
+
+
+def memory_header(impls: list[str]) -> list[str]:
+    return ["optimizer", "dtype", "size", "params", "state B/param", "byte model B/param"] + \
+        [f"{i} step peak" for i in impls]
+
+
+def memory_rows(records: list[dict], impls: list[str]) -> list[list[str]]:
+    """One row per optimizer, dtype and size; the transient peak of every implementation side by side."""
+    by: dict[tuple, dict[str, dict]] = {}
+    for m in records:
+        by.setdefault((m.get("optimizer"), m.get("dtype", "float32"), int(m.get("size", 0))), {})[m.get("impl")] = m
+    rows = []
+    for (opt, dtype, size), per in sorted(by.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]), kv[0][2])):
+        any_m = next(iter(per.values()))
+        states = sorted({round(float(m["state_bytes_per_param"]), 3) for m in per.values()})
+        model = any_m.get("model_state_bytes_per_param")
+        cells = []
+        for impl in impls:
+            m = per.get(impl)
+            cells.append("–" if m is None else
+                         f"{fmt_bytes(m['step_peak_bytes'])} ({float(m['step_peak_bytes_per_param']):.2f} B/param)")
+        rows.append([str(opt), str(dtype), fmt_size(size), f"{int(any_m.get('n', 0)):,}",
+                     " / ".join(f"{s:.2f}" for s in states), "–" if model is None else f"{float(model):.1f}", *cells])
+    return rows

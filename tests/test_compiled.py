@@ -1,0 +1,273 @@
+"""P21 (the compiled step): each planted bug of tests/planted/compile_bugs.py is caught by its own check with
+its diagnosis and by no other; the correct CompileAdam passes with fullgraph = true; the plan is data read from
+the registry and the user's config; the front ends carry the tier (``--no-compile``, ``compile=``); what torch
+writes is parsed into breaks and guards; optbench's own errors stay ERROR.
+
+Cost: one compiled run per planted optimizer (Inductor; the runs of ``itemadam`` and ``itemadam_fg`` are one,
+memoized, as they differ only in what is judged), ``CountingAdam`` stops after the 6 steps that show its
+recompilations. The parsing tests use recorded log text and need no compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import torch
+
+from optbench.compiled import checks as K
+from optbench.compiled.plan import TESTS, compiled_checks, device_na
+from optbench.compiled.watch import GraphBreak, _parse_breaks, crash_frame, guard_text, one_line
+from optbench.errors import ConfigError
+from optbench.optimizers.info import builtin_registry
+from optbench.optimizers.user import load_user_optimizers
+from optbench.plan import Selection
+from optbench.verdict import ERROR, FAIL, MEASURED, NA, PASS, XFAIL, run_check
+from tests.planted.compile_bugs import PLANTED_COMPILE
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """
+[optimizers.compileadam]
+fullgraph = true
+[optimizers.itemadam_fg]
+fullgraph = true
+"""
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory):
+    cfg = tmp_path_factory.mktemp("p21") / "optbench.toml"
+    cfg.write_text(CONFIG)
+    specs = [f"{c.__name__.lower()}=tests.planted.compile_bugs:{c.__name__}" for c in PLANTED_COMPILE] + \
+        ["compileadam=tests.planted.compile_bugs:CompileAdam", "itemadam_fg=tests.planted.compile_bugs:ItemAdam"]
+    infos = load_user_optimizers(specs, config_file=str(cfg), rootdir=str(ROOT))
+    items = compiled_checks(Selection(optimizers=infos, devices=("cpu",)))
+    return {(it.subject, it.test): run_check(it) for it in items}
+
+
+def _table(verdicts) -> str:
+    return "\n".join(f"{s:18s} {t:26s} {v.outcome:8s} {v.message[:150]}" for (s, t), v in sorted(verdicts.items()))
+
+
+def test_each_planted_compile_bug_is_caught_by_its_own_check_with_its_diagnosis(verdicts):
+    for cls, (test, phrases) in PLANTED_COMPILE.items():
+        name = cls.__name__.lower()
+        if cls.__name__ == "ItemAdam":  # measured, not failed, without fullgraph = true
+            v = verdicts[(name, test)]
+            assert v.outcome == MEASURED and v.data["graph_breaks"] == 1, (v.outcome, v.message, _table(verdicts))
+            [brk] = v.data["breaks"]
+            assert brk["file"].endswith("compile_bugs.py") and brk["func"] == "step" and "item()" in brk["kind"]
+            name, test = "itemadam_fg", test
+        v = verdicts[(name, test)]
+        assert v.outcome == FAIL, f"{name} was not caught by {test}\n{_table(verdicts)}"
+        for phrase in phrases:
+            assert phrase in v.message, f"{name}: the diagnosis lacks {phrase!r}: {v.message}"
+        assert v.reproducer and "torch.compile" in v.reproducer, f"{name}: no reproducer"
+        for other, _, _, _ in TESTS:
+            if other != test:
+                assert verdicts[(name, other)].outcome != FAIL, \
+                    f"{name} also failed {other}: {verdicts[(name, other)].message}"
+
+
+def test_the_correct_adam_compiles_to_one_graph_with_no_break_and_equals_eager(verdicts):
+    assert verdicts[("compileadam", "test_p21_compiled_parity")].outcome == PASS, _table(verdicts)
+    rec = verdicts[("compileadam", "test_p21_recompiles")]
+    assert rec.outcome == MEASURED and rec.data["lr"] == "tensor"
+    # one graph in 10 steps: none in the warm-up's second step (the state exists from the start), none after it
+    assert rec.data["graphs"] == 1 and rec.data["graphs_per_step"] == [1] + [0] * (K.STEPS - 1), rec.data
+    brk = verdicts[("compileadam", "test_p21_graph_breaks")]
+    assert brk.outcome == MEASURED and brk.data["graph_breaks"] == 0  # and fullgraph = true is declared: no FAIL
+    # LRScheduler's wrapper of opt.step is in a file Dynamo skips: every optimizer under a scheduler has it
+    assert brk.data["scheduler_breaks"] and "lr_scheduler.py" in brk.data["scheduler_breaks"][0]["explanation"]
+
+
+def test_a_compile_only_crash_names_the_optimizers_frame_and_blocks_the_other_checks(verdicts):
+    v = verdicts[("stackingadam", "test_p21_compiled_parity")]
+    assert "tests/planted/compile_bugs.py:" in v.message and " in step" in v.message
+    for test in ("test_p21_recompiles", "test_p21_graph_breaks"):  # one cause, one finding
+        other = verdicts[("stackingadam", test)]
+        assert other.outcome == NA and "test_p21_compiled_parity reports it" in other.message
+
+
+def test_recompile_diagnosis_names_the_failed_guard_and_stops_paying_for_compiles(verdicts):
+    v = verdicts[("countingadam", "test_p21_recompiles")]
+    assert "len(" in v.message and "history) ==" in v.message  # Dynamo's guard on the list's length
+    parity = verdicts[("countingadam", "test_p21_compiled_parity")]
+    assert parity.outcome == PASS and parity.data["steps"] == K.SCHEDULE_FROM  # stopped after the constant lr
+
+
+def test_parity_reproducer_runs_on_its_own_and_fails_where_the_check_failed(verdicts, capsys):
+    # Run in this process, in a namespace of its own (a new interpreter would pay torch's import and Inductor's
+    # start-up again, ~10 s here): the script needs nothing of optbench, only torch and the optimizer's module.
+    import torch._inductor.config as inductor_config
+
+    script = verdicts[("compilebranchadam", "test_p21_compiled_parity")].reproducer
+    assert "import optbench" not in script and "from optbench" not in script
+    with inductor_config.patch(fallback_random=False), pytest.raises(AssertionError) as err:  # the script sets it
+        exec(compile(script, "p21_repro.py", "exec"), {"__name__": "__main__"})
+    assert "P21: the compiled step differs from the eager one at step 1" in str(err.value)
+    assert "step 1: max |compiled - eager| =" in capsys.readouterr().out
+
+
+class FloatLRSGD(torch.optim.Optimizer):
+    """Plain SGD whose constructor refuses a tensor lr: its scheduled lr is a Python float in the graph."""
+
+    def __init__(self, params, lr=1e-2):
+        if torch.is_tensor(lr):
+            raise TypeError("lr must be a Python float")
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_at_every_scheduled_step():
+    # a scalar argument (alpha=-lr) cannot become a graph input: Inductor specializes it, so every lr a scheduler
+    # sets is a new graph (the case the recipe's tensor lr is for)
+    infos = load_user_optimizers(["floatsgd=tests.test_compiled:FloatLRSGD"], rootdir=str(ROOT))
+    items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    v = run_check(items["test_p21_recompiles"])
+    assert v.outcome == FAIL, v.message
+    for phrase in ("while torch.optim.lr_scheduler.LinearLR changes a float lr (with a tensor lr the constructor raised "
+                   "TypeError: lr must be a Python float) every step", "steps 7, 8, 9, 10", "['lr'] ==",
+                   "construct the optimizer with lr=torch.tensor(...)"):
+        assert phrase in v.message, (phrase, v.message)
+    assert run_check(items["test_p21_compiled_parity"]).outcome == PASS  # the run is right, only slow
+
+
+def test_optbench_own_error_inside_a_p21_check_is_an_error_not_the_optimizers_failure(monkeypatch):
+    infos = load_user_optimizers(["compileadam=tests.planted.compile_bugs:CompileAdam"], rootdir=str(ROOT))
+    item = compiled_checks(Selection(optimizers=infos, devices=("cpu",)))[0]
+
+    def broken(*a, **k):
+        raise KeyError("harness")
+
+    monkeypatch.setattr(K, "Problem", broken)
+    monkeypatch.setattr(K, "_MEMO", {})
+    v = run_check(item)
+    assert v.outcome == ERROR and "optbench internal error" in v.message
+
+
+# ---- the plan: data from the registry and the config --------------------------------------------------------
+
+
+def test_plan_gives_three_checks_per_config_marked_compile_with_the_registrys_declarations():
+    items = compiled_checks(Selection(devices=("cpu",)))
+    by = {(i.subject, i.test): i for i in items}
+    # the registry's first (default) config of each optimizer: the suite's time budget
+    assert len(items) == 3 * len(builtin_registry()) and all(i.marks == ("compile",) and i.prop == "P21" for i in items)
+    assert by[("adam", "test_p21_compiled_parity")].id == "adam-default-float32-cpu"
+    assert by[("adam", "test_p21_recompiles")].measure and not by[("adam", "test_p21_compiled_parity")].measure
+    assert "emulate_precision_casts" in by[("muon", "test_p21_compiled_parity")].known
+    assert by[("muon", "test_p21_recompiles")].known is None
+    assert [i.nodeid for i in items] == [i.nodeid for i in compiled_checks(Selection(devices=("cpu",)))]
+
+
+def test_no_cpp_compiler_is_not_applicable_with_the_fix(monkeypatch):
+    import torch._inductor.cpp_builder as cb
+
+    monkeypatch.setattr(cb, "get_cpp_compiler", lambda: "no-such-cxx")
+    device_na.cache_clear()
+    try:
+        reason = device_na("cpu")
+    finally:
+        device_na.cache_clear()
+    assert "C++ compiler" in reason and "apt-get install g++" in reason
+
+
+def test_fullgraph_is_a_config_key_and_a_bad_value_is_one_line(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text("[optimizers.a]\nfullgraph = true\n")
+    [info] = load_user_optimizers(["a=torch.optim:Adam"], config_file=str(good))
+    assert info.fullgraph is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optimizers.a]\nfullgraph = "yes"\n')
+    with pytest.raises(ConfigError, match="fullgraph = 'yes'; use true or false"):
+        load_user_optimizers(["a=torch.optim:Adam"], config_file=str(bad))
+
+
+def test_validate_runs_p21_unless_no_compile_and_always_records_memory():
+    from optbench.cli import validate
+
+    parser = argparse.ArgumentParser()
+    validate.add_parser(parser.add_subparsers())
+    on = parser.parse_args(["validate", "torch.optim:Adam"])
+    off = parser.parse_args(["validate", "torch.optim:Adam", "--no-compile", "--no-distributed"])
+    assert "compile" in validate._plans(on) and "memory" in validate._plans(on)
+    assert validate._plans(off) == ("optimizers", "memory")
+
+
+def test_parametrize_with_checks_carries_p21_unless_compile_false():
+    from optbench.testing import check_items
+
+    with_p21 = {i.test for i in check_items([torch.optim.SGD], devices=["cpu"])}
+    without = {i.test for i in check_items([torch.optim.SGD], devices=["cpu"], compile=False)}
+    assert {t for t, *_ in TESTS} <= with_p21 and not ({t for t, *_ in TESTS} & without)
+    assert "test_state_bytes" in without
+
+
+# ---- what torch writes, parsed (recorded text: no compile) --------------------------------------------------
+
+_ITEM = """Graph break in user code at /x/mypkg/opt.py:42
+Graph Break Reason: Encountered graph break when attempting to trace CALL: a function call, e.g. f(x, y):
+
+Unsupported Tensor.item() call with capture_scalar_outputs=False
+  Explanation: Dynamo does not support tracing `Tensor.item()` with config.capture_scalar_outputs=False.
+  Hint: Set `torch._dynamo.config.capture_scalar_outputs = True`
+
+User code traceback:
+  File "/x/mypkg/run.py", line 3, in <lambda>
+    f()
+  File "/x/mypkg/opt.py", line 42, in step
+    s = g.norm().item()
+"""
+_ITEM_DUP = """Graph break (user stack suppressed due to duplicate graph break) in user code at /x/mypkg/opt.py:42
+Graph Break Reason: Encountered graph break when attempting to trace CALL_FUNCTION_EX: a variadic function call
+
+Unsupported Tensor.item() call with capture_scalar_outputs=False
+  Explanation: Dynamo does not support tracing `Tensor.item()` with config.capture_scalar_outputs=False.
+"""
+_SKIP = """Graph break in user code at /x/mypkg/opt.py:42
+Graph Break Reason: Failed to handle graph break gracefully. Skipping the function and falling back to eager. Graph break encountered:
+
+Unsupported Tensor.item() call
+"""
+
+
+def test_a_break_reported_at_each_level_of_a_nested_call_is_one_break_with_its_place_and_function():
+    [b] = _parse_breaks([_ITEM, _ITEM_DUP], {})
+    assert (b.file, b.line, b.func) == ("/x/mypkg/opt.py", 42, "step")
+    assert b.kind.startswith("Unsupported Tensor.item()") and "capture_scalar_outputs" in b.explanation
+    assert b.where == "x/mypkg/opt.py:42 in step"
+
+
+def test_a_break_dynamo_cannot_resume_from_is_one_break_noting_the_skipped_function():
+    [b] = _parse_breaks([_ITEM, _SKIP], {})
+    assert "skipped the whole function and ran it eagerly" in b.explanation
+
+
+def test_without_readable_log_lines_the_counters_give_the_reasons_without_places():
+    [b] = _parse_breaks([], {"Call to `torch._dynamo.graph_break()`\n  Explanation: User-inserted graph break.": 2})
+    assert b.kind == "Call to `torch._dynamo.graph_break()`" and b.file == "" and "not reported" in b.where
+
+
+def test_guard_text_is_the_failed_guard_on_one_line():
+    reason = "2/0: self.param_groups[0]['lr'] == 0.0033   # for group in self.param_groups:  # optim/adam.py:229\nmore"
+    assert guard_text(reason) == "self.param_groups[0]['lr'] == 0.0033 # for group in self.param_groups: # optim/adam.py:229"
+
+
+def test_crash_frame_prefers_the_optimizers_file_among_dynamos_user_frames():
+    import traceback
+
+    exc = RuntimeError("boom\n\nfrom user code:\n  ...")
+    exc.real_stack = traceback.StackSummary.from_list([("/x/run.py", 1, "<lambda>", "f()"),
+                                                       ("/x/mypkg/opt.py", 58, "step", "torch.stack(vs)"),
+                                                       ("/y/torch/_refs/__init__.py", 9, "stack", "")])
+    assert crash_frame(exc, ["/x/mypkg/opt.py"]) == "x/mypkg/opt.py:58 in step"
+    assert one_line(exc) == "RuntimeError: boom"
+    assert isinstance(GraphBreak("k"), GraphBreak)
