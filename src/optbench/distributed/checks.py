@@ -153,7 +153,9 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
     first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
     if prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
         text += f" ({_HINTS[prop]})"
-    raise PropertyFailure(prop, case, text) from None
+    failure = PropertyFailure(prop, case, text)
+    failure.cause = (first.exc_type, first.message)  # one root cause, one finding (optimizers.plan.blocked_by_root)
+    raise failure from None
 
 
 def _on_ranks(prop: str, case: Case, fn: Any, *args: Any, what: str) -> list[Any]:
@@ -172,6 +174,17 @@ def _here(prop: str, case: Case, fn: Any, *args: Any) -> Any:
         return fn(case, *args)
     except SubjectRaised as exc:
         _raise_subject(prop, case, exc)
+
+
+def rng_note(case: Case, what: str) -> dict[str, Any]:
+    """The trait of an optimizer drawing from the global RNG under data parallelism, as a note (else nothing)."""
+    from ..optimizers.contract import rng_use
+
+    use = rng_use(case)
+    if use.kind != "global":
+        return {}
+    return {"note": f"{use.note}; every rank started from the same seed, the common convention: under per-rank seeds "
+                    f"its {what} would drift apart (a trait of the method)"}
 
 
 def _replicas_agree(prop: str, case: Case, results: list[dict[str, Any]], where: str) -> None:
@@ -199,7 +212,8 @@ def check_p18(case: Case) -> dict[str, Any]:
                                            f"Shard(0)) the run differs from one process at {d.text(sharded=True)}; "
                                            f"expected equal {rule.words} (is a norm, a sum or a statistic computed "
                                            f"on the local shard, e.g. via .to_local()?)")
-    return {"max_abs_diff": max_abs(ref["traj"], got["traj"]), "bitwise": rule.exact, "steps": STEPS}
+    return {"max_abs_diff": max_abs(ref["traj"], got["traj"]), "bitwise": rule.exact, "steps": STEPS,
+            **rng_note(case, "shards' random draws")}
 
 
 # ---- P19 ------------------------------------------------------------------------------------------------
@@ -221,7 +235,8 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
                     f"update depend on other parameters? Or, as under DDP: {hint}")
         raise PropertyFailure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
                                    f"equal {rule.words} ({hint})")
-    return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS}
+    return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS,
+            **rng_note(case, "replicas")}
 
 
 def check_p19_ddp(case: Case) -> dict[str, Any]:

@@ -14,6 +14,10 @@ budget):
 
 Exemptions (declared reasons) become EXEMPT, known upstream bugs XFAIL, capabilities the optimizer
 lacks (no ``maximize``, no ``weight_decay``) and absent devices N/A. Nothing here imports pytest.
+
+One root cause, one finding: where constructing the optimizer or a plain run raises inside it for a whole
+case (implementation, dtype, device), the case's first contract check reports it once with its reproducer
+(:func:`contract_root`), and every other check of the case that meets the same exception is BLOCKED by it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from ..devices import cuda_skip_reason, dtype_name
 from ..loop import OptimizerRaised
 from ..plan import Selection
-from ..verdict import CheckItem
+from ..verdict import Blocked, CheckFailure, CheckItem
 from . import contract as C
 from . import convergence as CV
 from . import p1 as P1
@@ -44,8 +48,8 @@ CONTRACT: dict[str, tuple[tuple[str, ...], Callable[[Case], None]]] = {
     "test_p03_lr_zero": (("P3",), C.check_p3),
     "test_p04_frozen_param": (("P4",), C.check_p4),
     "test_p05_grad_untouched": (("P5",), C.check_p5),
-    "test_p06_param_groups": (("P6",), C.check_p6),
-    "test_p07_param_independence": (("P7",), C.check_p7),
+    "test_p06_param_groups": (("P6",), C.property_p6),
+    "test_p07_param_independence": (("P7",), C.property_p7),
     "test_p08_resume_state_dict": (("P8", "P8.state_dict"), lambda case: C.check_p8(case, ("state_dict",))),
     "test_p08_resume_deepcopy": (("P8", "P8.deepcopy"), lambda case: C.check_p8(case, ("deepcopy",))),
     "test_p09_state_dtype_device": (("P9",), C.check_p9),
@@ -114,6 +118,69 @@ def guarded(prop: str, case: Case, fn: Callable[..., Any], *args: Any, **kwargs:
     raise failure
 
 
+def contract_root(case: Case) -> tuple[str, str | None] | None:
+    """(node id, declared known bug) of the case's first contract check that runs (not exempt, not N/A), in plan
+    order: the check that reports a root cause of the case, or None when none runs."""
+    device = case.device
+    if device == "cuda" and cuda_skip_reason():
+        return None
+    prim = primary_impl(case.info, device)
+    if dtype_name(case.dtype) not in case.info.contract_dtypes:
+        return None
+    for test, (keys, _) in CONTRACT.items():
+        prop = keys[0]
+        if case.impl != prim and (case.dtype != torch.float64 or prop not in OTHER_IMPL_PROPS):
+            continue
+        exempt, known = declared(case.info, case.config, keys, case.impl, dtype_name(case.dtype))
+        if exempt or capability_na(case, prop):
+            continue
+        return f"{test}[{case_id(case)}]", known
+    return None
+
+
+def blocked_by_root(case: Case, failure: CheckFailure, nodeid: str) -> Blocked | None:
+    """A :class:`Blocked` when ``failure`` (of check ``nodeid``) is the root cause of ``case`` reported on another
+    check: the optimizer raised the same exception (type and message) as in the case's plain run."""
+    cause = getattr(failure, "cause", None)
+    root = contract_root(case)
+    if cause is None or root is None or root[0] == nodeid:
+        return None
+    exc = C.root_cause(case)
+    if exc is None:
+        return None
+    kind, message = C.raised_cause(exc)
+    if cause[0] != kind or not (cause[1] == message or cause[1].startswith(message[:600])):  # ranks cut at 600
+        return None
+    return Blocked(root[0], f"{exc} (raised inside the optimizer)", known=root[1])
+
+
+class Rooted:
+    """An item's run under one root cause, one finding: the case's root check first runs the plain run and reports
+    what it raises; any other check whose failure is that same exception is BLOCKED."""
+
+    def __init__(self, run: Callable[[], Any], prop: str, case: Case, nodeid: str) -> None:
+        self.run, self.prop, self.case, self.nodeid = run, prop, case, nodeid
+
+    def __call__(self) -> Any:
+        from . import reproducer
+
+        root = contract_root(self.case)
+        if root is not None and root[0] == self.nodeid:
+            exc = C.root_cause(self.case)
+            if exc is not None:
+                failure = C.root_finding(self.prop, self.case, exc)
+                failure.reproducer = reproducer.script(failure, self.case)
+                raise failure
+            return self.run()
+        try:
+            return self.run()
+        except CheckFailure as failure:
+            blocked = blocked_by_root(self.case, failure, self.nodeid)
+            if blocked is None:
+                raise
+            raise blocked from None
+
+
 def _l2_check(case: Case, target_name: str) -> dict[str, Any]:
     """P1 with coupled weight decay λ: the minimum of f + λ/2·|x|², solved exactly by sympy."""
     from ..catalogue import get_target
@@ -163,8 +230,10 @@ class _Builder:
             na: str | None = None, exempt: str | None = None) -> None:
         declared_exempt, known = declared(self.info, self.cfg, keys, other or case.impl, dtype_name(case.dtype))
         exempt = exempt or declared_exempt
+        item_id = case_id(case, target, other)
+        run = Rooted(run, prop, case, f"{test}[{item_id}]")
         self.items.append(CheckItem(
-            test=test, id=case_id(case, target, other), prop=prop, subject=case.name, run=run, exempt=exempt,
+            test=test, id=item_id, prop=prop, subject=case.name, run=run, exempt=exempt,
             known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target))
 
 
