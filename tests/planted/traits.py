@@ -17,6 +17,8 @@ P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept ou
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
+--  TakesModel             correct, not drivable by a generic check: its constructor takes the model (LOMO-style)
+    NeedsCreateGraph       correct, not drivable: step() differentiates the gradient (an AdaHessian-style Hessian)
 """
 
 from __future__ import annotations
@@ -232,6 +234,41 @@ class GradToNone(_Adam):
         return loss
 
 
+# ---- what no generic check can drive: every check N/A with the reason ----------------------------
+
+
+class TakesModel(Optimizer):
+    """SGD whose constructor takes the model itself (as LOMO or Adam-mini do), not its parameters."""
+
+    def __init__(self, model, lr=1e-3):
+        super().__init__(list(model.parameters()), dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+class NeedsCreateGraph(Optimizer):
+    """Gradient descent preconditioned by a Hutchinson estimate of the Hessian diagonal (AdaHessian-style): step()
+    differentiates p.grad again, so the loss must be backpropagated with create_graph=True."""
+
+    def __init__(self, params, lr=1e-3):
+        super().__init__(params, dict(lr=lr))
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                z = torch.randint_like(p, 0, 2) * 2.0 - 1.0
+                (hz,) = torch.autograd.grad(p.grad, p, grad_outputs=z)
+                with torch.no_grad():
+                    p.sub_(p.grad / (hz * z).abs().clamp_min(1.0), alpha=group["lr"])
+
+
 # class name: (property, verdict it must get, words its message must contain)
 PLANTED: dict[str, tuple[str, str, str]] = {
     "SharedBuffersByShape": ("P7", "FAIL", "state is shared between parameters of the same shape, a bug"),
@@ -248,4 +285,6 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "StateDtypeArg": ("P9", "PASS", "as state_dtype=torch.float32 declares"),
     "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
     "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
+    "TakesModel": ("P2", "N/A", "its constructor takes a model (an nn.Module) instead of parameters"),
+    "NeedsCreateGraph": ("P2", "N/A", "it needs the loss backpropagated with loss.backward(create_graph=True)"),
 }

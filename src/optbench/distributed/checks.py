@@ -187,6 +187,17 @@ def rng_note(case: Case, what: str) -> dict[str, Any]:
                     f"its {what} would drift apart (a trait of the method)"}
 
 
+def _draws_per_shard(case: Case, where: str, d: Diff) -> None:
+    """A stochastic optimizer whose sharded run differs from one process: N/A, the draws cannot be the same."""
+    from ..optimizers.contract import rng_use
+
+    use = rng_use(case)
+    if use.stochastic:
+        raise NotApplicable(f"{use.note}; {where}, so it draws its random numbers for other tensors than one process "
+                            f"does and the runs cannot be compared (they differ at {d.text()}); data-parallel "
+                            f"replicas drawing alike is checked under DDP (P19)")
+
+
 def _replicas_agree(prop: str, case: Case, results: list[dict[str, Any]], where: str) -> None:
     base = results[0]
     for r, other in enumerate(results[1:], start=1):
@@ -208,6 +219,7 @@ def check_p18(case: Case) -> dict[str, Any]:
     rule = rule_for(case, sharded=True)
     d = first_diff(ref["names"], ref["traj"], got["traj"], rule)
     if d is not None:
+        _draws_per_shard(case, "under FSDP2 each rank steps its own Shard(0) chunk of every parameter", d)
         raise PropertyFailure("P18", case, f"under FSDP2 (fully_shard over 2 ranks; parameters are DTensors, "
                                            f"Shard(0)) the run differs from one process at {d.text(sharded=True)}; "
                                            f"expected equal {rule.words} (is a norm, a sum or a statistic computed "
@@ -228,6 +240,9 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
     rule = rule_for(case, sharded=False)
     d = first_diff(ref["names"], ref["traj"], results[0]["traj"], rule)
     if d is not None:
+        if zero:
+            _draws_per_shard(case, "under ZeroRedundancyOptimizer each rank's optimizer steps its own partition of "
+                                   "the parameters", d)
         hint = ("DDP's gradients are views into its communication buckets, which the next backward overwrites: is "
                 "p.grad kept in the state without a copy, or changed in place?")
         if zero:

@@ -93,6 +93,8 @@ def device_na(device: str) -> str | None:
 def case_na(case: Case, test: str) -> str | None:
     """Why this check cannot apply to this optimizer (a declared capability), or None."""
     info, name = case.info, case.name
+    if info.unsupported:
+        return info.unsupported
     if info.sparse_grad:
         if test in ("test_p18_fsdp2_parity", "test_p20_dcp_resume"):
             return (f"FSDP2 (fully_shard) reduce-scatters dense gradients only, and {name} declares sparse gradients "

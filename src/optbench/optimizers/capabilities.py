@@ -6,10 +6,18 @@ only 2-D parameters (Muon-style), whether it needs sparse gradients (SparseAdam-
 ``train()``/``eval()`` modes (schedule-free), and whether its constructor accepts lr=0 (checked by P3
 through the param group instead when it does not). lr is always passed to the constructor. What the
 TOML config declares wins over what is detected.
+
+An optimizer no generic check can drive is detected as such (``Capabilities.unsupported``: every check is
+N/A with the reason) when what it needs is something no config can give: a model object instead of
+parameters, a loss backpropagated with ``create_graph=True`` (a Hessian estimate in step), or param groups
+carrying keys of its own. A constructor missing a required argument stays a one-line SpecError: the config's
+``kwargs`` can give it.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -18,6 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import SpecError
 from ..loop import has_modes
+from . import rng
 
 
 @dataclass
@@ -30,6 +39,7 @@ class Capabilities:
     fused: bool = False  # fused=True constructs and steps a float32 CPU parameter (torch.optim's fused kernels)
     fused_cuda: bool = False  # the same on a CUDA parameter (probed where CUDA is present; else as on the CPU)
     notes: list[str] = field(default_factory=list)  # what was detected, as a user reads it
+    unsupported: str | None = None  # why no generic check can drive it (every check N/A)
 
 
 def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
@@ -52,11 +62,14 @@ def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[st
             opt.train()
         if closure:
             def fn() -> torch.Tensor:
-                opt.zero_grad()
-                value = _loss(p, sparse)
-                value.backward()
+                with torch.enable_grad():  # a step() under no_grad may call it without enable_grad
+                    opt.zero_grad()
+                    value = _loss(p, sparse)
+                    value.backward()
                 return value
 
+            opt.zero_grad()  # as the training loop does: the gradient is there before step(closure) too
+            _loss(p, sparse).backward()
             opt.step(fn)
         else:
             opt.zero_grad()
@@ -97,6 +110,43 @@ def _fused_works(factory: Callable[..., Any], shape: tuple[int, ...], kw: Mappin
     return True
 
 
+def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: BaseException) -> str | None:
+    """Why no generic check can drive an optimizer every plain attempt failed on, when the reason is one no config
+    can remove; None otherwise (a required argument the config's kwargs can give, or an unknown failure)."""
+    plain = f"({_short(first)})"
+    module = torch.nn.Linear(2, 3).double()
+    try:
+        factory(module, **kw)
+    except Exception:  # noqa: BLE001 - the probe classifies what the constructor does
+        pass
+    else:
+        return (f"its constructor takes a model (an nn.Module) instead of parameters {plain}; the checks build "
+                f"optimizers over parameters of their own, so none applies")
+    for shape in ((3, 2), (4,)):
+        p = torch.full(shape, 0.25, dtype=torch.float64, requires_grad=True)
+        try:
+            opt = factory([p], **kw)
+            opt.zero_grad()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "backward() with create_graph=True ... reference cycle"
+                _loss(p, False).backward(create_graph=True)
+            opt.step()
+        except Exception:  # noqa: BLE001
+            continue
+        finally:
+            p.grad = None  # break the reference cycle create_graph makes
+        return (f"step() differentiates the gradient again (a Hessian estimate) {plain}: it needs the loss "
+                f"backpropagated with loss.backward(create_graph=True), which the checks' training loop does not do")
+    try:
+        factory([{"params": [torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)]}], **kw)
+    except Exception as exc:  # noqa: BLE001
+        if type(exc) is not type(first) and not isinstance(exc, TypeError):
+            return (f"its constructor refuses a list of parameters {plain} and a param group without settings of its "
+                    f"own ({_short(exc)}): it needs param groups carrying keys of its own, which a generic check "
+                    f"cannot choose")
+    return None
+
+
 def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
            declared: Mapping[str, Any]) -> Capabilities:
     """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works."""
@@ -111,7 +161,10 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
     errors: list[BaseException] = []
     for closure, matrix, sparse in trials:
         shape = (3, 2) if matrix else (4,)
-        opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse)
+        with rng.isolated():
+            before = rng.get_state()
+            opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse)
+            drawn = rng.which_drawn(before, rng.get_state())
         if opt is not None and not isinstance(opt, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
                             f"torch.optim.Optimizer; give an Optimizer subclass or a factory returning one")
@@ -127,11 +180,25 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                 caps.notes.append("needs sparse gradients (a dense gradient was refused)")
             if caps.modes:
                 caps.notes.append("has train()/eval() modes: steps run in train mode, x is read in eval mode")
+            if drawn:  # every compared run starts from one seed; P17 tells whether the run depends on it
+                caps.notes.append(f"draws random numbers from {', '.join(drawn)} in its constructor or step(): every "
+                                  f"run optbench compares starts from the same seed")
             if "fused" in caps.defaults and not closure and not sparse:
                 caps.fused = _fused_works(factory, shape, kw, caps, "cpu")
                 caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
                                    else caps.fused)
             return caps
+    reason = _undriveable(factory, kw, errors[0])
+    if reason is not None:
+        return Capabilities(unsupported=reason, notes=[reason])
+    missing = re.search(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$", str(errors[0]))
+    if isinstance(errors[0], TypeError) and missing:
+        names = re.findall(r"'(\w+)'", missing.group(1))
+        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        raise SpecError(f"--optimizer {spec_text!r}: its constructor requires {', '.join(names)} "
+                        f"({_short(errors[0])}); give {'it' if len(names) == 1 else 'them'} in its config: "
+                        f"[tool.optbench.optimizers.{table}] kwargs = {{ "
+                        f"{', '.join(f'{n} = ...' for n in names)} }}")
     raise SpecError(f"--optimizer {spec_text!r}: no way of driving it worked (1-D and 2-D parameters, dense and sparse "
                     f"gradients, with and without a closure); the plain attempt raised {_short(errors[0])}; it must "
                     f"accept (params, lr=..., **kwargs) and step; pass required settings as kwargs in its config")

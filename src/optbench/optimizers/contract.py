@@ -31,7 +31,7 @@ from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, class
 from .findings import (BY_DESIGN, DrawOrder, PropertyFailure, exemption_stanza,  # noqa: F401
                        optimizer_finding, raised_cause, root_cause, root_finding)
 from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_word, _dense, _fmt,  # noqa: F401
-                      _loop, _run, _same, _traj_diff, accepts, case_key, declared_dtypes, fresh_run, max_diff,
+                      _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, fresh_run, max_diff,
                       rel_tol, step_takes_closure)
 
 # ---------------------------------------------------------------------------------------------

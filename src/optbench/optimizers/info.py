@@ -121,6 +121,9 @@ class OptimizerInfo:
     contract_dtypes: tuple[str, ...] = ("float64", "float32")  # dtypes of the contract tests
     random_starts: int | None = None  # P1 random starts (None: K_BATCHED when batched, K_SEPARATE otherwise)
     detected: tuple[str, ...] = ()  # conventions detected by probing a user optimizer (shown in reports)
+    # why no generic check can drive it (detected: it takes a model object, or needs backward(create_graph=True)):
+    # every check is N/A with this reason
+    unsupported: str | None = None
 
     def __post_init__(self) -> None:
         # The P1 matrix is parametrized over ``targets``: it holds every config's own targets too.

@@ -100,6 +100,8 @@ def capability_na(case: Case, prop: str) -> str | None:
         return f"{case.name} has no weight_decay argument"
     if prop == "P10" and not C.step_takes_closure(case.info, case.config):
         return f"{case.name}.step() takes no argument, so it cannot be given a closure"
+    if prop in ("P3", "P6") and not accepts(case.info, case.config, "lr") and C.constructs(case.info, case.config):
+        return f"{case.name} has no lr hyperparameter (its step size is its own), so lr=0 and param-group lrs mean nothing"
     return None
 
 
@@ -234,7 +236,8 @@ class _Builder:
         run = Rooted(run, prop, case, f"{test}[{item_id}]")
         self.items.append(CheckItem(
             test=test, id=item_id, prop=prop, subject=case.name, run=run, exempt=exempt,
-            known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target))
+            known=known, na=self.cuda_na or self.info.unsupported or na, device=self.device, marks=self.marks,
+            measure=measure, target=target))
 
 
 def _profile_targets(info: OptimizerInfo, cfg: OptConfig, profiles: bool) -> tuple[str, ...]:

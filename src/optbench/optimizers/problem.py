@@ -83,6 +83,12 @@ def step_takes_closure(info: OptimizerInfo, config: OptConfig) -> bool:
     return accepts(info, config, _STEP_PARAMS)
 
 
+def constructs(info: OptimizerInfo, config: OptConfig) -> bool:
+    """Whether the optimizer could be constructed over one parameter at all (its defaults were read)."""
+    accepts(info, config, "lr")
+    return bool(_ACCEPTS[(info.name, info.source, config.name)])
+
+
 def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
     """Whether the optimizer takes hyperparameter ``key`` (looked up in its ``defaults``)."""
     # keyed by what the optimizer is, not id(info): an id is recycled once its object is collected
