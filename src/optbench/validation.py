@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -189,6 +190,31 @@ def _notes(verdicts: Sequence[Verdict]) -> list[tuple[str, str, int]]:
         _reasons([v for v in verdicts if v.outcome == MEASURED and v.message], MEASURED)
 
 
+_CASE_WORDS = re.compile(r"\((?:forloop|foreach|fused|default)\) (?:float64|float32|bfloat16|float16) (?:cpu|cuda\S*): ")
+
+
+def _same_findings(verdicts: Sequence[Verdict]) -> list[tuple[Verdict, list[Verdict]]]:
+    """FAIL/XPASS/ERROR verdicts, each with the later ones of the same check and subject whose diagnosis is the same
+    but for the case (another dtype or implementation): one finding per cause."""
+    groups: dict[tuple[str, str, str, str], tuple[Verdict, list[Verdict]]] = OrderedDict()
+    for v in verdicts:
+        if v.outcome in (FAIL, XPASS, ERROR):
+            key = (v.subject, v.test, v.outcome, _CASE_WORDS.sub("", v.message))
+            if key in groups:
+                groups[key][1].append(v)
+            else:
+                groups[key] = (v, [])
+    return list(groups.values())
+
+
+def _also(first: Verdict, same: Sequence[Verdict]) -> str:
+    if not same:
+        return ""
+    prefix = first.subject + "-"
+    ids = [v.id[len(prefix):] if v.id.startswith(prefix) else v.id for v in same]
+    return f" (the same in {', '.join(ids)})"
+
+
 def _stanza_lines(v: Verdict, shown: set[tuple[str, str]], indent: str) -> list[str]:
     """The exemption stanza of a FAIL, once per (subject, stanza)."""
     if not v.stanza or (v.subject, v.stanza) in shown:
@@ -208,8 +234,8 @@ def render_text(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, repr
     shown_stanzas: set[tuple[str, str]] = set()
     if fails:
         out.append("Findings (FAIL: a property is violated; ERROR: optbench's own defect, please report it):")
-        for v in fails:
-            out.append(f"  {v.outcome} {v.nodeid}: {v.message}")
+        for v, same in _same_findings(fails):
+            out.append(f"  {v.outcome} {v.nodeid}{_also(v, same)}: {v.message}")
             if v.nodeid in reproducer_paths:
                 out.append(f"      reproducer: {reproducer_paths[v.nodeid]}")
             out += _stanza_lines(v, shown_stanzas, "      ")
@@ -251,9 +277,9 @@ def render_markdown(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, 
     shown_stanzas: set[tuple[str, str]] = set()
     if fails:
         out += ["## Findings", ""]
-        for v in fails:
+        for v, same in _same_findings(fails):
             repro = f" ([reproducer]({reproducer_paths[v.nodeid]}))" if v.nodeid in reproducer_paths else ""
-            out.append(f"- **{v.outcome}** `{v.nodeid}`: {v.message}{repro}")
+            out.append(f"- **{v.outcome}** `{v.nodeid}`{_also(v, same)}: {v.message}{repro}")
             if v.stanza and (v.subject, v.stanza) not in shown_stanzas:
                 shown_stanzas.add((v.subject, v.stanza))
                 out += ["", "  By design? Declare it:", "", "  ```toml"] + [f"  {line}" for line in v.stanza.splitlines()] \

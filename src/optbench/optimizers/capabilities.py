@@ -48,9 +48,9 @@ def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
 
 
 def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[str, Any], *, closure: bool,
-         sparse: bool) -> tuple[Any, BaseException | None]:
+         sparse: bool, dtype: torch.dtype = torch.float64) -> tuple[Any, BaseException | None]:
     """Construct over one parameter and take one step; (optimizer, None) or (optimizer or None, exception)."""
-    p = torch.full(shape, 0.25, dtype=torch.float64, requires_grad=True)
+    p = torch.full(shape, 0.25, dtype=dtype, requires_grad=True)
     try:
         opt = factory([p], **kwargs)
     except Exception as exc:  # noqa: BLE001 - the probe classifies what the constructor does
@@ -159,11 +159,11 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                     trials.append((closure, matrix, sparse))
     trials.sort(key=lambda t: sum(t))  # fewest conventions first
     errors: list[BaseException] = []
-    for closure, matrix, sparse in trials:
+    for closure, matrix, sparse, dtype in [t + (d,) for d in (torch.float64, torch.float32) for t in trials]:
         shape = (3, 2) if matrix else (4,)
         with rng.isolated():
             before = rng.get_state()
-            opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse)
+            opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse, dtype=dtype)
             drawn = rng.which_drawn(before, rng.get_state())
         if opt is not None and not isinstance(opt, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
@@ -180,6 +180,9 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                 caps.notes.append("needs sparse gradients (a dense gradient was refused)")
             if caps.modes:
                 caps.notes.append("has train()/eval() modes: steps run in train mode, x is read in eval mode")
+            if dtype != torch.float64:  # its float64 cases report what float64 does, once (one root cause)
+                caps.notes.append(f"steps float32 parameters, not float64 ones (a float64 step raised "
+                                  f"{_short(errors[0])})")
             if drawn:  # every compared run starts from one seed; P17 tells whether the run depends on it
                 caps.notes.append(f"draws random numbers from {', '.join(drawn)} in its constructor or step(): every "
                                   f"run optbench compares starts from the same seed")
@@ -199,6 +202,9 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                         f"({_short(errors[0])}); give {'it' if len(names) == 1 else 'them'} in its config: "
                         f"[tool.optbench.optimizers.{table}] kwargs = {{ "
                         f"{', '.join(f'{n} = ...' for n in names)} }}")
+    if isinstance(errors[0], ImportError):
+        raise SpecError(f"--optimizer {spec_text!r}: it needs a package that is not installed ({_short(errors[0])}); "
+                        f"install it in this environment")
     raise SpecError(f"--optimizer {spec_text!r}: no way of driving it worked (1-D and 2-D parameters, dense and sparse "
                     f"gradients, with and without a closure); the plain attempt raised {_short(errors[0])}; it must "
                     f"accept (params, lr=..., **kwargs) and step; pass required settings as kwargs in its config")

@@ -40,17 +40,10 @@ from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_wo
 P2_STEPS = 3  # a state-initialising first step (ADOPT: v0 = g0², no update) is followed by one that moves
 
 
-@rng.forked
-def check_p2(case: Case) -> dict[str, Any] | None:
-    """From fresh state, the first step that moves is a descent direction and the loss drops (small lr).
-
-    A step that leaves every parameter exactly where it was only initialises state (ADOPT's first step,
-    v0 = g0²): it is reported, and the next step that moves is judged. Nothing moving within
-    ``P2_STEPS`` steps while the gradient is non-zero is a failure ("does not move"), distinct from a
-    step that moves uphill."""
+def _p2_first_move(case: Case) -> tuple[int, Problem, Any, list[list[torch.Tensor]]] | None:
+    """(k, problem, trajectory, gradients) of the first of ``P2_STEPS`` steps that moves a parameter, or None."""
     rng.reseed()
     prob = Problem(case)
-    loss = prob.loss_fn()
     opt = case.make(prob.params)
     grads: list[list[torch.Tensor]] = []
 
@@ -58,41 +51,63 @@ def check_p2(case: Case) -> dict[str, Any] | None:
         grads.append([_dense(p.grad).detach().clone() if p.grad is not None else torch.zeros_like(p)
                       for p in prob.params])
 
-    traj = _loop(case, loss, prob.params, opt, P2_STEPS, on_epoch=hook, check_finite=False)
-    lr = case.info.contract_lr
-    for k in range(1, len(traj.xs)):
-        x0, x1 = traj.xs[k - 1], traj.xs[k]
-        if all(torch.equal(a, b) for a, b in zip(x0, x1)):
-            continue  # this step only initialised state
-        dx = [b - a for a, b in zip(x0, x1)]
-        g = grads[k - 1]
-        inner = sum(float((d.double() * gg.double()).sum()) for d, gg in zip(dx, g))
-        # in float64 at the points the method returns: a first step below float32's resolution of the loss
-        # (Prodigy's d0 = 1e-6) still descends, and a moded optimizer is read in eval mode
-        before, after = prob.value64(x0), prob.value64(x1)
-        which = "the first step" if k == 1 else f"step {k}, the first that moves (steps 1-{k - 1} only initialised state),"
-        if not inner < 0:
-            raise PropertyFailure("P2", case, f"{which} moves uphill: it is not a descent direction: expected "
-                                              f"<Δx, g> < 0, got {inner:.3g} (lr={lr:g}; Δx={_fmt(dx[0])}, "
-                                              f"g={_fmt(g[0])}; is the update's sign or the first-step bias correction "
-                                              f"wrong?)", reason=f"the first step that moves goes uphill (<Δx, g> > 0 "
-                                                                 f"at lr={lr:g})", step=k)
-        if not after < before:
-            raise PropertyFailure("P2", case, f"{which} moves but the loss did not drop at lr={lr:g}: {before:.6g} -> "
-                                              f"{after:.6g} (a descent direction that overshoots at this lr?)",
-                                  reason=f"the loss does not drop on the first step that moves (lr={lr:g})", step=k)
-        if k == 1:
-            return None
-        return {"note": f"the first {'step' if k == 2 else f'{k - 1} steps'} only initialise{'s' if k == 2 else ''} "
-                        f"state (Δx = 0 exactly, as in ADOPT's Algorithm 1); step {k}, the first that moves, descends"}
+    traj = _loop(case, prob.loss_fn(), prob.params, opt, P2_STEPS, on_epoch=hook, check_finite=False)
     gmax = max(float(t.abs().max()) for gs in grads for t in gs) if grads else 0.0
     if gmax == 0.0:
         raise RuntimeError("P2's problem gave a zero gradient")  # the harness's own precondition
-    raise PropertyFailure("P2", case, f"does not move: no parameter changed in {P2_STEPS} steps at lr={lr:g} although "
-                                      f"the gradient is non-zero (max |g| = {gmax:.3g}); an initialising first step is "
-                                      f"allowed, {P2_STEPS} are not (is the update multiplied by a zero state, or "
-                                      f"below the parameter's resolution in {dtype_name(case.dtype)}?)",
-                          reason=f"does not move within {P2_STEPS} steps at lr={lr:g}", step=0)
+    for k in range(1, len(traj.xs)):
+        if not all(torch.equal(a, b) for a, b in zip(traj.xs[k - 1], traj.xs[k])):
+            return k, prob, traj, grads
+    return None
+
+
+@rng.forked
+def check_p2(case: Case) -> dict[str, Any] | None:
+    """From fresh state, the first step that moves is a descent direction and the loss drops (small lr).
+
+    A step that leaves every parameter exactly where it was only initialises state (ADOPT's first step,
+    v0 = g0²): it is reported, and the next step that moves is judged. Nothing moving within
+    ``P2_STEPS`` steps while the gradient is non-zero is a failure ("does not move"), distinct from a
+    step that moves uphill; in float32, steps below the parameters' resolution that move in float64 are
+    judged there."""
+    lr = case.info.contract_lr
+    found = _p2_first_move(case)
+    below = ""
+    if found is None and case.dtype != torch.float64 and "float64" in case.info.contract_dtypes:
+        found = _p2_first_move(Case(case.info, case.config, case.impl, torch.float64, case.device))
+        if found is not None:
+            below = (f"in {dtype_name(case.dtype)} no parameter moves in {P2_STEPS} steps at lr={lr:g}: the steps are "
+                     f"below the parameters' resolution (they move in float64, where they are judged); ")
+    if found is None:
+        raise PropertyFailure("P2", case, f"does not move: no parameter changed in {P2_STEPS} steps at lr={lr:g} "
+                                          f"although the gradient is non-zero; an initialising first step is allowed, "
+                                          f"{P2_STEPS} steps without a move are not (an update multiplied by a zero "
+                                          f"state, or a method that waits longer before its first update?)",
+                              reason=f"does not move within {P2_STEPS} steps at lr={lr:g}", step=0)
+    k, prob, traj, grads = found
+    x0, x1 = traj.xs[k - 1], traj.xs[k]
+    dx = [b - a for a, b in zip(x0, x1)]
+    g = grads[k - 1]
+    inner = sum(float((d.double() * gg.double()).sum()) for d, gg in zip(dx, g))
+    # in float64 at the points the method returns: a first step below float32's resolution of the loss
+    # (Prodigy's d0 = 1e-6) still descends, and a moded optimizer is read in eval mode
+    before, after = prob.value64(x0), prob.value64(x1)
+    which = "the first step" if k == 1 else f"step {k}, the first that moves (steps 1-{k - 1} only initialised state),"
+    if not inner < 0:
+        raise PropertyFailure("P2", case, f"{below}{which} moves uphill: it is not a descent direction: expected "
+                                          f"<Δx, g> < 0, got {inner:.3g} (lr={lr:g}; Δx={_fmt(dx[0])}, "
+                                          f"g={_fmt(g[0])}; is the update's sign or the first-step bias correction "
+                                          f"wrong?)", reason=f"the first step that moves goes uphill (<Δx, g> > 0 "
+                                                             f"at lr={lr:g})", step=k)
+    if not after < before:
+        raise PropertyFailure("P2", case, f"{below}{which} moves but the loss did not drop at lr={lr:g}: {before:.6g} "
+                                          f"-> {after:.6g} (a descent direction that overshoots at this lr?)",
+                              reason=f"the loss does not drop on the first step that moves (lr={lr:g})", step=k)
+    if k == 1 and not below:
+        return None
+    init = "" if k == 1 else (f"the first {'step' if k == 2 else f'{k - 1} steps'} only initialise"
+                              f"{'s' if k == 2 else ''} state (Δx = 0 exactly, as in ADOPT's Algorithm 1); ")
+    return {"note": f"{below}{init}step {k}, the first that moves, descends"}
 
 
 @rng.forked
