@@ -130,7 +130,7 @@ class Problem:
     """Parameters and the loss over them; ``view`` routes through a sparse embedding for SparseAdam."""
 
     def __init__(self, case: Case, shapes: Sequence[Sequence[int]] = SHAPES, *, seed: int = 0,
-                 shift: float = 0.0, noncontiguous: bool = False, negate: bool = False,
+                 shift: float = 0.0, noncontiguous: bool | str = False, negate: bool = False,
                  perturb: Sequence[int] = (), zero: Sequence[int] = ()) -> None:
         self.case = case
         self.shapes = [tuple(s) for s in shapes]
@@ -145,7 +145,9 @@ class Problem:
         self.params: list[torch.Tensor] = []
         for i, s in enumerate(self.shapes):
             x0 = _seeded(s, 300 + i + 1000 * seed, dt, dev, -2.0, 2.0) + shift
-            if noncontiguous:  # a transposed layout: strides (1, rows)
+            if noncontiguous == "strided":  # every other column of a wider tensor: memory order is row-major
+                p = torch.empty((s[0], 2 * s[1]), dtype=dt, device=dev)[:, ::2].copy_(x0)
+            elif noncontiguous:  # a transposed layout: strides (1, rows)
                 p = torch.empty_strided(s, (1, s[0]), dtype=dt, device=dev).copy_(x0)
             else:
                 p = x0.clone()
