@@ -200,3 +200,20 @@ def test_a_resumed_run_restores_the_global_rng_saved_with_the_checkpoint():
         rng.reseed(rng.OTHER_SEED)  # not restored
         resumed = C._run(case, prob, opt, 2)
     assert not all(torch.equal(a, b) for a, b in zip(resumed.xs[-1], ref.xs[-1]))
+
+
+def test_distributed_ranks_start_from_one_seed_and_checkpoints_carry_the_rng():
+    """Under DDP every rank draws alike (with the per-rank-seed drift named as a trait); under FSDP2 the noise of the
+    whole parameter is sharded, so it equals one process; P20's checkpoints carry each rank's RNG state, so a
+    resumed run draws what the uninterrupted one did, while a torch.Generator outside state_dict() still fails."""
+    from optbench.distributed.plan import distributed_checks
+
+    infos = load_user_optimizers([f"g={MOD}:GlobalRngNoise", f"o={MOD}:OwnGenerator"], rootdir=str(ROOT))
+    got = {(i.subject, i.test): run_check(i) for i in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    table = "\n".join(f"{s} {t} {v.outcome} {v.message[:200]}" for (s, t), v in got.items())
+    for test in ("test_p18_fsdp2_parity", "test_p19_ddp_parity", "test_p20_dcp_resume"):
+        assert got[("g", test)].outcome == PASS, table
+    assert "under per-rank seeds its replicas would drift apart" in got[("g", "test_p19_ddp_parity")].message, table
+    assert got[("g", "test_p19_zero_parity")].outcome == NA and "its own partition" in \
+        got[("g", "test_p19_zero_parity")].message, table
+    assert got[("o", "test_p20_dcp_resume")].outcome == FAIL, table

@@ -178,6 +178,17 @@ class UphillAfterInit(InitFirstStep):
 NOISE = 1e-3  # relative to the unit-size Adam update: small enough that every step still descends
 
 
+def _as_param(noise: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Noise drawn for the whole parameter, as the parameter is held: under FSDP2 (a DTensor) each rank keeps its
+    own shard of the same draws (every rank draws from the same seed), so the run equals one process's."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(p, DTensor):
+        return distribute_tensor(noise.to(device=p.device, dtype=p.dtype), p.device_mesh, p.placements,
+                                 src_data_rank=None)
+    return noise.to(p)
+
+
 class OwnGenerator(_Adam):
     """Bug: exploration noise from a torch.Generator of its own, seeded in the constructor and kept outside
     state_dict(): a resumed optimizer draws the numbers of a fresh start again."""
@@ -187,7 +198,7 @@ class OwnGenerator(_Adam):
         self._gen = torch.Generator().manual_seed(seed)
 
     def _noise(self, p: torch.Tensor) -> torch.Tensor:
-        return NOISE * torch.randn(p.shape, generator=self._gen, dtype=torch.float64).to(p)
+        return _as_param(NOISE * torch.randn(p.shape, generator=self._gen, dtype=torch.float64), p)
 
 
 class GlobalRngNoise(_Adam):
@@ -195,7 +206,7 @@ class GlobalRngNoise(_Adam):
     see the same numbers); the same seed gives the same run, and a checkpoint that saves the RNG state resumes it."""
 
     def _noise(self, p: torch.Tensor) -> torch.Tensor:
-        return NOISE * torch.randn(p.shape, dtype=torch.float64).to(p)
+        return _as_param(NOISE * torch.randn(p.shape, dtype=torch.float64), p)
 
 
 # ---- P9 -------------------------------------------------------------------------------------------
