@@ -342,9 +342,10 @@ def check_p10(case: Case) -> None:
     values: list[torch.Tensor] = []
 
     def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = loss_fn()
-        value.backward()
+        with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
+            opt.zero_grad()
+            value = loss_fn()
+            value.backward()
         values.append(value.detach())
         return value
 

@@ -316,6 +316,16 @@ def _p6_interaction(case: Case, steps: int) -> str | None:
     return None
 
 
+def _resolved(case: Case) -> list[tuple[Case, str]]:
+    """The case, then (for a lower precision) the same in float64: a step below float32's resolution of the
+    parameters hides what couples them, and the cause does not depend on the dtype."""
+    out = [(case, "")]
+    if case.dtype != torch.float64 and "float64" in case.info.contract_dtypes:
+        out.append((Case(case.info, case.config, case.impl, torch.float64, case.device),
+                    " (told in float64: in float32 the first steps are below the parameters' resolution)"))
+    return out
+
+
 ORDER_NOTE = ("{what} draw their random numbers in a different order, which no seed aligns, so they are not "
               "compared bit for bit; compared order-independently instead (one optimizer, the same draws), and it "
               "held: {held}")
@@ -329,10 +339,14 @@ def diagnose_p6(case: Case, k: int, gi: int, diff: float, steps: int = STEPS) ->
     if use.kind == "unseeded":
         return _unseeded("P6", case, base)
     try:
-        bug = _p6_not_honoured(case, steps)
-        if bug is not None:
-            return PropertyFailure("P6", case, f"{base}: {bug[0]}", reason=bug[1])
-        inter = _p6_interaction(case, steps)
+        for c, told in _resolved(case):
+            bug = _p6_not_honoured(c, steps)
+            if bug is not None:
+                return PropertyFailure("P6", case, f"{base}: {bug[0]}{told}", reason=bug[1])
+            inter = _p6_interaction(c, steps)
+            if inter is not None:
+                inter += told
+                break
     except OptimizerRaised as exc:
         return PropertyFailure("P6", case, f"{base} (telling its cause raised inside the optimizer: {exc})")
     if inter is not None:
@@ -400,12 +414,15 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
             return PropertyFailure("P7", case, f"{base}: state is shared between parameters ({shared}), a bug (create "
                                                f"each parameter's state in self.state[p])",
                                    reason="state is shared between parameters")
-        tj = joint_run(case, steps)
-        d_same = _param_diff(case, tj, i, joint_run(case, steps, perturb=same), i) if same else None
-        d_other = _param_diff(case, tj, i, joint_run(case, steps, perturb=others), i) if others else None
+        for c, told in _resolved(case):
+            tj = joint_run(c, steps)
+            d_same = _param_diff(c, tj, i, joint_run(c, steps, perturb=same), i) if same else None
+            d_other = _param_diff(c, tj, i, joint_run(c, steps, perturb=others), i) if others else None
+            if d_same or d_other:
+                break
         zero = None
         if (d_same or d_other) and not use.stochastic:  # a zero-gradient neighbour changes the draws' order
-            zero = _zero_neighbour(case, i, same[0] if same else others[0], steps)
+            zero = _zero_neighbour(c, i, same[0] if same else others[0], steps)
     except OptimizerRaised as exc:
         return PropertyFailure("P7", case, f"{base} (telling its cause raised inside the optimizer: {exc})")
     if d_same is not None and d_other is None:
@@ -414,7 +431,7 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
                                            f"parameter {i}'s steps change when only the gradients of parameter "
                                            f"{same[0]} (same shape) change (max |Δx| = {d_same[1]:.3g}), not when those "
                                            f"of a parameter of another shape do{z} (is state keyed by shape, or a "
-                                           f"buffer reused across parameters?)",
+                                           f"buffer reused across parameters?){told}",
                                reason="state is shared between parameters of the same shape")
     if d_same is not None or d_other is not None:
         if use.stochastic:
@@ -428,7 +445,7 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
         return PropertyFailure("P7", case, f"{base}: a trait of the method, not a bug: the parameters are coupled "
                                            f"through {kind} (parameter {i}'s steps change when only other parameters' "
                                            f"gradients change, of {'any shape' if d_other else 'its shape'}: max |Δx| "
-                                           f"= {d[1]:.3g}), and no state tensor is shared between parameters",
+                                           f"= {d[1]:.3g}), and no state tensor is shared between parameters{told}",
                                trait=True, reason="parameters are coupled through a global statistic (e.g. a global "
                                                   "gradient norm)")
     if use.stochastic:

@@ -89,8 +89,22 @@ def constructs(info: OptimizerInfo, config: OptConfig) -> bool:
     return bool(_ACCEPTS[(info.name, info.source, config.name)])
 
 
+# Flags that may be constructor arguments kept on the optimizer itself rather than in its defaults
+# (pytorch-optimizer keeps ``self.maximize``): the constructor's signature tells that they are taken.
+SIGNATURE_FLAGS = frozenset({"maximize", "weight_decay"})
+
+
+def _signature_names(factory: Any) -> frozenset[str]:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
-    """Whether the optimizer takes hyperparameter ``key`` (looked up in its ``defaults``)."""
+    """Whether the optimizer takes hyperparameter ``key``: in its ``defaults``, or, for :data:`SIGNATURE_FLAGS`,
+    a named argument of its constructor."""
     # keyed by what the optimizer is, not id(info): an id is recycled once its object is collected
     cache_key = (info.name, info.source, config.name)
     if cache_key not in _ACCEPTS:
@@ -100,6 +114,7 @@ def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
             try:
                 opt = info.make([p], config, **kw)
                 names = frozenset(opt.defaults) | ({_STEP_PARAMS} if _step_takes_argument(opt) else frozenset())
+                names |= _signature_names(info.factory) & SIGNATURE_FLAGS
                 break
             except Exception:  # noqa: BLE001 - a constructor that refuses is probed again, then taken as accepting nothing
                 continue
