@@ -140,25 +140,43 @@ def contract_root(case: Case) -> tuple[str, str | None] | None:
     return None
 
 
-def blocked_by_root(case: Case, failure: CheckFailure, nodeid: str) -> Blocked | None:
-    """A :class:`Blocked` when ``failure`` (of check ``nodeid``) is the root cause of ``case`` reported on another
-    check: the optimizer raised the same exception (type and message) as in the case's plain run."""
-    cause = getattr(failure, "cause", None)
-    root = contract_root(case)
-    if cause is None or root is None or root[0] == nodeid:
-        return None
-    exc = C.root_cause(case)
-    if exc is None:
-        return None
+def _same_cause(cause: tuple[str, str], exc: Any) -> bool:
     kind, message = C.raised_cause(exc)
-    if cause[0] != kind or not (cause[1] == message or cause[1].startswith(message[:600])):  # ranks cut at 600
+    return cause[0] == kind and (cause[1] == message or cause[1].startswith(message[:600]))  # ranks cut at 600
+
+
+def _roots(case: Case) -> list[tuple[Case, tuple[str, str | None]]]:
+    """Where a root cause of ``case`` is reported: the primary implementation's case of the same dtype and device
+    first (one cause of every implementation, one finding), then the case's own."""
+    prim = Case(case.info, case.config, primary_impl(case.info, case.device), case.dtype, case.device)
+    out = []
+    for c in ([prim] if prim.impl != case.impl else []) + [case]:
+        root = contract_root(c)
+        if root is not None:
+            out.append((c, root))
+    return out
+
+
+def blocked_by_root(case: Case, failure: CheckFailure, nodeid: str) -> Blocked | None:
+    """A :class:`Blocked` when ``failure`` (of check ``nodeid``) is a root cause reported on another check: the
+    optimizer raised the same exception (type and message) as in a plain run of the case, or of its primary
+    implementation in the same dtype."""
+    cause = getattr(failure, "cause", None)
+    if cause is None:
         return None
-    return Blocked(root[0], f"{exc} (raised inside the optimizer)", known=root[1])
+    for c, (root, known) in _roots(case):
+        if root == nodeid:
+            return None
+        exc = C.root_cause(c)
+        if exc is not None and _same_cause(cause, exc):
+            return Blocked(root, f"{exc} (raised inside the optimizer)", known=known)
+    return None
 
 
 class Rooted:
     """An item's run under one root cause, one finding: the case's root check first runs the plain run and reports
-    what it raises; any other check whose failure is that same exception is BLOCKED."""
+    what it raises (unless its primary implementation's root reports the same); any other check whose failure is
+    that same exception is BLOCKED."""
 
     def __init__(self, run: Callable[[], Any], prop: str, case: Case, nodeid: str) -> None:
         self.run, self.prop, self.case, self.nodeid = run, prop, case, nodeid
@@ -171,6 +189,9 @@ class Rooted:
             exc = C.root_cause(self.case)
             if exc is not None:
                 failure = C.root_finding(self.prop, self.case, exc)
+                blocked = blocked_by_root(self.case, failure, "")
+                if blocked is not None and blocked.root != self.nodeid:
+                    raise blocked
                 failure.reproducer = reproducer.script(failure, self.case)
                 raise failure
             return self.run()
