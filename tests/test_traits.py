@@ -217,3 +217,25 @@ def test_distributed_ranks_start_from_one_seed_and_checkpoints_carry_the_rng():
     assert got[("g", "test_p19_zero_parity")].outcome == NA and "its own partition" in \
         got[("g", "test_p19_zero_parity")].message, table
     assert got[("o", "test_p20_dcp_resume")].outcome == FAIL, table
+
+
+def test_a_step_that_raises_for_a_whole_dtype_is_one_finding_and_blocks_the_rest():
+    """One root cause, one finding: the float64 step raises in both implementations; the first float64 check of the
+    primary implementation reports it once with its reproducer, every other float64 check (P1 included) is
+    BLOCKED by it, and the float32 checks run as usual."""
+    info = _info("Float64Raises")
+    assert any("steps float32 parameters, not float64 ones" in n for n in info.detected), info.detected
+    items = optimizer_checks(Selection(optimizers=[info], devices=("cpu",)))
+    f64 = [i for i in items if i.id.endswith("-float64-cpu") and not i.exempt and not i.na]
+    verdicts = [run_check(i) for i in f64 if i.test != "test_profile"]
+    fails = [v for v in verdicts if v.outcome == FAIL]
+    assert len(fails) == 1, [(v.nodeid, v.outcome, v.message[:80]) for v in verdicts]
+    root = fails[0]
+    assert root.nodeid == "test_p02_descent[float64raises-foreach-float64-cpu]", root.nodeid
+    assert "supports float32 parameters only" in root.message and root.reproducer, root
+    blocked = [v for v in verdicts if v.outcome == BLOCKED]
+    assert len(blocked) == len(verdicts) - 1, [(v.nodeid, v.outcome) for v in verdicts if v.outcome != BLOCKED]
+    assert all(root.nodeid in v.message for v in blocked)
+    assert any("forloop" in v.id for v in blocked) and any(v.test == "test_converges" for v in blocked)
+    f32 = [run_check(i) for i in _items("Float64Raises", dtypes=("float32",))]
+    assert f32 and all(v.outcome in (PASS, NA) for v in f32), [(v.nodeid, v.outcome, v.message) for v in f32]

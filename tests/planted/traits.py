@@ -17,6 +17,8 @@ P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept ou
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
+--  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
+                           one finding, every other float64 check BLOCKED by it
 --  TakesModel             correct, not drivable by a generic check: its constructor takes the model (LOMO-style)
     NeedsCreateGraph       correct, not drivable: step() differentiates the gradient (an AdaHessian-style Hessian)
 """
@@ -243,6 +245,26 @@ class GradToNone(_Adam):
             for p in group["params"]:
                 p.grad = None
         return loss
+
+
+# ---- one root cause ---------------------------------------------------------------------------------
+
+
+class Float64Raises(_Adam):
+    """Bug: its step (compiled for float32, say) raises for every float64 parameter, in its for-loop and foreach
+    implementations alike (torch.optim's ``foreach`` flag selects them)."""
+
+    def __init__(self, params, lr=1e-3, foreach=None, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["foreach"] = foreach
+        for group in self.param_groups:
+            group.setdefault("foreach", foreach)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(p.dtype == torch.float64 for group in self.param_groups for p in group["params"]):
+            raise RuntimeError("Float64Raises: the compiled step supports float32 parameters only")
+        return super().step(closure)
 
 
 # ---- what no generic check can drive: every check N/A with the reason ----------------------------
