@@ -39,9 +39,10 @@ from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_wo
 
 P2_STEPS = 3  # a state-initialising first step (ADOPT: v0 = g0², no update) is followed by one that moves
 P2_SMALLER = 100  # a descent step that overshoots at the contract lr is retried at lr / 100 ("small lr")
+P2_LATE = 20  # nothing moved in P2_STEPS: how long to look for a method that waits before its first update
 
 
-def _p2_first_move(case: Case, seed: int = rng.SEED, **overrides: Any
+def _p2_first_move(case: Case, seed: int = rng.SEED, steps: int = 0, **overrides: Any
                    ) -> tuple[int, Problem, Any, list[list[torch.Tensor]]] | None:
     """(k, problem, trajectory, gradients) of the first of ``P2_STEPS`` steps that moves a parameter, or None."""
     rng.reseed(seed)
@@ -53,7 +54,7 @@ def _p2_first_move(case: Case, seed: int = rng.SEED, **overrides: Any
         grads.append([_dense(p.grad).detach().clone() if p.grad is not None else torch.zeros_like(p)
                       for p in prob.params])
 
-    traj = _loop(case, prob.loss_fn(), prob.params, opt, P2_STEPS, on_epoch=hook, check_finite=False)
+    traj = _loop(case, prob.loss_fn(), prob.params, opt, steps or P2_STEPS, on_epoch=hook, check_finite=False)
     gmax = max(float(t.abs().max()) for gs in grads for t in gs) if grads else 0.0
     if gmax == 0.0:
         raise RuntimeError("P2's problem gave a zero gradient")  # the harness's own precondition
@@ -87,11 +88,22 @@ def check_p2(case: Case) -> dict[str, Any] | None:
             below = (f"in {dtype_name(case.dtype)} no parameter moves in {P2_STEPS} steps at lr={lr:g}: the steps are "
                      f"below the parameters' resolution (they move in float64, where they are judged); ")
     if found is None:
-        raise PropertyFailure("P2", case, f"does not move: no parameter changed in {P2_STEPS} steps at lr={lr:g} "
-                                          f"although the gradient is non-zero; an initialising first step is allowed, "
-                                          f"{P2_STEPS} steps without a move are not (an update multiplied by a zero "
-                                          f"state, or a method that waits longer before its first update?)",
-                              reason=f"does not move within {P2_STEPS} steps at lr={lr:g}", step=0)
+        late = _p2_first_move(case, steps=P2_LATE)
+        if late is not None:
+            k, prob, traj, grads = late
+            dx = [b - a for a, b in zip(traj.xs[k - 1], traj.xs[k])]
+            inner = _inner(dx, grads[k - 1])
+            raise PropertyFailure("P2", case, f"does not move for {k - 1} steps at lr={lr:g} although the gradient is "
+                                              f"non-zero; step {k} is the first that moves "
+                                              f"({'downhill' if inner < 0 else 'uphill'}: <Δx, g> = {inner:.3g}): a "
+                                              f"method that waits before its first update (a rectification warm-up "
+                                              f"like RAdam's without its SGD fallback, a queue of past gradients like "
+                                              f"AdaShift's) is a trait, not a bug", trait=inner < 0,
+                                  reason=f"waits {k - 1} steps before its first update", step=k)
+        raise PropertyFailure("P2", case, f"does not move: no parameter changed in {P2_LATE} steps at lr={lr:g} "
+                                          f"although the gradient is non-zero (is the update multiplied by a zero "
+                                          f"state or a step counter that never advances?)",
+                              reason=f"does not move within {P2_LATE} steps at lr={lr:g}", step=0)
     k, prob, traj, grads = found
     x0, x1 = traj.xs[k - 1], traj.xs[k]
     dx = [b - a for a, b in zip(x0, x1)]
@@ -194,20 +206,38 @@ def check_p4(case: Case) -> None:
 
 @rng.forked
 def check_p5(case: Case) -> None:
-    """step() leaves every .grad as it was: the same tensor object, not None, and the same values."""
+    """step() leaves every .grad as it was: the same tensor object, not None, and the same values.
+
+    With a closure, step() may call it, and the closure's zero_grad() and backward() write new gradients: they
+    are the ones step() must then leave alone (compared with the last closure call's)."""
     rng.reseed()
     prob = Problem(case)
     opt = case.make(prob.params)
     closure = case.info.closure or needs_closure(opt)
+    loss_fn = prob.loss_fn()
     for step in range(3):
         saved: list[torch.Tensor] = []
         objects: list[Any] = []
 
-        def hook(epoch: int, value: torch.Tensor) -> None:
+        def record() -> None:
             objects[:] = [p.grad for p in prob.params]
             saved[:] = [_dense(p.grad).detach().clone() for p in prob.params]
 
-        _run_hook(prob, opt, hook)
+        if closure:
+            def recording_closure() -> torch.Tensor:
+                with torch.enable_grad():
+                    opt.zero_grad()
+                    value = loss_fn()
+                    value.backward()
+                record()
+                return value
+
+            call_optimizer("zero_grad()", opt.zero_grad)
+            loss_fn().backward()
+            record()
+            call_optimizer("step(closure)", opt.step, recording_closure)
+        else:
+            _run_hook(prob, opt, lambda epoch, value: record())
         for i, (p, obj) in enumerate(zip(prob.params, objects)):
             if p.grad is None:
                 raise PropertyFailure("P5", case, f"step {step + 1} set parameter {i}'s .grad to None: the caller's "
@@ -215,7 +245,7 @@ def check_p5(case: Case) -> None:
                                                   f"accumulation read it; clearing it is zero_grad()'s job)",
                                       reason="step() sets p.grad to None (frees the gradient after using it)",
                                       kind="none", step=step + 1)
-            if p.grad is not obj and not closure:  # a closure's zero_grad() and backward() make new tensors
+            if p.grad is not obj:
                 raise PropertyFailure("P5", case, f"step {step + 1} replaced parameter {i}'s .grad with another tensor "
                                                   f"(p.grad = ...): the caller's gradient tensor is no longer the "
                                                   f"parameter's (update a copy, leave p.grad alone)",

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..loop import OptimizerRaised
+from ..verdict import NotApplicable
 from . import rng
 from .findings import DrawOrder, PropertyFailure
 from .problem import (STEPS, Case, Problem, _cmp_word, _loop, _run, _same, _traj_diff, accepts, case_key,
@@ -175,7 +176,13 @@ def check_p6(case: Case) -> None:
     not honoured (a bug), groups coupled through a shared statistic (a trait), or, for an optimizer drawing
     from the global RNG whose groups pass every order-independent test, the order of the draws
     (:class:`DrawOrder`, a NotApplicable)."""
-    mismatch = _p6_mismatch(case)
+    try:
+        mismatch = _p6_mismatch(case)
+    except OptimizerRaised as exc:
+        if exc.call != "the constructor":
+            raise
+        raise NotApplicable(f"{case.name} takes one param group only: constructing it with two raised "
+                            f"{type(exc.original).__name__}: {' '.join(str(exc.original).split())}") from None
     if mismatch is not None:
         raise diagnose_p6(case, *mismatch)
 

@@ -475,7 +475,6 @@ def builtin_registry() -> list[OptimizerInfo]:
                 "P4": "LBFGS flattens every parameter's gradient into one vector: a parameter without .grad enters "
                       "it as zeros and the quasi-Newton direction built from the history still moves it (measured: "
                       "0.2 after 3 steps)",
-                "P5": "step(closure) re-evaluates the closure, which zeroes and recomputes .grad by design",
                 "P6": "LBFGS supports one param group only (it raises on per-parameter options)",
                 "P7": "LBFGS couples all parameters by design: one flattened curvature history and one line search",
                 "P11": f"LBFGS {_NO_MAX}",
