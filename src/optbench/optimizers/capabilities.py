@@ -110,6 +110,39 @@ def _fused_works(factory: Callable[..., Any], shape: tuple[int, ...], kw: Mappin
     return True
 
 
+SHAPES = ((3, 2), (3, 2), (2, 4))  # the contract's parameters (optimizers.problem.SHAPES)
+
+
+def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, closure: bool, sparse: bool,
+                     dtype: torch.dtype) -> str | None:
+    """Why the contract's parameters cannot be given, when one parameter steps but the contract's three (of
+    shapes (3, 2), (3, 2), (2, 4), in one group) make the constructor or a step raise: the optimizer takes its
+    parameters only in a structure of its own (LoRA-RITE: alternating factor pairs)."""
+    ps = [torch.full(s, 0.25, dtype=dtype, requires_grad=True) for s in SHAPES]
+    try:
+        opt = factory(ps, **kw)
+        if has_modes(opt):
+            opt.train()
+        opt.zero_grad()
+        sum(_loss(p, sparse) for p in ps).backward()
+        if closure:
+            def fn() -> torch.Tensor:
+                with torch.enable_grad():
+                    opt.zero_grad()
+                    value = sum(_loss(p, sparse) for p in ps)
+                    value.backward()
+                return value
+
+            opt.step(fn)
+        else:
+            opt.step()
+    except Exception as exc:  # noqa: BLE001 - the probe classifies what the optimizer does
+        return (f"one parameter steps, but three of shapes {', '.join(str(s) for s in SHAPES)} in one group raise "
+                f"({_short(exc)}): it takes its parameters only in a structure of its own (e.g. paired factors), "
+                f"which the checks' parameters are not")
+    return None
+
+
 def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: BaseException) -> str | None:
     """Why no generic check can drive an optimizer every plain attempt failed on, when the reason is one no config
     can remove; None otherwise (a required argument the config's kwargs can give, or an unknown failure)."""
@@ -186,6 +219,11 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
             if drawn:  # every compared run starts from one seed; P17 tells whether the run depends on it
                 caps.notes.append(f"draws random numbers from {', '.join(drawn)} in its constructor or step(): every "
                                   f"run optbench compares starts from the same seed")
+            structure = _needs_structure(factory, kw, closure=closure, sparse=sparse, dtype=dtype)
+            if structure is not None:
+                caps.unsupported = structure
+                caps.notes.append(structure)
+                return caps
             if "fused" in caps.defaults and not closure and not sparse:
                 caps.fused = _fused_works(factory, shape, kw, caps, "cpu")
                 caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
