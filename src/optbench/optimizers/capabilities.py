@@ -182,7 +182,14 @@ def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: Base
 
 def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
            declared: Mapping[str, Any]) -> Capabilities:
-    """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works."""
+    """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works. The
+    probes run on forked global RNGs: loading an optimizer leaves the caller's RNG state as it was."""
+    with rng.isolated():
+        return _detect(factory, spec_text, kwargs, lr, declared)
+
+
+def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
+            declared: Mapping[str, Any]) -> Capabilities:
     kw = {"lr": lr, **kwargs}
     trials = []  # (closure, matrix, sparse): the plain way first, then each convention alone
     for closure in (bool(declared.get("closure", False)), True):

@@ -112,7 +112,8 @@ def accepts(info: OptimizerInfo, config: OptConfig, key: str) -> bool:
         names: frozenset[str] = frozenset()
         for kw in ({"lr": info.contract_lr}, {}):  # lr passed: a constructor may have no lr default
             try:
-                opt = info.make([p], config, **kw)
+                with rng.isolated(None):  # a constructor may draw: the caller's RNG state is left as it was
+                    opt = info.make([p], config, **kw)
                 names = frozenset(opt.defaults) | ({_STEP_PARAMS} if _step_takes_argument(opt) else frozenset())
                 names |= _signature_names(info.factory) & SIGNATURE_FLAGS
                 break
