@@ -146,11 +146,16 @@ def _same_cause(cause: tuple[str, str], exc: Any) -> bool:
 
 
 def _roots(case: Case) -> list[tuple[Case, tuple[str, str | None]]]:
-    """Where a root cause of ``case`` is reported: the primary implementation's case of the same dtype and device
-    first (one cause of every implementation, one finding), then the case's own."""
-    prim = Case(case.info, case.config, primary_impl(case.info, case.device), case.dtype, case.device)
+    """Where a root cause of ``case`` is reported: the primary implementation's float64 case of the same device
+    first, then its case of the same dtype, then the case's own (one cause of every implementation and dtype, one
+    finding)."""
+    impl = primary_impl(case.info, case.device)
+    first = torch.float64 if "float64" in case.info.contract_dtypes else case.dtype
+    candidates = [Case(case.info, case.config, impl, first, case.device),
+                  Case(case.info, case.config, impl, case.dtype, case.device), case]
     out = []
-    for c in ([prim] if prim.impl != case.impl else []) + [case]:
+    for c in [c for i, c in enumerate(candidates) if (c.impl, c.dtype) not in
+              [(d.impl, d.dtype) for d in candidates[:i]]]:
         root = contract_root(c)
         if root is not None:
             out.append((c, root))
@@ -160,7 +165,7 @@ def _roots(case: Case) -> list[tuple[Case, tuple[str, str | None]]]:
 def blocked_by_root(case: Case, failure: CheckFailure, nodeid: str) -> Blocked | None:
     """A :class:`Blocked` when ``failure`` (of check ``nodeid``) is a root cause reported on another check: the
     optimizer raised the same exception (type and message) as in a plain run of the case, or of its primary
-    implementation in the same dtype."""
+    implementation (in float64, or in the same dtype)."""
     cause = getattr(failure, "cause", None)
     if cause is None:
         return None
