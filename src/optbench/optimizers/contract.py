@@ -102,7 +102,8 @@ def check_p2(case: Case) -> dict[str, Any] | None:
                                   reason=f"waits {k - 1} steps before its first update", step=k)
         raise PropertyFailure("P2", case, f"does not move: no parameter changed in {P2_LATE} steps at lr={lr:g} "
                                           f"although the gradient is non-zero (is the update multiplied by a zero "
-                                          f"state or a step counter that never advances?)",
+                                          f"state or a step counter that never advances, or does a mask or threshold "
+                                          f"of the method leave parameters like these out?)",
                               reason=f"does not move within {P2_LATE} steps at lr={lr:g}", step=0)
     k, prob, traj, grads = found
     x0, x1 = traj.xs[k - 1], traj.xs[k]
