@@ -11,7 +11,8 @@ import pytest
 from optbench.optimizers.plan import optimizer_checks
 from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
-from optbench.verdict import ERROR, FAIL, NA, PASS, CheckItem, run_check
+from optbench.validation import exit_code
+from optbench.verdict import BLOCKED, ERROR, FAIL, NA, PASS, CheckItem, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 MOD = "tests.planted.conventions"
@@ -63,11 +64,24 @@ def test_sign_updates_converge_under_the_automatic_decaying_schedule():
 
 
 def test_an_exception_raised_by_the_optimizer_is_its_finding_with_its_message():
-    (item,) = [i for i in _items("RaisesOnSecondStep", ("test_p05_grad_untouched",))]
-    v = run_check(item)
-    assert v.outcome == FAIL, v
-    assert "step() raised RuntimeError: internal buffer size mismatch in RaisesOnSecondStep" in v.message, v.message
-    assert "raised inside the optimizer, not by optbench" in v.message
+    """One root cause, one finding: the case's first check reports the exception once, with its reproducer; every
+    other check of the case that meets the same exception is BLOCKED by it (a failure, told in one line)."""
+    items = _items("RaisesOnSecondStep")
+    contract = [i for i in items if i.test.startswith("test_p")]
+    verdicts = {i.test: run_check(i) for i in contract}
+    root = verdicts["test_p02_descent"]
+    assert root.outcome == FAIL, root
+    assert "step() raised RuntimeError: internal buffer size mismatch in RaisesOnSecondStep" in root.message, root
+    assert "raised inside the optimizer, not by optbench" in root.message and "BLOCKED" in root.message, root
+    assert root.reproducer and "raises inside the optimizer" in root.reproducer, root.reproducer
+    blocked = verdicts["test_p05_grad_untouched"]
+    assert blocked.outcome == BLOCKED, blocked
+    assert "internal buffer size mismatch" in blocked.message and root.nodeid in blocked.message, blocked.message
+    others = [v for t, v in verdicts.items() if t != "test_p02_descent"]
+    assert not [v for v in others if v.outcome == FAIL and "internal buffer size mismatch" in v.message], \
+        "the root cause repeated as a FAIL"
+    assert sum(v.outcome == BLOCKED for v in others) >= 8, [(v.nodeid, v.outcome) for v in others]
+    assert exit_code(list(verdicts.values())) == 1
 
 
 def test_a_crash_of_optbench_itself_is_an_error_never_the_optimizers_failure():

@@ -139,9 +139,10 @@ def run_loop(
             calls: list[torch.Tensor] = []
 
             def _closure() -> torch.Tensor:
-                optimizer.zero_grad()
-                loss_ = loss_fn()
-                loss_.backward()
+                with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
+                    optimizer.zero_grad()
+                    loss_ = loss_fn()
+                    loss_.backward()
                 calls.append(loss_.detach())
                 return loss_
 

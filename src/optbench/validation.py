@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any, Callable, Sequence
 
 from .errors import OptbenchError
 from .io import atomic_write_json, atomic_write_text
-from .verdict import BAD, ERROR, EXEMPT, FAIL, MEASURED, NA, PASS, XFAIL, XPASS, CheckItem, Verdict, run_check
+from .verdict import (BAD, BLOCKED, ERROR, EXEMPT, FAIL, MEASURED, NA, PASS, XFAIL, XPASS, CheckItem, Verdict,
+                      run_check)
 
 MARKER = ".optbench-validate"  # a folder holding this file was written by optbench validate
 
@@ -183,7 +185,7 @@ def render_time(table: dict[str, Any], *, markdown: bool) -> str:
 # ---- the verdict table ----------------------------------------------------------------------------
 
 CELL = {PASS: "PASS", FAIL: "FAIL", NA: "N/A", EXEMPT: "EXEMPT", XFAIL: "XFAIL", XPASS: "XPASS",
-        MEASURED: "MEASURED", ERROR: "ERROR"}
+        MEASURED: "MEASURED", BLOCKED: "BLOCKED", ERROR: "ERROR"}
 
 
 def _column(item: CheckItem) -> str:
@@ -256,6 +258,56 @@ def _reasons(verdicts: Sequence[Verdict], outcome: str) -> list[tuple[str, str, 
     return [(f"{s} {p}", m, n) for (s, p, m), n in seen.items()]
 
 
+def _blocked(verdicts: Sequence[Verdict]) -> list[tuple[str, str, list[str]]]:
+    """(subject, cause, [properties]) of BLOCKED verdicts, one entry per root cause."""
+    seen: dict[tuple[str, str], list[str]] = OrderedDict()
+    for v in verdicts:
+        if v.outcome == BLOCKED:
+            props = seen.setdefault((v.subject, v.message), [])
+            if v.prop not in props:
+                props.append(v.prop)
+    return [(s, m, ps) for (s, m), ps in seen.items()]
+
+
+def _notes(verdicts: Sequence[Verdict]) -> list[tuple[str, str, int]]:
+    """(subject property, note, how many cases) of passing checks that detected something on the way."""
+    return _reasons([v for v in verdicts if v.outcome in (PASS, MEASURED) and v.message], PASS) + \
+        _reasons([v for v in verdicts if v.outcome == MEASURED and v.message], MEASURED)
+
+
+_CASE_WORDS = re.compile(r"\((?:forloop|foreach|fused|default)\) (?:float64|float32|bfloat16|float16) (?:cpu|cuda\S*): ")
+
+
+def _same_findings(verdicts: Sequence[Verdict]) -> list[tuple[Verdict, list[Verdict]]]:
+    """FAIL/XPASS/ERROR verdicts, each with the later ones of the same check and subject whose diagnosis is the same
+    but for the case (another dtype or implementation): one finding per cause."""
+    groups: dict[tuple[str, str, str, str], tuple[Verdict, list[Verdict]]] = OrderedDict()
+    for v in verdicts:
+        if v.outcome in (FAIL, XPASS, ERROR):
+            key = (v.subject, v.test, v.outcome, _CASE_WORDS.sub("", v.message))
+            if key in groups:
+                groups[key][1].append(v)
+            else:
+                groups[key] = (v, [])
+    return list(groups.values())
+
+
+def _also(first: Verdict, same: Sequence[Verdict]) -> str:
+    if not same:
+        return ""
+    prefix = first.subject + "-"
+    ids = [v.id[len(prefix):] if v.id.startswith(prefix) else v.id for v in same]
+    return f" (the same in {', '.join(ids)})"
+
+
+def _stanza_lines(v: Verdict, shown: set[tuple[str, str]], indent: str) -> list[str]:
+    """The exemption stanza of a FAIL, once per (subject, stanza)."""
+    if not v.stanza or (v.subject, v.stanza) in shown:
+        return []
+    shown.add((v.subject, v.stanza))
+    return [f"{indent}by design? declare it:"] + [f"{indent}  {line}" for line in v.stanza.splitlines()]
+
+
 def render_text(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, reproducer_paths: dict[str, str]) -> str:
     """What ``optbench validate`` prints: the table per subject, then every finding and reason."""
     out: list[str] = []
@@ -264,12 +316,19 @@ def render_text(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, repr
         summary = ", ".join(f"{n} {k}" for k, n in counts(sv).items())
         out += [f"== {subject}: {summary}", _text_table(["property / check"] + cols, rows), ""]
     fails = [v for v in verdicts if v.outcome in (FAIL, XPASS, ERROR)]
+    shown_stanzas: set[tuple[str, str]] = set()
     if fails:
         out.append("Findings (FAIL: a property is violated; ERROR: optbench's own defect, please report it):")
-        for v in fails:
-            out.append(f"  {v.outcome} {v.nodeid}: {v.message}")
+        for v, same in _same_findings(fails):
+            out.append(f"  {v.outcome} {v.nodeid}{_also(v, same)}: {v.message}")
             if v.nodeid in reproducer_paths:
                 out.append(f"      reproducer: {reproducer_paths[v.nodeid]}")
+            out += _stanza_lines(v, shown_stanzas, "      ")
+        out.append("")
+    blocked = _blocked(verdicts)
+    if blocked:
+        out.append("Blocked (BLOCKED: not judged; one root cause, reported once above):")
+        out += [f"  {who} {', '.join(props)}: {why}" for who, why, props in blocked]
         out.append("")
     for outcome, title in ((NA, "Does not apply (N/A, detected)"), (EXEMPT, "Exempt (EXEMPT, declared)"),
                            (XFAIL, "Known upstream bugs (XFAIL)")):
@@ -278,6 +337,11 @@ def render_text(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, repr
             out.append(f"{title}:")
             out += [f"  {who} ({n} case{'s' if n > 1 else ''}): {why}" for who, why, n in rs]
             out.append("")
+    notes = _notes(verdicts)
+    if notes:
+        out.append("Detected on the way (checks that pass):")
+        out += [f"  {who} ({n} case{'s' if n > 1 else ''}): {why}" for who, why, n in notes]
+        out.append("")
     shown: set[str] = set()
     for v in fails:
         if v.reproducer and v.prop not in shown:
@@ -295,16 +359,28 @@ def render_markdown(items: Sequence[CheckItem], verdicts: Sequence[Verdict], *, 
         out += [f"## {subject}", "", ", ".join(f"{n} {k}" for k, n in counts(sv).items()), "",
                 _md_table(["property / check"] + cols, rows), ""]
     fails = [v for v in verdicts if v.outcome in (FAIL, XPASS, ERROR)]
+    shown_stanzas: set[tuple[str, str]] = set()
     if fails:
         out += ["## Findings", ""]
-        for v in fails:
+        for v, same in _same_findings(fails):
             repro = f" ([reproducer]({reproducer_paths[v.nodeid]}))" if v.nodeid in reproducer_paths else ""
-            out.append(f"- **{v.outcome}** `{v.nodeid}`: {v.message}{repro}")
+            out.append(f"- **{v.outcome}** `{v.nodeid}`{_also(v, same)}: {v.message}{repro}")
+            if v.stanza and (v.subject, v.stanza) not in shown_stanzas:
+                shown_stanzas.add((v.subject, v.stanza))
+                out += ["", "  By design? Declare it:", "", "  ```toml"] + [f"  {line}" for line in v.stanza.splitlines()] \
+                    + ["  ```", ""]
         out.append("")
+    blocked = _blocked(verdicts)
+    if blocked:
+        out += ["## Blocked (one root cause, reported once above)", ""]
+        out += [f"- {who} {', '.join(props)}: {why}" for who, why, props in blocked] + [""]
     for outcome, heading in ((NA, "Does not apply (N/A)"), (EXEMPT, "Exempt"), (XFAIL, "Known upstream bugs")):
         rs = _reasons(verdicts, outcome)
         if rs:
             out += [f"## {heading}", ""] + [f"- {who} ({n}): {why}" for who, why, n in rs] + [""]
+    notes = _notes(verdicts)
+    if notes:
+        out += ["## Detected on the way (checks that pass)", ""] + [f"- {who} ({n}): {why}" for who, why, n in notes] + [""]
     if profiles_md:
         out += [profiles_md, ""]
     return "\n".join(out)

@@ -15,8 +15,13 @@ EXEMPT    does not apply, with the reason the registry or the user's config decl
 XFAIL     a known upstream bug, declared with its reason, still present
 XPASS     a declared known bug no longer shows: the declaration is stale (counts as a failure)
 MEASURED  a performance figure was recorded (convergence profiles); never a failure
+BLOCKED   not judged: the check met a failure of the same case whose root cause is reported once, on
+          another check (e.g. step() raising for a whole dtype); counts as a failure
 ERROR     optbench's own code crashed: a harness defect, never the subject's fault
 ========  ====================================================================================
+
+A check that passes may return ``{"note": ...}``: what it detected on the way (a state-initialising first
+step, random draws from the global RNG); the note becomes the verdict's message.
 
 Nothing here imports pytest.
 """
@@ -30,12 +35,16 @@ from typing import Any, Callable
 
 PASS, FAIL, NA, EXEMPT, XFAIL, XPASS, MEASURED, ERROR = (
     "PASS", "FAIL", "N/A", "EXEMPT", "XFAIL", "XPASS", "MEASURED", "ERROR")
-OUTCOMES = (PASS, FAIL, NA, EXEMPT, XFAIL, XPASS, MEASURED, ERROR)
-BAD = frozenset({FAIL, XPASS})  # outcomes that make `optbench validate` exit 1
+BLOCKED = "BLOCKED"
+OUTCOMES = (PASS, FAIL, NA, EXEMPT, XFAIL, XPASS, MEASURED, BLOCKED, ERROR)
+BAD = frozenset({FAIL, XPASS, BLOCKED})  # outcomes that make `optbench validate` exit 1
 
 
 class CheckFailure(AssertionError):
-    """A violated property. ``str()`` is the diagnosis; ``reproducer`` an optional standalone script."""
+    """A violated property. ``str()`` is the diagnosis; ``reproducer`` an optional standalone script; ``stanza``
+    the lines that declare the property exempt, where some methods break it on purpose."""
+
+    stanza: str | None = None
 
     def __init__(self, prop: str, where: str, message: str, reproducer: str | None = None, *,
                  title: str | None = None) -> None:
@@ -57,6 +66,16 @@ class NotApplicable(Exception):
 
 class SubjectRaised(CheckFailure):
     """The optimizer (or target kernel) itself raised: a finding of the subject, reported with its message."""
+
+
+class Blocked(Exception):
+    """The check met the root cause of a finding reported once on another check (``root``, a node id); ``str()``
+    names the cause and where it is reported."""
+
+    def __init__(self, root: str, cause: str, known: str | None = None) -> None:
+        self.root = root
+        self.known = known  # the root's declared known bug: the blocked check is then an XFAIL of it too
+        super().__init__(f"blocked by {cause}, reported once at {root} with its reproducer")
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,7 @@ class Verdict:
     reproducer: str | None = None
     data: dict[str, Any] | None = None
     seconds: float = 0.0
+    stanza: str | None = None  # a FAIL of a property some methods break on purpose: the exemption to paste
 
     @property
     def nodeid(self) -> str:
@@ -115,7 +135,7 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         return {"test": self.test, "id": self.id, "prop": self.prop, "subject": self.subject, "device": self.device,
                 "outcome": self.outcome, "message": self.message, "reproducer": self.reproducer, "data": self.data,
-                "seconds": round(self.seconds, 4)}
+                "seconds": round(self.seconds, 4), "stanza": self.stanza}
 
 
 def _one_line(text: str) -> str:
@@ -139,17 +159,24 @@ def run_check(item: CheckItem) -> Verdict:
         return Verdict(**base, outcome=NA, message=_one_line(item.na))
     t0 = time.perf_counter()  # recorded in the verdict only; nothing is decided on it
     data = None
+    stanza = None
     try:
         data = item.run()
         outcome, message, repro = (MEASURED if item.measure else PASS), "", None
+        if isinstance(data, dict) and data.get("note"):
+            message = _one_line(data["note"])
     except CheckFailure as exc:
-        outcome, message, repro = FAIL, exc.one_line, exc.reproducer
+        outcome, message, repro, stanza = FAIL, exc.one_line, exc.reproducer, exc.stanza
+    except Blocked as exc:
+        outcome, message, repro = BLOCKED, _one_line(str(exc)), None
+        if exc.known:
+            outcome, message = XFAIL, f"known: {_one_line(exc.known)} | observed: {message}"
     except NotApplicable as exc:
         outcome, message, repro = NA, _one_line(str(exc)), None
     except Exception as exc:  # noqa: BLE001 - anything else is optbench's own defect
         outcome, message, repro = ERROR, harness_message(exc), None
     secs = time.perf_counter() - t0
-    if item.known and outcome == FAIL:
+    if item.known and outcome in (FAIL, BLOCKED):
         outcome, message = XFAIL, f"known: {_one_line(item.known)} | observed: {message}"
     elif item.known and outcome in (PASS, MEASURED):
         outcome, message = XPASS, (f"declared known bug no longer shows ({_one_line(item.known)}); remove the "
@@ -158,4 +185,5 @@ def run_check(item: CheckItem) -> Verdict:
         data = dict(data)
     else:
         data = None
-    return Verdict(**base, outcome=outcome, message=message, reproducer=repro, data=data, seconds=secs)
+    return Verdict(**base, outcome=outcome, message=message, reproducer=repro, data=data, seconds=secs,
+                   stanza=stanza if outcome == FAIL else None)

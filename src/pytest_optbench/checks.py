@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from optbench.verdict import ERROR, FAIL, NA, CheckItem, run_check
+from optbench.verdict import BLOCKED, ERROR, FAIL, NA, XFAIL, CheckItem, run_check
 
 
 class HarnessDefect(Exception):
@@ -40,9 +40,15 @@ def run(item: CheckItem, record_property: Any = None) -> None:
         record_property("optbench", verdict.data)
     if verdict.outcome == FAIL:
         text = verdict.message
+        if verdict.stanza:
+            text += "\n\nBy design? Declare it:\n\n" + verdict.stanza
         if verdict.reproducer:
             text += "\n\nStandalone reproducer (imports only torch and the optimizer):\n\n" + verdict.reproducer
         pytest.fail(text, pytrace=False)
+    if verdict.outcome == BLOCKED:  # a failure, told in one line: its root cause is reported on another check
+        pytest.fail(f"BLOCKED: {verdict.message}", pytrace=False)
+    if verdict.outcome == XFAIL:  # blocked by a root cause that is a declared known bug
+        pytest.xfail(verdict.message)
     if verdict.outcome == ERROR:
         raise HarnessDefect(verdict.message)
     if verdict.outcome == NA:

@@ -153,7 +153,9 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
     first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
     if prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
         text += f" ({_HINTS[prop]})"
-    raise PropertyFailure(prop, case, text) from None
+    failure = PropertyFailure(prop, case, text)
+    failure.cause = (first.exc_type, first.message)  # one root cause, one finding (optimizers.plan.blocked_by_root)
+    raise failure from None
 
 
 def _on_ranks(prop: str, case: Case, fn: Any, *args: Any, what: str) -> list[Any]:
@@ -172,6 +174,28 @@ def _here(prop: str, case: Case, fn: Any, *args: Any) -> Any:
         return fn(case, *args)
     except SubjectRaised as exc:
         _raise_subject(prop, case, exc)
+
+
+def rng_note(case: Case, what: str) -> dict[str, Any]:
+    """The trait of an optimizer drawing from the global RNG under data parallelism, as a note (else nothing)."""
+    from ..optimizers.contract import rng_use
+
+    use = rng_use(case)
+    if use.kind != "global":
+        return {}
+    return {"note": f"{use.note}; every rank started from the same seed, the common convention: under per-rank seeds "
+                    f"its {what} would drift apart (a trait of the method)"}
+
+
+def _draws_per_shard(case: Case, where: str, d: Diff) -> None:
+    """A stochastic optimizer whose sharded run differs from one process: N/A, the draws cannot be the same."""
+    from ..optimizers.contract import rng_use
+
+    use = rng_use(case)
+    if use.stochastic:
+        raise NotApplicable(f"{use.note}; {where}, so it draws its random numbers for other tensors than one process "
+                            f"does and the runs cannot be compared (they differ at {d.text()}); data-parallel "
+                            f"replicas drawing alike is checked under DDP (P19)")
 
 
 def _replicas_agree(prop: str, case: Case, results: list[dict[str, Any]], where: str) -> None:
@@ -195,11 +219,13 @@ def check_p18(case: Case) -> dict[str, Any]:
     rule = rule_for(case, sharded=True)
     d = first_diff(ref["names"], ref["traj"], got["traj"], rule)
     if d is not None:
+        _draws_per_shard(case, "under FSDP2 each rank steps its own Shard(0) chunk of every parameter", d)
         raise PropertyFailure("P18", case, f"under FSDP2 (fully_shard over 2 ranks; parameters are DTensors, "
                                            f"Shard(0)) the run differs from one process at {d.text(sharded=True)}; "
                                            f"expected equal {rule.words} (is a norm, a sum or a statistic computed "
                                            f"on the local shard, e.g. via .to_local()?)")
-    return {"max_abs_diff": max_abs(ref["traj"], got["traj"]), "bitwise": rule.exact, "steps": STEPS}
+    return {"max_abs_diff": max_abs(ref["traj"], got["traj"]), "bitwise": rule.exact, "steps": STEPS,
+            **rng_note(case, "shards' random draws")}
 
 
 # ---- P19 ------------------------------------------------------------------------------------------------
@@ -214,6 +240,9 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
     rule = rule_for(case, sharded=False)
     d = first_diff(ref["names"], ref["traj"], results[0]["traj"], rule)
     if d is not None:
+        if zero:
+            _draws_per_shard(case, "under ZeroRedundancyOptimizer each rank's optimizer steps its own partition of "
+                                   "the parameters", d)
         hint = ("DDP's gradients are views into its communication buckets, which the next backward overwrites: is "
                 "p.grad kept in the state without a copy, or changed in place?")
         if zero:
@@ -221,7 +250,8 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
                     f"update depend on other parameters? Or, as under DDP: {hint}")
         raise PropertyFailure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
                                    f"equal {rule.words} ({hint})")
-    return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS}
+    return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS,
+            **rng_note(case, "replicas")}
 
 
 def check_p19_ddp(case: Case) -> dict[str, Any]:

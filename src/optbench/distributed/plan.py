@@ -53,12 +53,17 @@ def _known(info: OptimizerInfo, config: OptConfig, keys: tuple[str, ...], impl: 
 
 def with_reproducer(key: str, check: Callable[[Case], Any], case: Case) -> Any:
     """Run a distributed check; every PropertyFailure it raises (a difference, or the optimizer raising under
-    DTensor, DDP or DCP) gets a standalone reproducer of ``key`` (the test's most specific registry key)."""
+    DTensor, DDP or DCP) gets a standalone reproducer of ``key`` (the test's most specific registry key), unless it
+    is the root cause of the case reported once by the contract (then it is BLOCKED)."""
+    from ..optimizers.plan import blocked_by_root
     from . import reproducer
 
     try:
         return check(case)
     except PropertyFailure as failure:
+        blocked = blocked_by_root(case, failure, "")
+        if blocked is not None:
+            raise blocked from None
         if failure.reproducer is None:
             failure.reproducer = reproducer.script(failure, case, key)
         raise
@@ -88,6 +93,8 @@ def device_na(device: str) -> str | None:
 def case_na(case: Case, test: str) -> str | None:
     """Why this check cannot apply to this optimizer (a declared capability), or None."""
     info, name = case.info, case.name
+    if info.unsupported:
+        return info.unsupported
     if info.sparse_grad:
         if test in ("test_p18_fsdp2_parity", "test_p20_dcp_resume"):
             return (f"FSDP2 (fully_shard) reduce-scatters dense gradients only, and {name} declares sparse gradients "

@@ -9,17 +9,25 @@ of the optimizer; anything else that raises is optbench's own defect.
 
 A run returns ``{"names": [...], "traj": [[tensor per parameter] per step]}`` with full, unsharded
 CPU copies; ``traj[0]`` is the start (for a resumed run: the state right after the load).
+
+Every run starts from the same global RNG seed, on every rank (the common data-parallel convention), so an
+optimizer drawing random numbers takes the same draws in each replica and in the one-process reference. A
+checkpoint holds each rank's RNG state next to the DCP files (``rng_state_<rank>.pt``, as training
+frameworks keep it); a resumed run starts from another seed and restores it after the load.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import os
 import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from ..optimizers import rng
 from ..optimizers.contract import Case
 from ..loop import needs_closure
 from .model import OTHER_SEED, SEED, batch, build_model, distributed_step, param_names, reference_step, snapshot
@@ -61,6 +69,20 @@ class CaseFactory:
 
     def __call__(self, params: Any, **kwargs: Any) -> torch.optim.Optimizer:
         return self.case.make(params, **kwargs)
+
+
+def _seeded(seed: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a run: it starts from the global seed ``seed`` (the same on every rank), on forked generators."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with rng.isolated(seed):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return decorate
 
 
 def _rank_case(ctx: RankContext, case: Case) -> Case:
@@ -107,6 +129,7 @@ def _train(ctx: RankContext, case: Case, model: nn.Module, opt: torch.optim.Opti
 # ---- on the ranks ---------------------------------------------------------------------------------
 
 
+@_seeded(rng.SEED)
 def fsdp_run(ctx: RankContext, case: Case, steps: int, save_at: int | None = None,
              path: str | None = None) -> dict[str, Any]:
     """P18 (and P20's world-size-2 run): ``steps`` steps under FSDP2; a DCP checkpoint after step ``save_at``."""
@@ -119,6 +142,7 @@ def fsdp_run(ctx: RankContext, case: Case, steps: int, save_at: int | None = Non
     return {"names": param_names(model), "traj": traj}
 
 
+@_seeded(rng.SEED)
 def ddp_run(ctx: RankContext, case: Case, steps: int, zero: bool) -> dict[str, Any]:
     """P19: ``steps`` steps under DDP (gradients as bucket views), optionally with ZeroRedundancyOptimizer."""
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -143,6 +167,7 @@ def ddp_run(ctx: RankContext, case: Case, steps: int, zero: bool) -> dict[str, A
     return {"names": param_names(model), "traj": traj}
 
 
+@_seeded(rng.OTHER_SEED)
 def fsdp_resume(ctx: RankContext, case: Case, steps: int, first: int, load_path: str,
                 resave_path: str | None = None) -> dict[str, Any]:
     """P20 at world size 2: a fresh FSDP2 model and optimizer (another seed) load a checkpoint, optionally save
@@ -178,6 +203,23 @@ def save(model: nn.Module, opt: torch.optim.Optimizer, files: list[str], path: s
     with subject(f"dcp.save of the model and optimizer state {where}", files), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "assuming the intent is to save in a single process"
         dcp.save({"model": msd, "optim": osd}, checkpoint_id=path, no_dist=no_dist)
+    torch.save(rng.get_state(), os.path.join(path, f"rng_state_{_rank(no_dist)}.pt"))  # as a training checkpoint
+
+
+def _rank(no_dist: bool) -> int:
+    import torch.distributed as dist
+
+    return 0 if no_dist or not dist.is_initialized() else dist.get_rank()
+
+
+def _restore_rng(path: str, no_dist: bool) -> None:
+    """The global RNG state saved with the checkpoint: this rank's, else rank 0's (a checkpoint of another world
+    size); none where the checkpoint holds none."""
+    for rank in (_rank(no_dist), 0):
+        f = os.path.join(path, f"rng_state_{rank}.pt")
+        if os.path.exists(f):
+            rng.set_state(torch.load(f, weights_only=False))
+            return
 
 
 def load(model: nn.Module, opt: torch.optim.Optimizer, files: list[str], path: str, where: str, no_dist: bool) -> None:
@@ -193,6 +235,7 @@ def load(model: nn.Module, opt: torch.optim.Optimizer, files: list[str], path: s
         dcp.load(state, checkpoint_id=path, no_dist=no_dist)
     with subject(f"set_state_dict(model, optimizer, ...) {where}", files):
         set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    _restore_rng(path, no_dist)
 
 
 # ---- in this process (world size 1) ---------------------------------------------------------------
@@ -200,6 +243,7 @@ def load(model: nn.Module, opt: torch.optim.Optimizer, files: list[str], path: s
 ONE = "in one process"
 
 
+@_seeded(rng.SEED)
 def single_run(case: Case, steps: int, world_size: int, save_at: int | None = None,
                path: str | None = None) -> dict[str, Any]:
     """The one-process run every distributed run must equal: ``steps`` steps with the data-parallel gradient
@@ -212,6 +256,7 @@ def single_run(case: Case, steps: int, world_size: int, save_at: int | None = No
     return {"names": param_names(model), "traj": traj}
 
 
+@_seeded(rng.OTHER_SEED)
 def single_resume(case: Case, steps: int, first: int, world_size: int, load_path: str,
                   resave_path: str | None = None) -> dict[str, Any]:
     """P20 at world size 1: a fresh model and optimizer (another seed) load a checkpoint, optionally save it

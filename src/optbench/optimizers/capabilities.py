@@ -6,10 +6,18 @@ only 2-D parameters (Muon-style), whether it needs sparse gradients (SparseAdam-
 ``train()``/``eval()`` modes (schedule-free), and whether its constructor accepts lr=0 (checked by P3
 through the param group instead when it does not). lr is always passed to the constructor. What the
 TOML config declares wins over what is detected.
+
+An optimizer no generic check can drive is detected as such (``Capabilities.unsupported``: every check is
+N/A with the reason) when what it needs is something no config can give: a model object instead of
+parameters, a loss backpropagated with ``create_graph=True`` (a Hessian estimate in step), or param groups
+carrying keys of its own. A constructor missing a required argument stays a one-line SpecError: the config's
+``kwargs`` can give it.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -18,6 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import SpecError
 from ..loop import has_modes
+from . import rng
 
 
 @dataclass
@@ -30,6 +39,7 @@ class Capabilities:
     fused: bool = False  # fused=True constructs and steps a float32 CPU parameter (torch.optim's fused kernels)
     fused_cuda: bool = False  # the same on a CUDA parameter (probed where CUDA is present; else as on the CPU)
     notes: list[str] = field(default_factory=list)  # what was detected, as a user reads it
+    unsupported: str | None = None  # why no generic check can drive it (every check N/A)
 
 
 def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
@@ -38,9 +48,9 @@ def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
 
 
 def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[str, Any], *, closure: bool,
-         sparse: bool) -> tuple[Any, BaseException | None]:
+         sparse: bool, dtype: torch.dtype = torch.float64) -> tuple[Any, BaseException | None]:
     """Construct over one parameter and take one step; (optimizer, None) or (optimizer or None, exception)."""
-    p = torch.full(shape, 0.25, dtype=torch.float64, requires_grad=True)
+    p = torch.full(shape, 0.25, dtype=dtype, requires_grad=True)
     try:
         opt = factory([p], **kwargs)
     except Exception as exc:  # noqa: BLE001 - the probe classifies what the constructor does
@@ -52,11 +62,14 @@ def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[st
             opt.train()
         if closure:
             def fn() -> torch.Tensor:
-                opt.zero_grad()
-                value = _loss(p, sparse)
-                value.backward()
+                with torch.enable_grad():  # a step() under no_grad may call it without enable_grad
+                    opt.zero_grad()
+                    value = _loss(p, sparse)
+                    value.backward()
                 return value
 
+            opt.zero_grad()  # as the training loop does: the gradient is there before step(closure) too
+            _loss(p, sparse).backward()
             opt.step(fn)
         else:
             opt.zero_grad()
@@ -97,9 +110,86 @@ def _fused_works(factory: Callable[..., Any], shape: tuple[int, ...], kw: Mappin
     return True
 
 
+SHAPES = ((3, 2), (3, 2), (2, 4))  # the contract's parameters (optimizers.problem.SHAPES)
+
+
+def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, closure: bool, sparse: bool,
+                     dtype: torch.dtype) -> str | None:
+    """Why the contract's parameters cannot be given, when one parameter steps but the contract's three (of
+    shapes (3, 2), (3, 2), (2, 4), in one group) make the constructor or a step raise: the optimizer takes its
+    parameters only in a structure of its own (LoRA-RITE: alternating factor pairs)."""
+    ps = [torch.full(s, 0.25, dtype=dtype, requires_grad=True) for s in SHAPES]
+    try:
+        opt = factory(ps, **kw)
+        if has_modes(opt):
+            opt.train()
+        opt.zero_grad()
+        sum(_loss(p, sparse) for p in ps).backward()
+        if closure:
+            def fn() -> torch.Tensor:
+                with torch.enable_grad():
+                    opt.zero_grad()
+                    value = sum(_loss(p, sparse) for p in ps)
+                    value.backward()
+                return value
+
+            opt.step(fn)
+        else:
+            opt.step()
+    except Exception as exc:  # noqa: BLE001 - the probe classifies what the optimizer does
+        return (f"one parameter steps, but three of shapes {', '.join(str(s) for s in SHAPES)} in one group raise "
+                f"({_short(exc)}): it takes its parameters only in a structure of its own (e.g. paired factors), "
+                f"which the checks' parameters are not")
+    return None
+
+
+def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: BaseException) -> str | None:
+    """Why no generic check can drive an optimizer every plain attempt failed on, when the reason is one no config
+    can remove; None otherwise (a required argument the config's kwargs can give, or an unknown failure)."""
+    plain = f"({_short(first)})"
+    module = torch.nn.Linear(2, 3).double()
+    try:
+        factory(module, **kw)
+    except Exception:  # noqa: BLE001 - the probe classifies what the constructor does
+        pass
+    else:
+        return (f"its constructor takes a model (an nn.Module) instead of parameters {plain}; the checks build "
+                f"optimizers over parameters of their own, so none applies")
+    for shape in ((3, 2), (4,)):
+        p = torch.full(shape, 0.25, dtype=torch.float64, requires_grad=True)
+        try:
+            opt = factory([p], **kw)
+            opt.zero_grad()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "backward() with create_graph=True ... reference cycle"
+                _loss(p, False).backward(create_graph=True)
+            opt.step()
+        except Exception:  # noqa: BLE001
+            continue
+        finally:
+            p.grad = None  # break the reference cycle create_graph makes
+        return (f"step() differentiates the gradient again (a Hessian estimate) {plain}: it needs the loss "
+                f"backpropagated with loss.backward(create_graph=True), which the checks' training loop does not do")
+    try:
+        factory([{"params": [torch.zeros(3, 2, dtype=torch.float64, requires_grad=True)]}], **kw)
+    except Exception as exc:  # noqa: BLE001
+        if type(exc) is not type(first) and not isinstance(exc, TypeError):
+            return (f"its constructor refuses a list of parameters {plain} and a param group without settings of its "
+                    f"own ({_short(exc)}): it needs param groups carrying keys of its own, which a generic check "
+                    f"cannot choose")
+    return None
+
+
 def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
            declared: Mapping[str, Any]) -> Capabilities:
-    """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works."""
+    """Probe ``factory`` (lr always passed). Raises a one-line SpecError when no way of driving it works. The
+    probes run on forked global RNGs: loading an optimizer leaves the caller's RNG state as it was."""
+    with rng.isolated():
+        return _detect(factory, spec_text, kwargs, lr, declared)
+
+
+def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any], lr: float,
+            declared: Mapping[str, Any]) -> Capabilities:
     kw = {"lr": lr, **kwargs}
     trials = []  # (closure, matrix, sparse): the plain way first, then each convention alone
     for closure in (bool(declared.get("closure", False)), True):
@@ -109,9 +199,12 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                     trials.append((closure, matrix, sparse))
     trials.sort(key=lambda t: sum(t))  # fewest conventions first
     errors: list[BaseException] = []
-    for closure, matrix, sparse in trials:
+    for closure, matrix, sparse, dtype in [t + (d,) for d in (torch.float64, torch.float32) for t in trials]:
         shape = (3, 2) if matrix else (4,)
-        opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse)
+        with rng.isolated():
+            before = rng.get_state()
+            opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse, dtype=dtype)
+            drawn = rng.which_drawn(before, rng.get_state())
         if opt is not None and not isinstance(opt, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
                             f"torch.optim.Optimizer; give an Optimizer subclass or a factory returning one")
@@ -127,11 +220,36 @@ def detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, Any
                 caps.notes.append("needs sparse gradients (a dense gradient was refused)")
             if caps.modes:
                 caps.notes.append("has train()/eval() modes: steps run in train mode, x is read in eval mode")
+            if dtype != torch.float64:  # its float64 cases report what float64 does, once (one root cause)
+                caps.notes.append(f"steps float32 parameters, not float64 ones (a float64 step raised "
+                                  f"{_short(errors[0])})")
+            if drawn:  # every compared run starts from one seed; P17 tells whether the run depends on it
+                caps.notes.append(f"draws random numbers from {', '.join(drawn)} in its constructor or step(): every "
+                                  f"run optbench compares starts from the same seed")
+            structure = _needs_structure(factory, kw, closure=closure, sparse=sparse, dtype=dtype)
+            if structure is not None:
+                caps.unsupported = structure
+                caps.notes.append(structure)
+                return caps
             if "fused" in caps.defaults and not closure and not sparse:
                 caps.fused = _fused_works(factory, shape, kw, caps, "cpu")
                 caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
                                    else caps.fused)
             return caps
+    reason = _undriveable(factory, kw, errors[0])
+    if reason is not None:
+        return Capabilities(unsupported=reason, notes=[reason])
+    missing = re.search(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$", str(errors[0]))
+    if isinstance(errors[0], TypeError) and missing:
+        names = re.findall(r"'(\w+)'", missing.group(1))
+        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        raise SpecError(f"--optimizer {spec_text!r}: its constructor requires {', '.join(names)} "
+                        f"({_short(errors[0])}); give {'it' if len(names) == 1 else 'them'} in its config: "
+                        f"[tool.optbench.optimizers.{table}] kwargs = {{ "
+                        f"{', '.join(f'{n} = ...' for n in names)} }}")
+    if isinstance(errors[0], ImportError):
+        raise SpecError(f"--optimizer {spec_text!r}: it needs a package that is not installed ({_short(errors[0])}); "
+                        f"install it in this environment")
     raise SpecError(f"--optimizer {spec_text!r}: no way of driving it worked (1-D and 2-D parameters, dense and sparse "
                     f"gradients, with and without a closure); the plain attempt raised {_short(errors[0])}; it must "
                     f"accept (params, lr=..., **kwargs) and step; pass required settings as kwargs in its config")

@@ -123,6 +123,9 @@ class OptimizerInfo:
     random_starts: int | None = None  # P1 random starts (None: K_BATCHED when batched, K_SEPARATE otherwise)
     detected: tuple[str, ...] = ()  # conventions detected by probing a user optimizer (shown in reports)
     fullgraph: bool = False  # P21: the step compiles to one graph (torch.compile(..., fullgraph=True)); a break FAILs
+    # why no generic check can drive it (detected: it takes a model object, or needs backward(create_graph=True)):
+    # every check is N/A with this reason
+    unsupported: str | None = None
 
     def __post_init__(self) -> None:
         # The P1 matrix is parametrized over ``targets``: it holds every config's own targets too.
@@ -480,7 +483,6 @@ def builtin_registry() -> list[OptimizerInfo]:
                 "P4": "LBFGS flattens every parameter's gradient into one vector: a parameter without .grad enters "
                       "it as zeros and the quasi-Newton direction built from the history still moves it (measured: "
                       "0.2 after 3 steps)",
-                "P5": "step(closure) re-evaluates the closure, which zeroes and recomputes .grad by design",
                 "P6": "LBFGS supports one param group only (it raises on per-parameter options)",
                 "P7": "LBFGS couples all parameters by design: one flattened curvature history and one line search",
                 "P11": f"LBFGS {_NO_MAX}",

@@ -14,6 +14,10 @@ budget):
 
 Exemptions (declared reasons) become EXEMPT, known upstream bugs XFAIL, capabilities the optimizer
 lacks (no ``maximize``, no ``weight_decay``) and absent devices N/A. Nothing here imports pytest.
+
+One root cause, one finding: where constructing the optimizer or a plain run raises inside it for a whole
+case (implementation, dtype, device), the case's first contract check reports it once with its reproducer
+(:func:`contract_root`), and every other check of the case that meets the same exception is BLOCKED by it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch
 from ..devices import cuda_skip_reason, dtype_name
 from ..loop import OptimizerRaised
 from ..plan import Selection
-from ..verdict import CheckItem
+from ..verdict import Blocked, CheckFailure, CheckItem
 from . import contract as C
 from . import convergence as CV
 from . import p1 as P1
@@ -44,8 +48,8 @@ CONTRACT: dict[str, tuple[tuple[str, ...], Callable[[Case], None]]] = {
     "test_p03_lr_zero": (("P3",), C.check_p3),
     "test_p04_frozen_param": (("P4",), C.check_p4),
     "test_p05_grad_untouched": (("P5",), C.check_p5),
-    "test_p06_param_groups": (("P6",), C.check_p6),
-    "test_p07_param_independence": (("P7",), C.check_p7),
+    "test_p06_param_groups": (("P6",), C.property_p6),
+    "test_p07_param_independence": (("P7",), C.property_p7),
     "test_p08_resume_state_dict": (("P8", "P8.state_dict"), lambda case: C.check_p8(case, ("state_dict",))),
     "test_p08_resume_deepcopy": (("P8", "P8.deepcopy"), lambda case: C.check_p8(case, ("deepcopy",))),
     "test_p09_state_dtype_device": (("P9",), C.check_p9),
@@ -96,6 +100,8 @@ def capability_na(case: Case, prop: str) -> str | None:
         return f"{case.name} has no weight_decay argument"
     if prop == "P10" and not C.step_takes_closure(case.info, case.config):
         return f"{case.name}.step() takes no argument, so it cannot be given a closure"
+    if prop in ("P3", "P6") and not accepts(case.info, case.config, "lr") and C.constructs(case.info, case.config):
+        return f"{case.name} has no lr hyperparameter (its step size is its own), so lr=0 and param-group lrs mean nothing"
     return None
 
 
@@ -112,6 +118,95 @@ def guarded(prop: str, case: Case, fn: Callable[..., Any], *args: Any, **kwargs:
     if failure.reproducer is None:
         failure.reproducer = reproducer.script(failure, case)
     raise failure
+
+
+def contract_root(case: Case) -> tuple[str, str | None] | None:
+    """(node id, declared known bug) of the case's first contract check that runs (not exempt, not N/A), in plan
+    order: the check that reports a root cause of the case, or None when none runs."""
+    device = case.device
+    if device == "cuda" and cuda_skip_reason():
+        return None
+    prim = primary_impl(case.info, device)
+    if dtype_name(case.dtype) not in case.info.contract_dtypes:
+        return None
+    for test, (keys, _) in CONTRACT.items():
+        prop = keys[0]
+        if case.impl != prim and (case.dtype != torch.float64 or prop not in OTHER_IMPL_PROPS):
+            continue
+        exempt, known = declared(case.info, case.config, keys, case.impl, dtype_name(case.dtype))
+        if exempt or capability_na(case, prop):
+            continue
+        return f"{test}[{case_id(case)}]", known
+    return None
+
+
+def _same_cause(cause: tuple[str, str], exc: Any) -> bool:
+    kind, message = C.raised_cause(exc)
+    return cause[0] == kind and (cause[1] == message or cause[1].startswith(message[:600]))  # ranks cut at 600
+
+
+def _roots(case: Case) -> list[tuple[Case, tuple[str, str | None]]]:
+    """Where a root cause of ``case`` is reported: the primary implementation's float64 case of the same device
+    first, then its case of the same dtype, then the case's own (one cause of every implementation and dtype, one
+    finding)."""
+    impl = primary_impl(case.info, case.device)
+    first = torch.float64 if "float64" in case.info.contract_dtypes else case.dtype
+    candidates = [Case(case.info, case.config, impl, first, case.device),
+                  Case(case.info, case.config, impl, case.dtype, case.device), case]
+    out = []
+    for c in [c for i, c in enumerate(candidates) if (c.impl, c.dtype) not in
+              [(d.impl, d.dtype) for d in candidates[:i]]]:
+        root = contract_root(c)
+        if root is not None:
+            out.append((c, root))
+    return out
+
+
+def blocked_by_root(case: Case, failure: CheckFailure, nodeid: str) -> Blocked | None:
+    """A :class:`Blocked` when ``failure`` (of check ``nodeid``) is a root cause reported on another check: the
+    optimizer raised the same exception (type and message) as in a plain run of the case, or of its primary
+    implementation (in float64, or in the same dtype)."""
+    cause = getattr(failure, "cause", None)
+    if cause is None:
+        return None
+    for c, (root, known) in _roots(case):
+        if root == nodeid:
+            return None
+        exc = C.root_cause(c)
+        if exc is not None and _same_cause(cause, exc):
+            return Blocked(root, f"{exc} (raised inside the optimizer)", known=known)
+    return None
+
+
+class Rooted:
+    """An item's run under one root cause, one finding: the case's root check first runs the plain run and reports
+    what it raises (unless its primary implementation's root reports the same); any other check whose failure is
+    that same exception is BLOCKED."""
+
+    def __init__(self, run: Callable[[], Any], prop: str, case: Case, nodeid: str) -> None:
+        self.run, self.prop, self.case, self.nodeid = run, prop, case, nodeid
+
+    def __call__(self) -> Any:
+        from . import reproducer
+
+        root = contract_root(self.case)
+        if root is not None and root[0] == self.nodeid:
+            exc = C.root_cause(self.case)
+            if exc is not None:
+                failure = C.root_finding(self.prop, self.case, exc)
+                blocked = blocked_by_root(self.case, failure, "")
+                if blocked is not None and blocked.root != self.nodeid:
+                    raise blocked
+                failure.reproducer = reproducer.script(failure, self.case)
+                raise failure
+            return self.run()
+        try:
+            return self.run()
+        except CheckFailure as failure:
+            blocked = blocked_by_root(self.case, failure, self.nodeid)
+            if blocked is None:
+                raise
+            raise blocked from None
 
 
 def _l2_check(case: Case, target_name: str) -> dict[str, Any]:
@@ -163,10 +258,12 @@ class _Builder:
             na: str | None = None, exempt: str | None = None, share: str | None = None) -> None:
         declared_exempt, known = declared(self.info, self.cfg, keys, other or case.impl, dtype_name(case.dtype))
         exempt = exempt or declared_exempt
+        item_id = case_id(case, target, other)
+        run = Rooted(run, prop, case, f"{test}[{item_id}]")
         self.items.append(CheckItem(
-            test=test, id=case_id(case, target, other), prop=prop, subject=case.name, run=run, exempt=exempt,
-            known=known, na=self.cuda_na or na, device=self.device, marks=self.marks, measure=measure, target=target,
-            share=share))
+            test=test, id=item_id, prop=prop, subject=case.name, run=run, exempt=exempt,
+            known=known, na=self.cuda_na or self.info.unsupported or na, device=self.device, marks=self.marks,
+            measure=measure, target=target, share=share))
 
 
 def _profile_targets(info: OptimizerInfo, cfg: OptConfig, profiles: bool) -> tuple[str, ...]:

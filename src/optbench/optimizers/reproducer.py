@@ -35,7 +35,9 @@ def seeded(shape, seed, lo, hi, dtype=None):
 
 
 def make_problem(dtype=None, shift=0.0, noncontiguous=False):
-    """Parameters and the separable loss sum a*(x - c - shift)^2 + (x - c - shift)^4 / 4."""
+    """Parameters and the separable loss sum a*(x - c - shift)^2 + (x - c - shift)^4 / 4.
+    Every run starts from the same global RNG state, as optbench's do (an optimizer may draw random numbers)."""
+    torch.manual_seed(0)
     dtype = dtype or DTYPE
     a = [seeded(s, 100 + i, 0.5, 2.0, dtype) for i, s in enumerate(SHAPES)]
     c = [seeded(s, 200 + i, -1.0, 1.0, dtype) for i, s in enumerate(SHAPES)]
@@ -88,10 +90,6 @@ _STEP = {False: "        opt.step()",
 _BODIES: dict[str, str] = {
     "P2": '''
 ps, loss = make_problem()
-x0 = [p.detach().clone() for p in ps]
-g = torch.autograd.grad(loss(), ps)
-(x1,) = train(Opt(ps, **KWARGS), ps, loss, 1)
-inner = sum(((b - a).double() * gg.double()).sum() for a, b, gg in zip(x0, x1, g)).item()
 q, qloss = make_problem(dtype=torch.float64)  # the loss in float64 resolves a small step in any dtype
 
 
@@ -102,9 +100,21 @@ def value(xs):
         return qloss().item()
 
 
-before, after = value(x0), value(x1)
-print(f"<dx, grad> = {inner:.3g} (a descent step has < 0); loss {before:.10g} -> {after:.10g}")
-assert inner < 0 and after < before, "P2: the first step from fresh state does not descend"
+opt = Opt(ps, **KWARGS)
+for k in range(1, 4):  # a first step that only initialises state (x unchanged) is allowed; the first that moves is judged
+    x0 = [p.detach().clone() for p in ps]
+    g = torch.autograd.grad(loss(), ps)
+    (x1,) = train(opt, ps, loss, 1)
+    if all(torch.equal(a, b) for a, b in zip(x0, x1)):
+        print(f"step {k}: no parameter moved")
+        continue
+    inner = sum(((b - a).double() * gg.double()).sum() for a, b, gg in zip(x0, x1, g)).item()
+    before, after = value(x0), value(x1)
+    print(f"step {k}, the first that moves: <dx, grad> = {inner:.3g} (a descent step has < 0); loss {before:.10g} -> {after:.10g}")
+    assert inner < 0 and after < before, "P2: the first step that moves does not descend"
+    break
+else:
+    raise AssertionError("P2: no parameter moved in 3 steps although the gradient is non-zero")
 ''',
     "P3": '''
 ps, loss = make_problem()
@@ -130,8 +140,13 @@ opt = Opt(ps, **KWARGS)
 for step in range(1, 4):
     opt.zero_grad()
     loss().backward()
+    grads = [p.grad for p in ps]
     saved = [p.grad.detach().clone() for p in ps]
 $step1
+    for i, (p, g) in enumerate(zip(ps, grads)):
+        print(f"step {step}: param {i} .grad is {'None' if p.grad is None else 'the same tensor' if p.grad is g else 'another tensor'}")
+        assert p.grad is not None, f"P5: step {step} set param {i}'s .grad to None"
+        assert p.grad is g, f"P5: step {step} replaced param {i}'s .grad with another tensor"
     print(f"step {step}: max |d grad| = {max_diff([p.grad for p in ps], saved):.3g}")
     assert all(torch.equal(p.grad, s) for p, s in zip(ps, saved)), f"P5: step {step} modified p.grad in place"
 ''',
@@ -169,7 +184,9 @@ reference = train(Opt(ps, **KWARGS), ps, loss, 4)
 ps, loss = make_problem()
 opt = Opt(ps, **KWARGS)
 train(opt, ps, loss, 2)
+rng_state = torch.get_rng_state()  # saved with the checkpoint, as a training checkpoint does
 qs, qloss = make_problem()
+torch.manual_seed(1)  # a new process, until the checkpoint's RNG state is restored
 if $how_repr == "state_dict":
     buf = io.BytesIO()
     torch.save(opt.state_dict(), buf)
@@ -183,6 +200,7 @@ else:
     holder = copy.deepcopy({"ps": ps, "opt": opt})
     qs[:] = holder["ps"]  # the fresh problem's loss now reads the deep-copied parameters
     opt2 = holder["opt"]
+torch.set_rng_state(rng_state)
 resumed = train(opt2, qs, qloss, 2)
 for j in range(2):
     d = max_diff(resumed[j], reference[2 + j])
@@ -190,14 +208,22 @@ for j in range(2):
     assert $cmp(resumed[j], reference[2 + j]), "P8: the resumed run differs from the uninterrupted one"
 ''',
     "P9": '''
+DECLARED = $declared  # state dtypes the constructor's dtype arguments declare
 ps, loss = make_problem()
 opt = Opt(ps, **KWARGS)
 train(opt, ps, loss, 2)
 for i, p in enumerate(ps):
     for key, val in opt.state[p].items():
-        if torch.is_tensor(val) and val.shape == p.shape:
+        if torch.is_tensor(val) and val.shape == p.shape and (val.dtype.is_floating_point or val.device != p.device):
             print(f"param {i} state[{key!r}]: {val.dtype} on {val.device} (param: {p.dtype} on {p.device})")
-            assert val.dtype == p.dtype and val.device == p.device, "P9: state differs from its param in dtype/device"
+            assert val.device == p.device, "P9: state on another device than its param"
+            assert val.dtype == p.dtype or val.dtype in DECLARED, "P9: state in another dtype than its param, undeclared"
+''',
+    "root": '''
+ps, loss = make_problem()
+train(Opt(ps, **KWARGS), ps, loss, $steps)  # raises inside the optimizer
+print("the plain run did not raise")
+assert False, "the plain run did not raise"
 ''',
     "P10": '''
 ps, loss = make_problem()
@@ -368,7 +394,7 @@ def _header(case: Any, kw: dict[str, Any], prop: str, message: str, *, problem: 
 
 
 def _contract_body(prop: str, case: Any, details: dict[str, Any]) -> str | None:
-    key = prop.split(".")[0].split(":")[0]
+    key = "root" if details.get("kind") == "root" else prop.split(".")[0].split(":")[0]
     body = _BODIES.get(key)
     if body is None:
         return None
@@ -380,7 +406,11 @@ def _contract_body(prop: str, case: Any, details: dict[str, Any]) -> str | None:
         f"(lambda a, b: max_diff(a, b) <= {rtol:g} * (1 + max(x.abs().max().item() for x in b)))"
     cmp1 = "d == 0" if exact else f"d <= {rtol:g} * (1 + joint[k][i].abs().max().item())"
     how = details.get("how", "state_dict")
+    from .problem import declared_dtypes
+
+    declared = "{" + ", ".join(f"torch.{dtype_name(d)}" for d in sorted(set(declared_dtypes(case).values()), key=str)) + "}"
     fields: dict[str, Any] = dict(cmp=cmp, cmp1=cmp1, rtol=f"{rtol:g}", grow_tol=f"{rtol * 10:g}", how=how, how_repr=repr(how),
+                                  declared=declared if declared != "{}" else "set()", steps=details.get("steps", 5),
                                   step1=textwrap.indent(_STEP[bool(case.info.closure)].strip(), "    "),
                                   step0=textwrap.indent(_STEP[False].strip(), "    "))
     if key == "P3":

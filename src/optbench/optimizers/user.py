@@ -134,8 +134,9 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
     contract_lr = float(entry.get("contract_lr", 1e-2))
     caps = detect(obj, spec_text, kwargs, contract_lr, entry)
     defaults = set(caps.defaults)
-    if "lr" not in kwargs and "lr" not in defaults:
-        raise SpecError(f"--optimizer {spec_text!r}: its defaults have no 'lr'; optbench sets lr per param group")
+    if "lr" not in kwargs and "lr" not in defaults and not caps.unsupported:
+        caps.notes.append(f"has no lr hyperparameter (its defaults: {', '.join(sorted(defaults))}): the checks that "
+                          f"set lr (P3 lr=0, P6 param-group lrs) do not apply")
     # torch.optim's convention: foreach=False/True select the for-loop and foreach paths, fused=True the fused
     # kernels (offered only where the probe stepped with it); a config's impls = [...] wins
     def detected(fused: bool) -> tuple[str, ...]:
@@ -178,6 +179,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         sparse_grad=caps.sparse_grad,
         matrix_only=caps.matrix_only,
         detected=tuple(caps.notes),
+        unsupported=caps.unsupported,
         maximize="maximize" in defaults,
         weight_decay=wd,
         contract_lr=contract_lr,

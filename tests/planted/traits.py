@@ -1,0 +1,323 @@
+"""Planted optimizers for the distinctions of issue 15: a bug against a trait of the method that breaks the same
+property, and randomness drawn correctly against randomness kept where a checkpoint cannot reach it.
+
+``PLANTED`` maps each class to (the property, the verdict it must get, words its diagnosis must contain). Each
+is a small Adam (``_Adam``) with one thing changed, so what it does is obvious:
+
+P7  SharedBuffersByShape   bug: momentum buffers cached by shape on self, shared by same-shape parameters
+    SharedStateDict        bug: same-shape parameters get one state dict in optimizer.state
+    GlobalClip             trait: every gradient clipped by the global norm over all parameters (LAMB-style)
+P6  FirstGroupLr           bug: every group steps with the first group's lr
+    GlobalClip             trait: the global clip couples param groups too
+P2  InitFirstStep          passes: the first step only initialises state (v0 = g0², no update: ADOPT)
+    NeverMoves             bug: a warmup factor from a step counter that is never advanced: never moves
+    UphillAfterInit        bug: an initialising first step, then a step with the wrong sign
+P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept outside state_dict()
+    GlobalRngNoise         passes P6 P7 P8 P13 P14 P17: noise from torch's global RNG (a stochastic method)
+P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
+    SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
+P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
+--  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
+                           one finding, every other float64 check BLOCKED by it
+--  TakesModel             correct, not drivable by a generic check: its constructor takes the model (LOMO-style)
+    NeedsCreateGraph       correct, not drivable: step() differentiates the gradient (an AdaHessian-style Hessian)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim import Optimizer
+
+
+class _Adam(Optimizer):
+    """Adam (coupled L2 weight decay, maximize); subclasses override one hook."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize))
+
+    def _state(self, p: torch.Tensor) -> dict:
+        return self.state[p]
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return p.dtype
+
+    def _grads(self) -> dict:
+        """Each parameter's gradient as the update uses it."""
+        return {p: p.grad for group in self.param_groups for p in group["params"] if p.grad is not None}
+
+    def _lr(self, group: dict) -> float:
+        return group["lr"]
+
+    def _noise(self, p: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = self._grads()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            lr = self._lr(group)
+            for p in group["params"]:
+                if p not in grads:
+                    continue
+                g = -grads[p] if group["maximize"] else grads[p]
+                if group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                st = self._state(p)
+                dt = self._state_dtype(p)
+                if not st:
+                    st["step"] = torch.tensor(0.0)
+                    st["m"] = torch.zeros_like(p, dtype=dt)
+                    st["v"] = torch.zeros_like(p, dtype=dt)
+                elif st["m"].dtype != dt:  # load_state_dict casts floating state to the parameter's dtype
+                    st["m"], st["v"] = st["m"].to(dt), st["v"].to(dt)
+                st["step"] += 1
+                t = int(st["step"].item())
+                st["m"].mul_(b1).add_(g.to(dt), alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(g.to(dt), g.to(dt), value=1 - b2)
+                upd = self._update(st, t, b1, b2, group["eps"]).to(p.dtype)
+                noise = self._noise(p)
+                if noise is not None:
+                    upd = upd + noise
+                p.add_(upd, alpha=-lr)
+        return loss
+
+    def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
+        return (st["m"] / (1 - b1 ** t)) / ((st["v"] / (1 - b2 ** t)).sqrt() + eps)
+
+
+# ---- P7 -------------------------------------------------------------------------------------------
+
+
+class SharedBuffersByShape(_Adam):
+    """Bug: the moments are cached by shape on the optimizer (a "reuse the buffer" optimisation gone wrong), so
+    parameters of the same shape share them."""
+
+    def _state(self, p: torch.Tensor) -> dict:
+        if not hasattr(self, "_by_shape"):
+            self._by_shape: dict = {}
+        return self._by_shape.setdefault((tuple(p.shape), p.dtype), {})
+
+
+class SharedStateDict(_Adam):
+    """Bug: optimizer.state maps every parameter of one shape to the same dict (state keyed by shape)."""
+
+    def _state(self, p: torch.Tensor) -> dict:
+        for q, st in list(self.state.items()):
+            if q is not p and torch.is_tensor(q) and q.shape == p.shape and q.dtype == p.dtype and st:
+                self.state[p] = st
+                return st
+        return self.state[p]
+
+
+class GlobalClip(_Adam):
+    """Trait: SGD with momentum whose gradients are scaled by min(1, max_norm / |g|), |g| the norm over all
+    parameters of all groups (global gradient-norm clipping inside the optimizer, as LAMB implementations do). It
+    couples parameters (P7) and param groups (P6); a neighbour whose gradient is zero adds nothing to the norm."""
+
+    def __init__(self, params, lr=1e-3, max_norm=1.0, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["max_norm"] = max_norm
+        for group in self.param_groups:
+            group.setdefault("max_norm", max_norm)
+
+    def _grads(self) -> dict:
+        grads = super()._grads()
+        norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads.values()))
+        scale = min(1.0, self.defaults["max_norm"] / (norm + 1e-6))
+        return {p: g * scale for p, g in grads.items()}
+
+    def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
+        return st["m"] / (1 - b1 ** t)  # momentum, not normalised: the clip's scale shows in the step
+
+
+# ---- P6 -------------------------------------------------------------------------------------------
+
+
+class FirstGroupLr(_Adam):
+    """Bug: every param group steps with the first group's lr."""
+
+    def _lr(self, group: dict) -> float:
+        return self.param_groups[0]["lr"]
+
+
+# ---- P2 -------------------------------------------------------------------------------------------
+
+
+class InitFirstStep(_Adam):
+    """Correct: ADOPT's first step (its paper's Algorithm 1) only initialises v with g0² and does not move."""
+
+    def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
+        if t == 1:
+            return torch.zeros_like(st["m"])
+        return super()._update(st, t, b1, b2, eps)
+
+
+class NeverMoves(_Adam):
+    """Bug: the lr is scaled by a warmup factor min(1, t / 10) whose counter is read but never advanced: t = 0."""
+
+    _warmup_t = 0
+
+    def _lr(self, group: dict) -> float:
+        return group["lr"] * min(1.0, self._warmup_t / 10)
+
+
+class UphillAfterInit(InitFirstStep):
+    """Bug: an initialising first step, then a step with the wrong sign (the first step that moves goes uphill)."""
+
+    def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
+        return -super()._update(st, t, b1, b2, eps)
+
+
+# ---- P8 and randomness ----------------------------------------------------------------------------
+
+NOISE = 1e-3  # relative to the unit-size Adam update: small enough that every step still descends
+
+
+def _as_param(noise: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Noise drawn for the whole parameter, as the parameter is held: under FSDP2 (a DTensor) each rank keeps its
+    own shard of the same draws (every rank draws from the same seed), so the run equals one process's."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(p, DTensor):
+        return distribute_tensor(noise.to(device=p.device, dtype=p.dtype), p.device_mesh, p.placements,
+                                 src_data_rank=None)
+    return noise.to(p)
+
+
+class OwnGenerator(_Adam):
+    """Bug: exploration noise from a torch.Generator of its own, seeded in the constructor and kept outside
+    state_dict(): a resumed optimizer draws the numbers of a fresh start again."""
+
+    def __init__(self, params, lr=1e-3, seed=0, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def _noise(self, p: torch.Tensor) -> torch.Tensor:
+        return _as_param(NOISE * torch.randn(p.shape, generator=self._gen, dtype=torch.float64), p)
+
+
+class GlobalRngNoise(_Adam):
+    """Correct: exploration noise from torch's global RNG (drawn in float64 and cast, so float32 and float64 runs
+    see the same numbers); the same seed gives the same run, and a checkpoint that saves the RNG state resumes it."""
+
+    def _noise(self, p: torch.Tensor) -> torch.Tensor:
+        return _as_param(NOISE * torch.randn(p.shape, dtype=torch.float64), p)
+
+
+# ---- P9 -------------------------------------------------------------------------------------------
+
+
+class StateDtypeArg(_Adam):
+    """Correct: moments kept in ``state_dtype`` (float32 by default, declared), whatever the parameter's dtype."""
+
+    def __init__(self, params, lr=1e-3, state_dtype: torch.dtype = torch.float32, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["state_dtype"] = state_dtype  # a setting in defaults survives state_dict and deepcopy
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return self.defaults["state_dtype"]
+
+
+class SilentFloat32State(_Adam):
+    """Bug: float32 moments for float64 parameters; no argument declares it (precision silently lost)."""
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return torch.float32
+
+
+# ---- P5 -------------------------------------------------------------------------------------------
+
+
+class GradToNone(_Adam):
+    """Bug: step() frees each gradient after using it (p.grad = None), so the caller's gradient is gone."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+        return loss
+
+
+# ---- one root cause ---------------------------------------------------------------------------------
+
+
+class Float64Raises(_Adam):
+    """Bug: its step (compiled for float32, say) raises for every float64 parameter, in its for-loop and foreach
+    implementations alike (torch.optim's ``foreach`` flag selects them)."""
+
+    def __init__(self, params, lr=1e-3, foreach=None, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["foreach"] = foreach
+        for group in self.param_groups:
+            group.setdefault("foreach", foreach)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(p.dtype == torch.float64 for group in self.param_groups for p in group["params"]):
+            raise RuntimeError("Float64Raises: the compiled step supports float32 parameters only")
+        return super().step(closure)
+
+
+# ---- what no generic check can drive: every check N/A with the reason ----------------------------
+
+
+class TakesModel(Optimizer):
+    """SGD whose constructor takes the model itself (as LOMO or Adam-mini do), not its parameters."""
+
+    def __init__(self, model, lr=1e-3):
+        super().__init__(list(model.parameters()), dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+class NeedsCreateGraph(Optimizer):
+    """Gradient descent preconditioned by a Hutchinson estimate of the Hessian diagonal (AdaHessian-style): step()
+    differentiates p.grad again, so the loss must be backpropagated with create_graph=True."""
+
+    def __init__(self, params, lr=1e-3):
+        super().__init__(params, dict(lr=lr))
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                z = torch.randint_like(p, 0, 2) * 2.0 - 1.0
+                (hz,) = torch.autograd.grad(p.grad, p, grad_outputs=z)
+                with torch.no_grad():
+                    p.sub_(p.grad / (hz * z).abs().clamp_min(1.0), alpha=group["lr"])
+
+
+# class name: (property, verdict it must get, words its message must contain)
+PLANTED: dict[str, tuple[str, str, str]] = {
+    "SharedBuffersByShape": ("P7", "FAIL", "state is shared between parameters of the same shape, a bug"),
+    "SharedStateDict": ("P7", "FAIL", "state is shared between parameters (state["),
+    "GlobalClip": ("P7", "FAIL", "a trait of the method, not a bug: the parameters are coupled through a norm-like "
+                                 "global statistic"),
+    "FirstGroupLr": ("P6", "FAIL", "one group's lr is applied to the other, a bug"),
+    "GlobalClip.P6": ("P6", "FAIL", "a trait of the method, not a bug: the groups interact through a shared statistic"),
+    "InitFirstStep": ("P2", "PASS", "the first step only initialises state"),
+    "NeverMoves": ("P2", "FAIL", "does not move: no parameter changed in 20 steps"),
+    "UphillAfterInit": ("P2", "FAIL", "step 2, the first that moves (steps 1-1 only initialised state), moves uphill"),
+    "OwnGenerator": ("P8", "FAIL", "self._gen is a torch.Generator whose state is not saved"),
+    "GlobalRngNoise": ("P17", "PASS", "draws random numbers from torch's CPU generator"),
+    "StateDtypeArg": ("P9", "PASS", "as state_dtype=torch.float32 declares"),
+    "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
+    "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
+    "TakesModel": ("P2", "N/A", "its constructor takes a model (an nn.Module) instead of parameters"),
+    "NeedsCreateGraph": ("P2", "N/A", "it needs the loss backpropagated with loss.backward(create_graph=True)"),
+}
