@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 from typing import Callable, Sequence
 
 import sympy
@@ -39,6 +40,7 @@ from .errors import ExpressionError
 
 MAX_TEXT = 20_000  # characters; a target is a formula, not a program
 MAX_INT_POWER = 64  # numeric ** numeric is evaluated exactly by sympy: cap it (9**9**9 would hang)
+PARSE_RECURSION_LIMIT = 1000  # Python's default
 MAX_DEPTH = 64  # nesting of calls, powers and parentheses (sums and products are flattened, not nested)
 MAX_POWER = 10_000  # |numerator| and denominator of a numeric exponent on an expression in the variables
 MAX_DIGITS = 1_000  # decimal digits of an exact number (numerator or denominator)
@@ -132,6 +134,10 @@ def parse_expression(text: str, variables: Sequence[str] | None = None) -> sympy
         raise ExpressionError(f"expression is {len(text)} characters, more than the {MAX_TEXT} allowed; simplify it")
     if not text.strip():
         raise ExpressionError("expression is empty; give a formula such as 'x**2 + y**2'")
+    limit = sys.getrecursionlimit()
+    # Python's parser and compiler recurse per level of nesting: parse under one recursion limit, whatever another
+    # library left (Inductor raises it to 2000 while it compiles), so the same text is refused the same way
+    sys.setrecursionlimit(PARSE_RECURSION_LIMIT)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
@@ -147,6 +153,8 @@ def parse_expression(text: str, variables: Sequence[str] | None = None) -> sympy
             f"({type(exc).__name__}); "
             f"the limit is {MAX_DEPTH} levels of calls, powers and parentheses; simplify it"
         ) from None
+    finally:
+        sys.setrecursionlimit(limit)
     depth = _ast_depth(tree.body)
     if depth > MAX_DEPTH:
         raise ExpressionError(
