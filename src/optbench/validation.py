@@ -83,6 +83,10 @@ def tasks(items: Sequence[CheckItem]) -> list[list[int]]:
     return sorted(groups.values(), key=len, reverse=True) + out
 
 
+def _heavy(item: CheckItem) -> bool:
+    return not (item.exempt or item.na) and (item.prop.split(".")[0].split(":")[0] in ("P1", "P18", "P19", "P20", "P21"))
+
+
 def default_workers() -> int:
     """The cores this process may use (``os.sched_getaffinity``), at least 1."""
     try:
@@ -101,7 +105,10 @@ def run_plan(request: Request, *, workers: int = 1, progress: Callable[[int, int
     verdicts: list[Verdict | None] = [None] * len(items)
     done = 0
     jobs = tasks(items)
-    workers = min(workers, len(jobs))
+    # a worker costs an interpreter that imports torch (and Dynamo, at the first optimizer it builds): seconds,
+    # worth it only for tasks that take seconds themselves (P1's runs, the rank pool, a compile); the contract's
+    # checks take milliseconds each
+    workers = min(workers, sum(1 for job in jobs if any(_heavy(items[i]) for i in job)))
     if workers <= 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
