@@ -14,7 +14,6 @@ from .errors import (
     SpecError,
     TargetError,
 )
-from .loop import Trajectory, run_loop
 
 __version__ = "0.1.0"
 
@@ -32,7 +31,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: sympy derivations and the catalogue load on first use
+def __getattr__(name: str):  # lazy: torch, sympy derivations and the catalogue load on first use
+    if name in ("Trajectory", "run_loop"):
+        from . import loop
+
+        return getattr(loop, name)
     if name == "Target":
         from .target import Target
 

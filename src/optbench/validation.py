@@ -32,7 +32,7 @@ class Request:
     optimizers: list[str] = field(default_factory=list)  # [NAME=]module:attr
     targets: list[str] = field(default_factory=list)  # module:attr
     config: str | None = None
-    devices: tuple[str, ...] = ("cpu",)
+    devices: tuple[str, ...] | None = ("cpu",)  # None: cpu, plus cuda where a GPU is visible (resolved by build)
     plans: tuple[str, ...] = ()
     rootdir: str = "."
     select: str | None = None  # keep only items whose node id contains this text
@@ -49,7 +49,12 @@ def build(request: Request) -> list[CheckItem]:
     infos = load_user_optimizers(request.optimizers, config_file=request.config, rootdir=request.rootdir) \
         if request.optimizers else None
     targets = [t for text in request.targets for t in load_targets(text)] or None
-    items = checks(Selection(optimizers=infos, targets=targets, devices=request.devices), request.plans)
+    devices = request.devices
+    if devices is None:
+        from .devices import selected_devices
+
+        devices = tuple(selected_devices("auto"))
+    items = checks(Selection(optimizers=infos, targets=targets, devices=devices), request.plans)
     if request.select:
         items = [i for i in items if request.select in i.nodeid]
     return items
@@ -62,7 +67,19 @@ def _init_worker(request: Request) -> None:
     import torch
 
     torch.set_num_threads(1)  # N workers share the cores: one intra-op thread each
-    _WORKER["items"] = build(request)
+    try:
+        _WORKER["items"] = build(request)
+    except OptbenchError as exc:  # bad input: reported by the first task, as the one-line error it is
+        _WORKER["error"] = exc
+
+
+def _describe() -> list[CheckItem] | OptbenchError:
+    """The worker's items without their ``run`` (what the parent renders), or the error building them raised."""
+    import dataclasses
+
+    if "error" in _WORKER:
+        return _WORKER["error"]
+    return [dataclasses.replace(item, run=None) for item in _WORKER["items"]]
 
 
 def _run_indices(indices: list[int]) -> list[tuple[int, Verdict]]:
@@ -97,36 +114,51 @@ def default_workers() -> int:
 
 def run_plan(request: Request, *, workers: int = 1, progress: Callable[[int, int, Verdict], None] | None = None
              ) -> tuple[list[CheckItem], list[Verdict]]:
-    """Run every item; verdicts come back in plan order whatever the number of workers. Several workers are
-    started only where there are several tasks (:func:`tasks`) to share between them."""
+    """Run every item; verdicts come back in plan order whatever the number of workers.
+
+    A worker costs an interpreter that imports torch (and Dynamo, at the first optimizer it builds): seconds,
+    worth it for tasks that take seconds themselves (P1's runs, the rank pool, a compile), not for the
+    contract's checks, which take milliseconds. So a request with optimizers and no ``-k`` starts its workers at
+    once (each builds the plan while the others do; this process never imports torch), and anything else is
+    built here first and run here unless it holds several such tasks."""
+    if workers > 1 and request.optimizers and not request.select:
+        return _run_in_pool(request, workers, progress, items=None)
+    items = build(request)
+    jobs = tasks(items)
+    heavy = sum(1 for job in jobs if any(_heavy(items[i]) for i in job))
+    if min(workers, heavy) > 1:
+        return _run_in_pool(request, min(workers, heavy), progress, items=items)
     import torch
 
-    items = build(request)
-    verdicts: list[Verdict | None] = [None] * len(items)
-    done = 0
-    jobs = tasks(items)
-    # a worker costs an interpreter that imports torch (and Dynamo, at the first optimizer it builds): seconds,
-    # worth it only for tasks that take seconds themselves (P1's runs, the rank pool, a compile); the contract's
-    # checks take milliseconds each
-    workers = min(workers, sum(1 for job in jobs if any(_heavy(items[i]) for i in job)))
-    if workers <= 1:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
-        try:
-            for i, item in enumerate(items):
-                verdicts[i] = run_check(item)
-                done += 1
-                if progress:
-                    progress(done, len(items), verdicts[i])
-        finally:
-            torch.set_num_threads(threads)
-        return items, [v for v in verdicts if v is not None]
+    verdicts: list[Verdict] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: intra-op threads only add synchronisation
+    try:
+        for item in items:
+            verdicts.append(run_check(item))
+            if progress:
+                progress(len(verdicts), len(items), verdicts[-1])
+    finally:
+        torch.set_num_threads(threads)
+    return items, verdicts
+
+
+def _run_in_pool(request: Request, workers: int, progress: Callable[[int, int, Verdict], None] | None,
+                 items: list[CheckItem] | None) -> tuple[list[CheckItem], list[Verdict]]:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(request,)) as pool:
-        futures = [pool.submit(_run_indices, job) for job in jobs]
+        # one call per worker, so that every worker starts (and builds) now, side by side
+        described = [pool.submit(_describe) for _ in range(workers)]
+        meta = described[0].result()
+        if isinstance(meta, OptbenchError):
+            raise meta
+        items = items if items is not None else meta
+        verdicts: list[Verdict | None] = [None] * len(items)
+        done = 0
+        futures = [pool.submit(_run_indices, job) for job in tasks(items)]
         for fut in as_completed(futures):
             for i, verdict in fut.result():
                 verdicts[i] = verdict
@@ -416,12 +448,26 @@ def prepare_out(out: str | os.PathLike) -> Path:
     return folder
 
 
+def _torch_version() -> str:
+    import sys as _sys
+
+    if "torch" in _sys.modules:
+        return _sys.modules["torch"].__version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch installed without metadata
+        import torch
+
+        return torch.__version__
+
+
 def write_results(folder: Path, request: Request, items: Sequence[CheckItem], verdicts: Sequence[Verdict],
                   *, title: str) -> tuple[list[Path], dict[str, str]]:
     """results.json, results.md, reproducers/*.py and profiles under ``folder`` (claimed by prepare_out)."""
-    import torch
-
     written: list[Path] = []
+    torch_version = _torch_version()
     repro_dir = folder / "reproducers"
     paths: dict[str, str] = {}
     for v in verdicts:
@@ -444,7 +490,7 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
     if profiles:
         from .optimizers.p1 import PROFILE_SCHEMA
 
-        ppath = atomic_write_json(folder / "profiles.json", {"schema": PROFILE_SCHEMA, "torch": torch.__version__,
+        ppath = atomic_write_json(folder / "profiles.json", {"schema": PROFILE_SCHEMA, "torch": torch_version,
                                                              "records": profiles})
         written.append(ppath)
         try:
@@ -454,7 +500,7 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
         except ImportError:  # the profiles report is optional to the verdicts
             profiles_md = ""
     times = time_table(items, verdicts)
-    doc = {"schema": "optbench-validate/2", "torch": torch.__version__, "request": request.__dict__,
+    doc = {"schema": "optbench-validate/2", "torch": torch_version, "request": request.__dict__,
            "counts": counts(verdicts), "exit_code": exit_code(verdicts), "time": times, "verdicts": rows}
     written.append(atomic_write_json(folder / "results.json", json.loads(json.dumps(doc, default=str))))
     md = render_markdown(items, verdicts, title=title, reproducer_paths=paths, profiles_md=profiles_md)

@@ -52,11 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _devices(choice: str | None) -> tuple[str, ...]:
-    from ..devices import cuda_skip_reason, selected_devices
+def _devices(choice: str | None) -> tuple[str, ...] | None:
+    from ..devices import selected_devices
 
-    if choice is None:
-        return ("cpu",) if cuda_skip_reason() else ("cpu", "cuda")
+    if choice is None:  # resolved where the plan is built (a worker: this process need not import torch)
+        return None
     return tuple(selected_devices(choice))
 
 
