@@ -1,23 +1,25 @@
 """Planted bugs are caught on the property that was broken; the correct hand-written optimizer passes.
 
-One pytest subprocess validates every planted optimizer at once (``--optimizer name=module:Cls``,
-repeated) on the contract tests, then the junit report says which property failed for which
-optimizer. To stay fast it selects, with ``-k``, each planted optimizer's own property test plus every
-contract test of the correct optimizer, in float32 and float64, CPU only.
+Each planted optimizer is loaded as a user's would be (``--optimizer name=module:Cls``, through
+``optbench.optimizers.user``), and the contract checks of its own property run through the library's plan
+(``optbench.optimizers.plan``), in float32 and float64, on every implementation, CPU only: the checks
+themselves, as all three front ends run them. That the pytest front ends turn a FAIL into a failed test with the
+diagnosis and its reproducer is tested in ``tests/test_validate.py`` (``parametrize_with_checks``) and
+``tests/test_user_optimizer.py`` (``--optimizer``); here nothing starts another interpreter (each would import
+torch, Dynamo and sympy again: seconds apiece).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
-from pathlib import Path
+import re
 
+import pytest
+
+from optbench.optimizers.plan import optimizer_checks
+from optbench.optimizers.user import load_user_optimizers
+from optbench.plan import Selection
+from optbench.verdict import FAIL, PASS, run_check
 from tests.planted.bugs import PLANTED
-
-ROOT = Path(__file__).resolve().parents[1]
-CORRECT = "handadam"
 
 # property -> the test function(s) that check it
 PROP_TESTS = {
@@ -29,41 +31,27 @@ PROP_TESTS = {
 }
 
 
-def _run_suite(tmp_path: Path, specs: list[str], kexpr: str) -> tuple[int, dict[str, set[str]], dict[str, int], str]:
-    xml = tmp_path / "report.xml"
-    cmd = [sys.executable, "-m", "pytest", "validation/test_optimizers.py", "-q", "-p", "no:randomly", "-p", "no:xdist",
-           "-p", "no:cacheprovider", "--device", "cpu", "-k", kexpr, f"--junitxml={xml}"]
-    for s in specs:
-        cmd += ["--optimizer", s]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    failed: dict[str, set[str]] = {}
-    ran: dict[str, int] = {}
-    if xml.exists():
-        for case in ET.parse(xml).getroot().iter("testcase"):
-            name = case.get("name", "")
-            func, _, params = name.partition("[")
-            opt = params.split("-")[0]
-            ran[opt] = ran.get(opt, 0) + 1
-            if case.find("failure") is not None or case.find("error") is not None:
-                prop = next((p for p, t in PROP_TESTS.items() if func.startswith(t)), func)
-                failed.setdefault(opt, set()).add(prop)
-    return proc.returncode, failed, ran, proc.stdout[-3000:] + proc.stderr[-2000:]
+def _contract(spec: str) -> list:
+    infos = load_user_optimizers([spec])
+    return [i for i in optimizer_checks(Selection(optimizers=infos, devices=("cpu",)))
+            if re.match(r"test_p\d\d_", i.test) and not (i.exempt or i.na)]
 
 
-def test_planted_bugs_fail_on_their_property_and_correct_optimizer_passes(tmp_path):
-    specs = [f"{n.lower()}=tests.planted.bugs:{n}" for n in PLANTED] + [f"{CORRECT}=tests.planted.correct:HandAdam"]
-    own = " or ".join(f"({PROP_TESTS[prop]} and {name.lower()}-)" for name, (_, prop, _) in PLANTED.items())
-    kexpr = f"test_p and ({own} or {CORRECT}-)"
-    rc, failed, ran, tail = _run_suite(tmp_path, specs, kexpr)
-    rows, missed = [], []
-    for name, (_, prop, what) in PLANTED.items():
-        got = failed.get(name.lower(), set())
-        rows.append(f"{name:18s} {prop:4s} caught={'yes' if prop in got else 'NO'}  ({what})")
-        if prop not in got:
-            missed.append(name)
-    table = "\n".join(rows)
-    assert not missed, f"planted bugs not caught on their property: {missed}\n{table}\n{tail}"
-    assert ran.get(CORRECT, 0) >= 20, f"the correct optimizer's contract tests did not run\n{tail}"
-    assert CORRECT not in failed, f"the correct HandAdam failed {sorted(failed[CORRECT])}\n{tail}"
-    assert rc == 1  # failures (the planted ones), not a usage error or a crash
+@pytest.mark.parametrize("name", list(PLANTED))
+def test_a_planted_bug_fails_its_own_property(name):
+    _, prop, what = PLANTED[name]
+    items = [i for i in _contract(f"{name.lower()}=tests.planted.bugs:{name}") if i.test.startswith(PROP_TESTS[prop])]
+    assert items, f"no {prop} check was planned for {name}"
+    verdicts = [run_check(i) for i in items]
+    failed = [v for v in verdicts if v.outcome == FAIL]
+    assert failed, f"{name} ({what}) was not caught by {prop}: " + "; ".join(f"{v.id} {v.outcome}" for v in verdicts)
+    assert all(v.prop.startswith(prop) for v in failed)
+    assert all(v.reproducer for v in failed), "every FAIL ends with a standalone reproducer"
+
+
+def test_the_correct_hand_written_adam_passes_every_contract_check():
+    items = _contract("handadam=tests.planted.correct:HandAdam")
+    verdicts = [run_check(i) for i in items]
+    assert len(verdicts) >= 20, "the correct optimizer's contract checks did not run"
+    bad = [f"{v.test}[{v.id}] {v.outcome}: {v.message}" for v in verdicts if v.outcome != PASS]
+    assert not bad, bad
