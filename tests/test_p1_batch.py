@@ -232,3 +232,15 @@ def test_lrs_that_hover_stop_at_mid_budget_and_are_rerun_in_full_only_when_the_s
     bad = _p1_verdicts("biased=tests.planted.p1_bugs:BiasedSignDescent", tmp_path, targets=("booth",), epochs=400)
     v = bad["booth"]
     assert v.outcome == FAIL and "did not converge either" in v.message, v.message
+
+
+def test_a_selection_narrows_the_shared_runs_to_the_targets_it_keeps(tmp_path):
+    """``-k booth`` (or pytest's deselection) keeps booth's items: their shared run covers booth alone, not the
+    case's other targets, which nobody asked for."""
+    every = build(Request(optimizers=["adam=torch.optim:Adam"], plans=("optimizers",), rootdir=str(tmp_path)))
+    booth = build(Request(optimizers=["adam=torch.optim:Adam"], plans=("optimizers",), rootdir=str(tmp_path),
+                          select="booth"))
+    runs = [getattr(i.run, "run", i.run) for i in booth if i.prop == "P1"]
+    assert runs and all(r.batch == (("booth", True),) for r in runs), [r.batch for r in runs]
+    full = [getattr(i.run, "run", i.run) for i in every if i.prop == "P1" and "float64" in i.id]
+    assert len(full[0].batch) == 14, "all 11 judged targets and 3 profiles share a run when nothing is deselected"

@@ -358,11 +358,35 @@ def _p1_shares(case: Case) -> bool:
     return not case.info.user or P1.probe(case, "P7") or P1.probe(case, "P6")
 
 
-def _p1_run(case: Case, target: str, *, judge: bool, batch: tuple[tuple[str, bool], ...]) -> Callable[[], Any]:
-    # an exempt item does not run, so it is not in the batch: it runs alone if asked for (pytest --runxfail); where
-    # the targets do not share runs (_p1_shares), each runs alone, so that workers can take them apart
-    batch = batch if (target, judge) in batch and _p1_shares(case) else ((target, judge),)
-    return lambda: guarded("P1", case, P1.check_p1, case, target, judge=judge, batch=batch)
+class P1Run:
+    """A P1 item's run: its target, decided with every other target of ``batch`` in one p1.Session. An exempt item
+    does not run, so it is not in the batch (it runs alone if asked for: pytest --runxfail); where the targets do
+    not share runs (_p1_shares), each runs alone, so that workers can take them apart. :func:`narrow` shrinks
+    the batches to the items a selection (``-k``) keeps, so that what is not asked for is not run."""
+
+    def __init__(self, case: Case, target: str, judge: bool, batch: tuple[tuple[str, bool], ...]) -> None:
+        self.case, self.target, self.judge = case, target, judge
+        self.batch = batch if (target, judge) in batch and _p1_shares(case) else ((target, judge),)
+
+    def __call__(self) -> Any:
+        return guarded("P1", self.case, P1.check_p1, self.case, self.target, judge=self.judge, batch=self.batch)
+
+
+def _p1_run(case: Case, target: str, *, judge: bool, batch: tuple[tuple[str, bool], ...]) -> P1Run:
+    return P1Run(case, target, judge, batch)
+
+
+def narrow(items: Sequence[CheckItem]) -> None:
+    """Restrict every P1 batch to the items of its share that are in ``items`` (what a selection kept)."""
+    kept: dict[str, set[tuple[str, bool]]] = {}
+    runs: list[tuple[str, P1Run]] = []
+    for item in items:
+        run = getattr(item.run, "run", item.run)  # under Rooted
+        if isinstance(run, P1Run) and item.share:
+            kept.setdefault(item.share, set()).add((run.target, run.judge))
+            runs.append((item.share, run))
+    for share, run in runs:
+        run.batch = tuple(t for t in run.batch if t in kept[share]) or ((run.target, run.judge),)
 
 
 def _p1_targets(info: OptimizerInfo) -> list[str]:
