@@ -143,3 +143,27 @@ def test_bad_known_bug_is_a_one_line_config_error(tmp_path, toml, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_user_optimizers(["h=tests.planted.correct:HandAdam"], config_file=str(path), rootdir=str(ROOT))
     assert "\n" not in str(info.value)
+
+
+def test_module_wildcard_loads_every_exported_optimizer_once():
+    """``module:*``: each optimizer class the module exports, once, named as exported; one that cannot be driven
+    as it comes (a wrapper, a required argument) is N/A with its reason and fix instead of ending the run."""
+    infos = {i.name: i for i in load_user_optimizers(["tests.planted.collection:*"], rootdir=str(ROOT))}
+    assert sorted(infos) == ["NeedsHorizon", "PlainSGD", "Wrapper"]  # AliasSGD is PlainSGD; helper is no optimizer
+    assert infos["PlainSGD"].unsupported is None and infos["PlainSGD"].source == "tests.planted.collection:PlainSGD"
+    assert "wraps another optimizer" in infos["Wrapper"].unsupported
+    assert "requires num_iterations" in infos["NeedsHorizon"].unsupported
+    assert "kwargs = { num_iterations = ... }" in infos["NeedsHorizon"].unsupported
+    # named on its own, the same optimizer is still a one-line error
+    with pytest.raises(SpecError, match="requires num_iterations"):
+        load_user_optimizers(["tests.planted.collection:NeedsHorizon"], rootdir=str(ROOT))
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("all=tests.planted.collection:*", "cannot name a whole module"),
+    ("optbench.errors:*", "exports no torch.optim.Optimizer subclass"),
+], ids=["named-wildcard", "no-optimizers"])
+def test_bad_module_wildcard_is_a_one_line_spec_error(spec, match):
+    with pytest.raises(SpecError, match=match) as info:
+        load_user_optimizers([spec], rootdir=str(ROOT))
+    assert "\n" not in str(info.value)

@@ -16,6 +16,7 @@ carrying keys of its own. A constructor missing a required argument stays a one-
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -143,10 +144,30 @@ def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, clos
     return None
 
 
+def _wrapped_optimizer_arg(factory: Callable[..., Any]) -> str | None:
+    """The constructor's parameter that takes the optimizer a wrapper wraps (SAM's base_optimizer, Lookahead's
+    optimizer), by name or by a torch.optim.Optimizer annotation; None for an optimizer of its own."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for prm in params:
+        ann = prm.annotation
+        if (re.fullmatch(r"(base_|inner_)?optimi[sz]er", prm.name) or
+                (isinstance(ann, type) and issubclass(ann, torch.optim.Optimizer)) or
+                (isinstance(ann, str) and re.search(r"\bOptimizer\b", ann))):
+            return prm.name
+    return None
+
+
 def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: BaseException) -> str | None:
     """Why no generic check can drive an optimizer every plain attempt failed on, when the reason is one no config
     can remove; None otherwise (a required argument the config's kwargs can give, or an unknown failure)."""
     plain = f"({_short(first)})"
+    wrapped = _wrapped_optimizer_arg(factory)
+    if wrapped is not None:
+        return (f"wraps another optimizer (its constructor takes {wrapped}) {plain}: validate the optimizer it wraps, "
+                f"or name a factory of your own, e.g. def make(params, **kw): return Wrapper(AdamW(params, **kw))")
     module = torch.nn.Linear(2, 3).double()
     try:
         factory(module, **kw)

@@ -45,8 +45,8 @@ import torch
 
 from ..errors import ConfigError, SpecError
 from ..schedules import parse_schedule
-from ..spec import load_spec, parse_spec
-from .capabilities import detect
+from ..spec import Spec, load_module, load_spec, parse_spec
+from .capabilities import Capabilities, detect
 from .info import PROPERTIES, Budget, OptConfig, OptimizerInfo
 from .p1 import PROFILE_TARGETS, correctness_targets
 
@@ -122,7 +122,8 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: optimizers.{name}.weight_decay = {wd!r}; use \"coupled\", \"decoupled\" or \"none\"")
 
 
-def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]) -> OptimizerInfo:
+def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any], *,
+                   lenient: bool = False) -> OptimizerInfo:
     if isinstance(obj, type):
         if not issubclass(obj, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: {obj.__name__} is a class but not a torch.optim.Optimizer "
@@ -132,7 +133,16 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
                         f"Optimizer subclass or a factory (params, **kwargs) -> Optimizer")
     kwargs = dict(entry.get("kwargs", {}))
     contract_lr = float(entry.get("contract_lr", 1e-2))
-    caps = detect(obj, spec_text, kwargs, contract_lr, entry)
+    try:
+        caps = detect(obj, spec_text, kwargs, contract_lr, entry)
+    except SpecError as exc:
+        if not lenient:
+            raise
+        # one of a module's optimizers (module:*) that cannot be driven as it comes: its checks are N/A with the
+        # reason and the fix, and the others still run
+        reason = str(exc).split(": ", 1)[-1]
+        caps = Capabilities(unsupported=f"not driven as it comes: {reason}", notes=[])
+        caps.notes.append(caps.unsupported)
     defaults = set(caps.defaults)
     if "lr" not in kwargs and "lr" not in defaults and not caps.unsupported:
         caps.notes.append(f"has no lr hyperparameter (its defaults: {', '.join(sorted(defaults))}): the checks that "
@@ -191,23 +201,46 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
     )
 
 
+def module_optimizers(spec: Spec) -> list[tuple[str, type, str]]:
+    """``module:*``: every torch.optim.Optimizer subclass the module exports (its ``__all__``, else its public
+    names), once per class, as (name, class, spec): the name is the exported attribute's."""
+    module = load_module(spec, option="--optimizer")
+    names = getattr(module, "__all__", None) or sorted(n for n in vars(module) if not n.startswith("_"))
+    out: list[tuple[str, type, str]] = []
+    seen: set[type] = set()
+    for attr in names:
+        obj = getattr(module, attr, None)
+        if (isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer
+                and not inspect.isabstract(obj) and obj not in seen):
+            seen.add(obj)
+            out.append((attr, obj, f"{spec.module}:{attr}"))
+    if not out:
+        raise SpecError(f"--optimizer {spec.text!r}: {spec.module!r} exports no torch.optim.Optimizer subclass; name "
+                        f"one as module:Class")
+    return out
+
+
 def load_user_optimizers(specs: Sequence[str], *, config_file: str | None = None,
                          rootdir: str | None = None) -> list[OptimizerInfo]:
-    """Resolve every ``--optimizer`` spec into an :class:`OptimizerInfo` (in command-line order)."""
+    """Resolve every ``--optimizer`` spec into an :class:`OptimizerInfo` (in command-line order). ``module:*``
+    stands for every optimizer the module exports; one of those that cannot be driven as it comes gets every
+    check N/A with the reason, where a named one is a one-line error."""
     if rootdir and rootdir not in sys.path:
         sys.path.append(rootdir)  # specs name modules relative to the project root, like pytest's rootdir
     table, where = load_config(config_file, rootdir)
     out: list[OptimizerInfo] = []
     seen: set[str] = set()
     for text in specs:
-        spec = parse_spec(text, option="--optimizer")
-        name = spec.name or spec.attr.split(".")[-1]
-        if name in seen:
-            raise SpecError(f"--optimizer {text!r}: the name {name!r} is given twice; use NAME=module:attr to tell "
-                            f"them apart")
-        seen.add(name)
-        obj = load_spec(spec, option="--optimizer")
-        entry = table.get(name, {})
-        _check_entry(name, entry, where or "config")
-        out.append(make_user_info(obj, text, name, entry))
+        spec = parse_spec(text, option="--optimizer", allow_wildcard=True)
+        wildcard = spec.attr == "*"
+        members = (module_optimizers(spec) if wildcard else
+                   [(spec.name or spec.attr.split(".")[-1], load_spec(spec, option="--optimizer"), text)])
+        for name, obj, source in members:
+            if name in seen:
+                raise SpecError(f"--optimizer {text!r}: the name {name!r} is given twice; use NAME=module:attr to "
+                                f"tell them apart")
+            seen.add(name)
+            entry = table.get(name, {})
+            _check_entry(name, entry, where or "config")
+            out.append(make_user_info(obj, source, name, entry, lenient=wildcard))
     return out

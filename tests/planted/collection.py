@@ -1,0 +1,49 @@
+"""A package-like module for ``module:*`` (every optimizer a module exports): one optimizer exported under two
+names, a wrapper that takes another optimizer, one whose constructor needs an argument no default gives, and
+names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "helper", "CONSTANT"]
+
+CONSTANT = 3
+
+
+def helper() -> int:
+    return CONSTANT
+
+
+class PlainSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr: float = 1e-2) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+AliasSGD = PlainSGD  # the same class under a second name: validated once
+
+
+class Wrapper(torch.optim.Optimizer):
+    """Lookahead-like: wraps the optimizer it is given."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5) -> None:
+        self.optimizer = optimizer
+        self.k = k
+
+    def step(self, closure=None):
+        return self.optimizer.step(closure)
+
+
+class NeedsHorizon(PlainSGD):
+    """Ranger21-like: the constructor needs the training length."""
+
+    def __init__(self, params, num_iterations: int, lr: float = 1e-2) -> None:
+        super().__init__(params, lr)
+        self.num_iterations = num_iterations
