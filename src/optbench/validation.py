@@ -195,6 +195,22 @@ def time_table(items: Sequence[CheckItem], verdicts: Sequence[Verdict]) -> dict[
     return out
 
 
+def summarize_time(table: dict[str, Any], *, slowest: int = 5) -> str:
+    """One line for many subjects: seconds per property over all of them, and the slowest subjects."""
+    if len(table) <= 3:
+        return render_time(table, markdown=False).replace("\n", "; ")
+    by_prop: dict[str, float] = {}
+    for sub in table.values():
+        for k, s in sub["by_property"].items():
+            by_prop[k] = by_prop.get(k, 0.0) + s
+    props = ", ".join(f"{k} {s:.0f} s" for k, s in sorted(by_prop.items(), key=lambda kv: -kv[1]) if s >= 0.5)
+    top = sorted(table.items(), key=lambda kv: -kv[1]["seconds"])[:slowest]
+    return (f"{sum(sub['seconds'] for sub in table.values()):.0f} s in checks over {len(table)} subjects"
+            + (f" ({props})" if props else "") + "; "
+            f"slowest: " + ", ".join(f"{name} {sub['seconds']:.0f} s" for name, sub in top) +
+            " (each one's table: results.md)")
+
+
 def _short(ended: str, epochs: int) -> str:
     word = next((w for k, w in (("converged", "conv"), ("diverged", "div"), ("cannot", "stop"), ("budget", "budget"))
                  if ended.startswith(k)), ended)
@@ -206,7 +222,8 @@ def render_time(table: dict[str, Any], *, markdown: bool) -> str:
     lines: list[str] = []
     for subject, sub in table.items():
         props = ", ".join(f"{k} {s:.1f} s" for k, s in sub["by_property"].items() if s >= 0.05)
-        lines.append(f"{'- **' + subject + '**' if markdown else subject}: {sub['seconds']:.1f} s in checks ({props})")
+        lines.append(f"{'- **' + subject + '**' if markdown else subject}: {sub['seconds']:.1f} s in checks"
+                     + (f" ({props})" if props else ""))
         if markdown and sub["p1"]:
             lrs = list(OrderedDict.fromkeys(lr for t in sub["p1"].values() for lr in t))
             lines += ["", "  P1 per target and lr: seconds, epochs run and how the run ended (conv: converged, div: "

@@ -77,7 +77,7 @@ def _plans(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..validation import (Request, default_workers, exit_code, prepare_out, render_text, render_time, run_plan,
+    from ..validation import (Request, default_workers, exit_code, prepare_out, render_text, run_plan, summarize_time,
                               time_table, write_results)
 
     if not args.optimizers and not args.target:
@@ -111,7 +111,7 @@ def main(args: argparse.Namespace) -> int:
     title = "optbench validate: " + ", ".join(request.optimizers + request.targets)
     _, repro_paths = write_results(folder, request, items, verdicts, title=title)
     print(render_text(items, verdicts, reproducer_paths=repro_paths), end="")
-    print("Where the time went: " + render_time(time_table(items, verdicts), markdown=False).replace("\n", "; "))
+    print("Where the time went: " + summarize_time(time_table(items, verdicts)))
     code = exit_code(verdicts)
     word = {0: "clean", 1: "property violated", 3: "optbench internal error"}[code]
     print(f"{len(verdicts)} checks in {time.time() - t0:.0f} s: {word} (exit {code}); results in "
