@@ -25,8 +25,11 @@ imports pytest or the rest of optbench.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -97,6 +100,22 @@ def _kineto(prof: Any) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
     return mem, window
 
 
+@contextlib.contextmanager
+def _native_stderr_to_null() -> Iterator[None]:
+    """Silence what C++ writes to fd 2 while the profiler runs: kineto's "USDT ... profiler_start/stop" lines and
+    c10's "Memory block of unknown size" warning (see peak_of) would otherwise land in a user's terminal for
+    every optimizer. Python exceptions still propagate: they are raised, not printed."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_of(fn: Callable[[], Any], device: str = "cpu", before: Callable[[], Any] | None = None) -> Peak:
     """The memory allocated during ``fn()`` above what was allocated when it began (see the module doc).
 
@@ -117,7 +136,7 @@ def peak_of(fn: Callable[[], Any], device: str = "cpu", before: Callable[[], Any
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_to_null(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         if before is not None:
             before()
         with record_function(MARK):
