@@ -39,6 +39,7 @@ import collections
 import ctypes
 import io
 import itertools
+import logging
 import os
 import pickle
 import queue
@@ -265,6 +266,10 @@ def rank_main(argv: Sequence[str]) -> int:
     sys.path[:] = init["sys_path"]
     import torch.distributed as dist
 
+    # DeviceMesh.__setstate__ warns ("pickling/unpickling of the DeviceMesh occurred before the PGs were created")
+    # when a check copies DTensor state (deepcopy, a checkpoint round trip) in a rank; it concerns torch.compile's
+    # PG lookup, not the checks' results, and would print four lines per optimizer in a user's terminal
+    logging.getLogger("torch.distributed.device_mesh").setLevel(logging.ERROR)
     torch.set_num_threads(1)  # world_size ranks share the CPU: one intra-op thread each
     device = "cpu"
     try:
