@@ -244,3 +244,19 @@ def test_a_selection_narrows_the_shared_runs_to_the_targets_it_keeps(tmp_path):
     assert runs and all(r.batch == (("booth", True),) for r in runs), [r.batch for r in runs]
     full = [getattr(i.run, "run", i.run) for i in every if i.prop == "P1" and "float64" in i.id]
     assert len(full[0].batch) == 14, "all 11 judged targets and 3 profiles share a run when nothing is deselected"
+
+
+def test_an_optimizer_without_lr_runs_once_at_its_own_step_size(tmp_path):
+    """No lr hyperparameter (A2Grad, AliG): every lr of the grid would be the same run, so P1 runs one; its band
+    and its FAIL name its own step size, never an lr of the grid it does not have."""
+    ok = _p1_verdicts("own=tests.planted.p1_bugs:OwnStepGD", tmp_path, epochs=400)
+    for target, v in ok.items():
+        assert v.outcome == PASS, (target, v.message)
+        assert "its own step size" in v.data["lr_band"], v.data["lr_band"]
+        assert list(v.data["p1_time"]) == ["None"] or len(v.data["p1_time"]) == 1, v.data["p1_time"]
+    P1._SESSIONS.clear()
+    bad = _p1_verdicts("tiny=tests.planted.p1_bugs:own_step_too_small", tmp_path, epochs=400)
+    for target, v in bad.items():
+        assert v.outcome == FAIL and "did not converge" in v.message, (target, v.message)
+        assert "lr=" not in v.message and "lr grid" not in v.message, v.message
+        assert "its own" in v.reproducer or "k != 'lr'" in v.reproducer

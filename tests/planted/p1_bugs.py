@@ -91,3 +91,23 @@ class BiasedSignDescent(SignDescent):
                 if p.grad is not None:
                     p.sub_(0.5 * group["lr"])
         return None
+
+
+class OwnStepGD(torch.optim.Optimizer):
+    """Correct: gradient descent whose step size is its own hyperparameter (``step_size``), with no lr at all
+    (A2Grad, AliG): P1 runs it once, not once per grid lr, and its band says so."""
+
+    def __init__(self, params, lr=None, step_size: float = 0.05) -> None:
+        super().__init__(params, {"step_size": step_size})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["step_size"])
+
+
+def own_step_too_small(params, lr=None):
+    """The same with a step size far too small to reach x* within the budget: P1 fails, and names no lr."""
+    return OwnStepGD(params, step_size=1e-7)

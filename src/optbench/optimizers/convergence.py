@@ -141,7 +141,7 @@ def _fmt_pts(xs: Sequence[torch.Tensor], row: int) -> str:
 def describe_failure(case: Case, target, res: P1Result, g: int, epochs: int, what: str = "P1") -> str:
     tol_x, tol_f, why = tolerance(case.info, case.dtype)
     lr = res.lrs[g]
-    head = f"on {target.name} (lr={lr:g}, budget {epochs} epochs)" if lr is not None else f"on {target.name} (budget {epochs} epochs)"
+    head = f"on {target.name} (lr={lr:g}, budget {epochs} epochs)" if lr is not None else f"on {target.name} (at its own step size, no lr hyperparameter; budget {epochs} epochs)"
     if res.diverged[g] is not None:
         return f"{head}: stopped at epoch {res.diverged[g]}: loss or x became NaN/inf (lr too large, or an unstable update)"
     bad = [s for s, e in enumerate(res.reached[g]) if e is None]

@@ -137,6 +137,10 @@ SLOW_FACTOR = 4  # a slow method gets this many times its budget before it is ju
 PROBE_EPOCHS = 12
 
 
+def _lr_text(lr: float | None) -> str:
+    return f"lr {lr:.3g}" if lr is not None else "its own step size"
+
+
 def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epochs: int, kw: dict,
                    res: CV.P1Result, note: str) -> tuple[list[float], str]:
     """Nothing converged within the budget. A run still converging at some lr of the grid (the distance
@@ -153,7 +157,7 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
     long_epochs = SLOW_FACTOR * epochs
     schedule = None if res.schedule is None else AUTO
     longer = CV.run_p1(case, target, starts, [lrs[g]], long_epochs, schedule=schedule, **kw)
-    slow = (f"at lr {lrs[g]:.3g} it was still converging when the {epochs}-epoch budget ran out (largest |x - x*| "
+    slow = (f"at {_lr_text(lrs[g])} it was still converging when the {epochs}-epoch budget ran out (largest |x - x*| "
             f"{res.mid[g]:.2g} at mid-budget, {float(res.dist[g].max()):.2g} at the end)")
     if longer.converged(0):
         last = max(e for e in longer.reached[0] if e is not None) + 1
@@ -164,6 +168,16 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
                             f"{tolerance(case.info, case.dtype)[0]:g}) after {long_epochs} epochs, still "
                             f"converging: too slow to judge at this budget; declare a budget for it (epochs = ...)")
     return [], note
+
+
+def _lrs(case: Case, budget: Any) -> list[float | None]:
+    """The lrs P1 runs: the declared one, else the grid; an optimizer with no lr hyperparameter (A2Grad, AliG: the
+    step size is the method's own) runs once with none, since every lr of the grid would be the same run."""
+    if budget.lr is not None:
+        return [budget.lr]
+    if not C.accepts(case.info, case.config, "lr"):
+        return [None]
+    return list(CV.LR_GRID)
 
 
 def _rows_batchable(case: Case, target: Any) -> bool:
@@ -287,8 +301,7 @@ class Session:
             target = get_target(name)
             budget = info.budget(cfg, target.name)
             rows = _rows_batchable(case, target)
-            runs[name] = _TargetP1(target, self.judged[name], budget.epochs,
-                                   [budget.lr] if budget.lr is not None else list(CV.LR_GRID),
+            runs[name] = _TargetP1(target, self.judged[name], budget.epochs, _lrs(case, budget),
                                    CV.starts_for(info, target, case.dtype, rows), rows)
         self.runs = runs
         live = list(runs.values())
@@ -372,7 +385,10 @@ class Session:
             except (NotApplicable, OptimizerRaised) as exc:
                 return exc
         band = None
-        if len(lrs) > 1 or lrs[0] is None:
+        if lrs == [None]:  # no lr hyperparameter: one run, at its own step size
+            band = (f"{target.name}: converged at its own step size (it has no lr hyperparameter){note}" if ok_lrs
+                    else f"{target.name}: did not converge at its own step size (it has no lr hyperparameter){note}")
+        elif len(lrs) > 1:
             band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of "
                     f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
         data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,

@@ -457,7 +457,9 @@ def _p1_body(case: Any, details: dict[str, Any]) -> str | None:
         "",
         "",
         f"x = torch.tensor({start!r}, dtype=DTYPE, device=DEVICE, requires_grad=True)",
-        f"opt = Opt([x], **{{**KWARGS, 'lr': {details['lr']!r}" + (f", 'weight_decay': {wd!r}" if wd else "") + "})",
+        (f"opt = Opt([x], **{{**KWARGS, 'lr': {details['lr']!r}" if details["lr"] is not None else
+         "opt = Opt([x], **{**{k: v for k, v in KWARGS.items() if k != 'lr'}")  # no lr hyperparameter: none given
+        + (f", 'weight_decay': {wd!r}" if wd else "") + "})",
     ]
     if sched:
         name, _, args = str(sched).partition("(")
