@@ -140,6 +140,18 @@ def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_a
     assert run_check(items["test_p21_compiled_parity"]).outcome == PASS  # the run is right, only slow
 
 
+def test_an_optimizer_without_lr_compiles_with_no_scheduler_and_is_judged_on_its_own_guards():
+    """No lr hyperparameter (A2Grad, AliG): LinearLR would need group['lr'], so the run has no scheduler (it was
+    N/A with "the eager step raises", which no other check reported); a step with nothing that changes per step
+    compiles once, and a recompilation is never blamed on the harness's own scheduling flag."""
+    infos = load_user_optimizers(["own=tests.planted.p1_bugs:OwnStepGD"], rootdir=str(ROOT))
+    items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    parity = run_check(items["test_p21_compiled_parity"])
+    assert parity.outcome == PASS and "no lr hyperparameter" in parity.data["summary"], (parity.message, parity.data)
+    rec = run_check(items["test_p21_recompiles"])
+    assert rec.outcome == MEASURED and rec.data["graphs_per_step"][K.WARMUP:] == [0] * (K.STEPS - K.WARMUP), rec.data
+
+
 def test_optbench_own_error_inside_a_p21_check_is_an_error_not_the_optimizers_failure(monkeypatch):
     infos = load_user_optimizers(["compileadam=tests.planted.compile_bugs:CompileAdam"], rootdir=str(ROOT))
     item = compiled_checks(Selection(optimizers=infos, devices=("cpu",)))[0]

@@ -61,7 +61,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..loop import OptimizerRaised, call_optimizer, has_modes, read_params
-from ..optimizers.contract import Case, Problem, PropertyFailure, rel_tol
+from ..optimizers.contract import Case, Problem, PropertyFailure, accepts, rel_tol
 from ..verdict import NotApplicable
 from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line
 
@@ -102,10 +102,13 @@ class _Run:
     def __init__(self, case: Case, lr: Any) -> None:
         self.case = case
         self.prob = Problem(case, SHAPES)
-        self.opt = case.make(self.prob.params, lr=lr)
+        # lr None: the optimizer has no lr hyperparameter (A2Grad, AliG): constructed as every contract check
+        # constructs it, and no scheduler, which would need group['lr']
+        self.opt = case.make(self.prob.params) if lr is None else case.make(self.prob.params, lr=lr)
         kw = {k: v for k, v in SCHEDULER.items() if k != "name"}
         cls = getattr(torch.optim.lr_scheduler, SCHEDULER["name"])
-        self.sched = call_optimizer(f"torch.optim.lr_scheduler.{SCHEDULER['name']}(optimizer)", cls, self.opt, **kw)
+        self.sched = None if lr is None else call_optimizer(
+            f"torch.optim.lr_scheduler.{SCHEDULER['name']}(optimizer)", cls, self.opt, **kw)
         self.scheduling = False
         loss, opt = self.prob.loss_fn(), self.opt
 
@@ -125,7 +128,7 @@ class _Run:
                 run.opt.step(run.closure)
             else:
                 run.opt.step()
-            if run.scheduling:
+            if run.scheduling and run.sched is not None:
                 run.sched.step()
 
         return step_fn
@@ -140,7 +143,7 @@ class _Run:
             call_optimizer("train()", opt.train)
         xs = []
         for k in range(STEPS):
-            if k == SCHEDULE_FROM - 1:
+            if k == SCHEDULE_FROM - 1 and self.sched is not None:
                 self.scheduling = True  # LinearLR steps after this step's update: the next steps see a new lr each
             if k == SCHEDULE_FROM and stop is not None and stop():
                 break
@@ -272,16 +275,19 @@ def _compile_run(case: Case) -> CompiledRun:
 
     # the eager reference, which also tells whether a tensor lr is accepted (constructor, steps and scheduler)
     # a fresh lr for each run: a scheduler changes a tensor lr in place
-    lr: Callable[[], Any] = lambda: torch.tensor(case.info.contract_lr)  # noqa: E731
-    try:
-        want = _eager(case, lr())
-        out = CompiledRun("tensor")
-    except OptimizerRaised as refused:
-        out = CompiledRun("float", lr_note=f"with a tensor lr {refused}")
-        lr = lambda: case.info.contract_lr  # noqa: E731
+    # an optimizer with no lr hyperparameter (A2Grad, AliG) runs with none and no scheduler
+    tries: list[tuple[str, Callable[[], Any]]] = (
+        [("none", lambda: None)] if not accepts(case.info, case.config, "lr") else
+        [("tensor", lambda: torch.tensor(case.info.contract_lr)), ("float", lambda: case.info.contract_lr)])
+    out = CompiledRun(tries[0][0])
+    for kind, lr in tries:
         try:
             want = _eager(case, lr())
+            break
         except OptimizerRaised as exc:
+            if kind == "tensor":  # retried with a float lr
+                out = CompiledRun("float", lr_note=f"with a tensor lr {exc}")
+                continue
             out.eager_raised = str(exc)
             return out
     run = _seeded(lambda: _Run(case, lr()), case.device)
@@ -327,13 +333,17 @@ def compiled_run(case: Case) -> CompiledRun:
 # ---- the checks ------------------------------------------------------------------------------------
 
 
-def _phase_of(step: int) -> str:
+def _phase_of(step: int, r: CompiledRun) -> str:
     if step <= WARMUP:
         return "warm-up, constant lr"
+    if r.lr == "none":
+        return "no lr to schedule"
     return "constant lr" if step <= SCHEDULE_FROM else f"{SCHEDULER['name']} changing the lr every step"
 
 
 def _lr_words(r: CompiledRun) -> str:
+    if r.lr == "none":
+        return "no lr (it has no lr hyperparameter, so no scheduler)"
     return "a tensor lr" if r.lr == "tensor" else f"a float lr ({r.lr_note})" if r.lr_note else "a float lr"
 
 
@@ -359,7 +369,7 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
         where = f" at {r.frame}" if r.frame else ""
         raise PropertyFailure(
             "P21", case, f"under torch.compile (default backend, Inductor) with {_lr_words(r)}, the compiled step "
-                         f"raises at step {step} ({_phase_of(step)}) {r.raised}{where}, where the same {STEPS} eager "
+                         f"raises at step {step} ({_phase_of(step, r)}) {r.raised}{where}, where the same {STEPS} eager "
                          f"steps run; an exception under torch.compile is the optimizer's finding",
             kind="crash", lr=r.lr, step=step)
     if r.graphs == 0:
@@ -368,7 +378,7 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
         k, i, shape, dmax, idx, w, g, tol = r.diff
         raise PropertyFailure(
             "P21", case, f"the compiled step (torch.compile, Inductor, {_lr_words(r)}) and the eager step differ at "
-                         f"step {k} ({_phase_of(k)}), parameter {i} {list(shape)}: max |Δ| = {dmax:.3g} at index "
+                         f"step {k} ({_phase_of(k, r)}), parameter {i} {list(shape)}: max |Δ| = {dmax:.3g} at index "
                          f"{list(idx)} (eager {w:.9g}, compiled {g:.9g}) > {tol:.2g} (the contract's rel. "
                          f"{rel_tol(case.dtype):.0e} x (1 + max|x|); Inductor reorders float operations, so bit for "
                          f"bit is not expected, but this is beyond rounding: a branch on "
@@ -376,7 +386,8 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
                          f"low-precision math that Inductor fuses in float32, which "
                          f"torch._inductor.config.emulate_precision_casts=True would show?)",
             kind="parity", lr=r.lr, step=k, param=i)
-    sched = f", a new lr from {SCHEDULER['name']} at steps {SCHEDULE_FROM + 1}-{STEPS}" if r.compared > SCHEDULE_FROM else ""
+    sched = (f", a new lr from {SCHEDULER['name']} at steps {SCHEDULE_FROM + 1}-{STEPS}"
+             if r.compared > SCHEDULE_FROM and r.lr != "none" else "")
     return {"steps": r.compared, "backend": "inductor", "lr": r.lr, "max_abs_diff": r.max_abs_diff,
             "tolerance_rel": rel_tol(case.dtype), "graphs": r.graphs,
             "summary": f"{r.compared} compiled steps ({_lr_words(r)}{sched}) equal the eager ones to rel. "
@@ -405,9 +416,11 @@ def check_p21_recompiles(case: Case) -> dict[str, Any]:
         phases[name] = {"steps": [lo + 1, hi], "graphs": sum(s.graphs for s in recs), "recompiling_steps": compiling,
                         "guards": guards, "ran": len(recs)}
         if recs and (len(compiling) == len(recs) or (r.limit_hit and compiling)):
-            setting = (f"at a constant lr" if name == "constant lr" else
+            setting = ("at a constant lr" if name == "constant lr" else "at its own step size" if r.lr == "none" else
                        f"while torch.optim.lr_scheduler.{SCHEDULER['name']} changes {_lr_words(r)} every step")
-            guard = guards[-1] if guards else "(Dynamo gave no reason)"
+            # the optimizer's guard, not the flip of this harness's own `scheduling` flag at step SCHEDULE_FROM
+            theirs = [g for g in guards if "run.scheduling" not in g]
+            guard = (theirs or guards)[-1] if guards else "(Dynamo gave no reason)"
             limit = f"; Dynamo's recompile limit was reached ({r.limit_hit})" if r.limit_hit else ""
             hint = (" (a float lr is a constant of the graph: construct the optimizer with lr=torch.tensor(...), or "
                     "let it accept one)" if "lr" in guard and r.lr == "float" else
@@ -421,7 +434,9 @@ def check_p21_recompiles(case: Case) -> dict[str, Any]:
     first = sum(s.graphs for s in r.steps[:WARMUP])
     text = (f"{r.graphs} graph(s) in {STEPS} steps ({first} in the warm-up); after it "
             f"{phases['constant lr']['graphs']} at a constant lr, {phases['scheduled lr']['graphs']} while "
-            f"{SCHEDULER['name']} changes {_lr_words(r)} every step")
+            f"{SCHEDULER['name']} changes {_lr_words(r)} every step" if r.lr != "none" else
+            f"{r.graphs} graph(s) in {STEPS} steps ({first} in the warm-up), "
+            f"{phases['constant lr']['graphs'] + phases['scheduled lr']['graphs']} after it ({_lr_words(r)})")
     return {"lr": r.lr, "graphs": r.graphs, "graphs_warmup": first, "graphs_per_step": [s.graphs for s in r.steps],
             "phases": phases, "recompile_limit_hit": r.limit_hit, "backend": "inductor", "summary": text}
 

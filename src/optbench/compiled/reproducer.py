@@ -28,6 +28,7 @@ from torch._dynamo.utils import counters
 torch._inductor.config.fallback_random = True  # random draws as in eager, as optbench compares them
 STEPS, SCHEDULE_FROM, WARMUP = {steps}, {schedule_from}, {warmup}
 TENSOR_LR = {tensor_lr}  # the run used a tensor lr (the recipe's advice) where the optimizer accepts one
+NO_LR = {no_lr}  # the optimizer has no lr hyperparameter: constructed as given, no scheduler
 
 
 def run(compiled, fullgraph=False):
@@ -36,8 +37,9 @@ def run(compiled, fullgraph=False):
     torch.manual_seed(0)
     ps, loss = make_problem()
     lr = torch.tensor(KWARGS["lr"]) if TENSOR_LR else KWARGS["lr"]
-    opt = Opt(ps, **{{**KWARGS, "lr": lr}})
-    sched = torch.optim.lr_scheduler.{sched_name}(opt, {sched_kw})  # as in the recipe; stepped from step SCHEDULE_FROM
+    opt = Opt(ps, **KWARGS) if NO_LR else Opt(ps, **{{**KWARGS, "lr": lr}})
+    # as in the recipe; stepped from step SCHEDULE_FROM
+    sched = None if NO_LR else torch.optim.lr_scheduler.{sched_name}(opt, {sched_kw})
     holder = {{"on": False}}
 
     def closure():
@@ -48,7 +50,7 @@ def run(compiled, fullgraph=False):
 
     def step_fn():
 {call}
-        if holder["on"]:
+        if holder["on"] and sched is not None:
             sched.step()
 
     step = torch.compile(step_fn, fullgraph=fullgraph) if compiled else step_fn
@@ -129,7 +131,7 @@ def script(failure: Any, case: Any) -> str | None:
     call = "        opt.step(closure)" if case.info.closure else "        opt.step()"
     sched_kw = ", ".join(f"{k}={v!r}" for k, v in SCHEDULER.items() if k != "name")
     run = _RUN.format(steps=STEPS, schedule_from=SCHEDULE_FROM, warmup=WARMUP,
-                      tensor_lr=details.get("lr", "tensor") == "tensor", call=call, sched_name=SCHEDULER["name"],
+                      tensor_lr=details.get("lr", "tensor") == "tensor", no_lr=details.get("lr") == "none", call=call, sched_name=SCHEDULER["name"],
                       sched_kw=sched_kw)
     rel = f"REL = {rel_tol(case.dtype)!r}  # the contract's relative tolerance for {str(case.dtype)[6:]}\n"
     return header + run + rel + _BODIES[kind]
