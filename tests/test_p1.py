@@ -55,6 +55,19 @@ def test_still_converging_is_a_halving_over_the_second_half_of_the_budget(mid, e
     assert res.still_converging(0) is expected, why
 
 
+@pytest.mark.parametrize("mid, end, expected, why", [
+    (7.45, 5.57, True, "creeping (AdamG's min(lr, 1/sqrt(t)) steps on matyas): down by a quarter"),
+    (0.01, 0.0085, False, "down by 15 %: stalling, not converging"),
+])
+def test_a_longer_budget_goes_to_lrs_down_by_a_fifth(mid, end, expected, why):
+    from optbench.optimizers.convergence import SLOW_DECREASE
+
+    res = _result([end])
+    res.mid = [mid]
+    assert res.still_converging(0, by=SLOW_DECREASE) is expected, why
+    assert not res.still_converging(0), "N/A after the longer run still takes a halving"
+
+
 def test_the_p1_gradient_check_allows_the_rounding_of_cancelling_terms_and_nothing_more():
     """Rosenbrock far out in its valley (seen with MADGRAD's lr grid): float64 autograd's gradient is off
     by ~1e-7 in a gradient of ~1 whose terms are ~1e9; a 1% error is still far outside the bound."""
@@ -75,29 +88,31 @@ def test_the_p1_gradient_check_allows_the_rounding_of_cancelling_terms_and_nothi
     assert not bool(((want * 1.01 - want).abs() <= allowed).all()), "a 1% gradient error must not pass"
 
 
-def test_a_slow_run_at_another_lr_than_the_closest_one_gets_the_longer_budget(monkeypatch):
+def test_every_still_converging_lr_gets_the_longer_budget_not_only_the_closest(monkeypatch):
     """Seen with pytorch-optimizer's Ranger on booth: lr 0.01 ended closest but slowly (9.2 -> 6.5 over the
-    second half), lr 0.0316 halved (15.6 -> 7.4) and reaches x* in 8000 epochs. The longer run must be
-    given to the lr that is still converging, not to the closest one (that was reported as stalled: FAIL)."""
+    second half), lr 0.0316 halved (15.6 -> 7.4) and reaches x* in 8000 epochs; with AdaSmooth the closest lr
+    hovers. Every still-converging lr gets the longer budget, in one shared run (closest first), and the method
+    passes at those that get there; a stalled lr and a diverging one get none."""
     from optbench.optimizers import convergence as CV
     from optbench.optimizers import p1 as P1
 
     res = _result([6.5, 7.4, 60.0])
-    res.mid = [9.2, 15.6, 110.0]
+    res.mid = [9.2, 15.6, 62.0]  # 60/62: stalled
     longer_lrs = []
 
     def longer(case, target, starts, lrs, epochs, **kw):
         longer_lrs.append(list(lrs))
-        done = _result([1e-9])
-        done.reached = [[epochs - 1]]
+        done = _result([3.0, 1e-9])  # the closest lr hovers at 3.0; the second reaches x*
+        done.mid = [3.1, 1.0]
+        done.reached = [[None], [epochs - 1]]
         return done
 
     monkeypatch.setattr(CV, "run_p1", longer)
     ok, note = P1._slow_or_stuck(None, catalogue()["booth"], res.starts, res.lrs, 2000, {}, res, "")
-    assert longer_lrs == [[LR_GRID[1]]] and ok == [LR_GRID[1]], (longer_lrs, ok)
+    assert longer_lrs == [[LR_GRID[0], LR_GRID[1]]] and ok == [LR_GRID[1]], (longer_lrs, ok)
     assert "still converging" in note and "a slow method, not a bug" in note, note
     stalled = _result([6.5, 7.4])
-    stalled.mid = [6.6, 7.5]  # no lr halved its distance: nothing to rerun, the FAIL stands
+    stalled.mid = [6.6, 7.5]  # no lr lost a fifth of its distance: nothing to rerun, the FAIL stands
     longer_lrs.clear()
     assert P1._slow_or_stuck(None, catalogue()["booth"], stalled.starts, stalled.lrs, 2000, {}, stalled, "")[0] == []
     assert longer_lrs == []

@@ -63,13 +63,20 @@ class P1Result:
     def converged(self, g: int) -> bool:
         return self.diverged[g] is None and all(e is not None for e in self.reached[g])
 
-    def still_converging(self, g: int) -> bool:
-        """Not there yet, but the largest distance at least halved over the second half of the budget
-        (a slow method: O(1/k) averaging halves it; a stalled or hovering one does not)."""
+    def still_converging(self, g: int, by: float = 0.5) -> bool:
+        """Not there yet, but the largest distance at the end at most ``by`` times its mid-budget value: halved
+        (the default) is a slow method (O(1/k) averaging halves it; a stalled or hovering one does not). P1 asks
+        for less (SLOW_DECREASE) only to choose the lrs that get a longer budget, where reaching x* is the test."""
         if self.diverged[g] is not None or g >= len(self.mid) or not math.isfinite(self.mid[g]):
             return False
         end = float(self.dist[g].max())
-        return math.isfinite(end) and end <= 0.5 * self.mid[g]
+        return math.isfinite(end) and end <= by * self.mid[g]
+
+
+# A longer budget goes to every lr whose largest distance fell by at least a fifth over the second half: AdamG's
+# min(lr, 1/sqrt(t)) steps creep (7.45 -> 5.57 on matyas) and reach x* by 16000 epochs. Only reaching x* passes;
+# after the longer run, N/A still takes a halving (a biased fixed point approached slowly must not escape as N/A).
+SLOW_DECREASE = 0.8
 
 
 def run_p1(
