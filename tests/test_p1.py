@@ -148,3 +148,17 @@ def test_the_batching_probe_sees_past_a_warmup_that_does_not_move():
     sgd = OptimizerInfo("sgd", torch.optim.SGD, elementwise=None, user=True)
     plain = Case(sgd, sgd.configs[0])
     assert batched_equals_separate(plain, booth, epochs=PROBE_EPOCHS)[0] is True
+
+
+@pytest.mark.parametrize("points, named", [
+    ([[1.0, 3.017], [1.0, 2.983], [1.0, 3.017]], True),   # Adadelta at its stability edge: x* +- 0.017
+    ([[1.1, 3.1], [1.09, 3.09], [1.08, 3.08]], False),    # creeping towards x* from one side
+    ([[1.2, 3.2], [1.2, 3.2], [1.2, 3.2]], False),        # stalled
+    ([[1.0, 3.03], [1.0, 2.99], [1.0, 3.02]], False),     # a shrinking oscillation: converging
+], ids=["period-2-cycle", "one-side", "stalled", "damped"])
+def test_a_failure_names_a_period_2_cycle_around_the_minimum(points, named):
+    from optbench.optimizers.convergence import _cycle
+
+    xs = [torch.tensor([p], dtype=torch.float64) for p in points]
+    text = _cycle(xs, 0, torch.tensor([[1.0, 3.0]], dtype=torch.float64))
+    assert ("period-2 cycle" in text) is named, text

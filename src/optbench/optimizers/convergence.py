@@ -159,7 +159,23 @@ def describe_failure(case: Case, target, res: P1Result, g: int, epochs: int, wha
     pts = _fmt_pts(res.last[g], s)
     return (f"{head}: {len(bad)} of {len(res.reached[g])} starts did not converge; {kind} {s} x0={x0} ended at "
             f"|x - x*| = {float(res.dist[g][s]):.3g} (tol_x {tol_x:g}) and f - f* = {float(res.gap[g][s]):.3g} "
-            f"(tol_f {tol_f:g}); expected to reach x* in {xst}; last points {pts}")
+            f"(tol_f {tol_f:g}); expected to reach x* in {xst}; last points {pts}{_cycle(res.last[g], s, res.x_star)}")
+
+
+def _cycle(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor) -> str:
+    """Name a period-2 cycle around x* (every other point the same, the two on either side of x*): an adaptive
+    step that grows as the gradient shrinks until it sits at the stability edge (Adadelta) ends so."""
+    pts = [x[row].double() for x in xs if x.shape[0] > row][-3:]
+    if len(pts) < 3:
+        return ""
+    a, b, c = pts
+    xs_ = x_star.double().reshape(-1, a.numel())
+    star = xs_[int(torch.cdist(c[None], xs_).argmin())]
+    jump = float((c - b).norm())
+    if jump == 0 or float((c - a).norm()) > 0.05 * jump or float(torch.dot(c - star, b - star)) >= 0:
+        return ""
+    return (f" (a period-2 cycle: every other step returns to the same point, the two on either side of x*, "
+            f"{jump:.2g} apart: the step sits at its stability edge instead of shrinking)")
 
 
 # ------------------------------------------------------------------ exact trajectories (quadratics)
