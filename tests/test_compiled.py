@@ -152,6 +152,19 @@ def test_an_optimizer_without_lr_compiles_with_no_scheduler_and_is_judged_on_its
     assert rec.outcome == MEASURED and rec.data["graphs_per_step"][K.WARMUP:] == [0] * (K.STEPS - K.WARMUP), rec.data
 
 
+def test_a_step_calling_the_closure_under_no_grad_is_compiled_and_measured():
+    """AliG calls closure() inside its @torch.no_grad step: optbench's closures enable grad themselves, as the
+    contract's do (P21 and the state-bytes measurement were N/A "the eager step raises" on optbench's backward)."""
+    from optbench.optimizers.memory import memory_checks
+
+    infos = load_user_optimizers(["nogc=tests.planted.conventions:NoGradClosure"], rootdir=str(ROOT))
+    items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    v = run_check(items["test_p21_compiled_parity"])
+    assert v.outcome == PASS, v.message
+    mem = [run_check(i) for i in memory_checks(Selection(optimizers=infos, devices=("cpu",)))]
+    assert mem and all(m.outcome == MEASURED for m in mem), [m.message for m in mem]
+
+
 def test_optbench_own_error_inside_a_p21_check_is_an_error_not_the_optimizers_failure(monkeypatch):
     infos = load_user_optimizers(["compileadam=tests.planted.compile_bugs:CompileAdam"], rootdir=str(ROOT))
     item = compiled_checks(Selection(optimizers=infos, devices=("cpu",)))[0]

@@ -6,6 +6,7 @@ Correct (every property must PASS, be N/A or EXEMPT with a detected reason, neve
   LrRequired      lr has no default (``lr=None`` must be given)
   Moded           schedule-free style train()/eval() modes; step() raises outside train mode
   ClosureOnly     step() requires a closure
+  NoGradClosure   step() requires a closure and calls it under its own no_grad, without enable_grad (AliG)
   MatrixOnly      2-D parameters only
   SparseOnly      sparse gradients only
   SignSGD         a sign-based update (every coordinate moves by exactly lr): needs a decaying lr for P1
@@ -126,6 +127,16 @@ class ClosureOnly(_SGD):
         if closure is None:
             raise RuntimeError("ClosureOnly requires a closure")
         return super().step(closure)
+
+
+class NoGradClosure(_SGD):
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is None:
+            raise RuntimeError("NoGradClosure requires a closure")
+        loss = closure()  # no enable_grad: the closure must enable it itself (AliG's documented closure needs none)
+        super().step()
+        return loss
 
 
 class MatrixOnly(_SGD):

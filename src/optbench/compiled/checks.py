@@ -113,9 +113,10 @@ class _Run:
         loss, opt = self.prob.loss_fn(), self.opt
 
         def closure() -> torch.Tensor:
-            opt.zero_grad()
-            value = loss()
-            value.backward()
+            with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
+                opt.zero_grad()
+                value = loss()
+                value.backward()
             return value
 
         self.loss, self.closure = loss, closure

@@ -43,9 +43,10 @@ def run(compiled, fullgraph=False):
     holder = {{"on": False}}
 
     def closure():
-        opt.zero_grad()
-        value = loss()
-        value.backward()
+        with torch.enable_grad():  # a step() under no_grad may call it without enable_grad
+            opt.zero_grad()
+            value = loss()
+            value.backward()
         return value
 
     def step_fn():

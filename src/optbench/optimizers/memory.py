@@ -46,9 +46,10 @@ def check_state_bytes(case: Case) -> dict[str, Any]:
             call_optimizer("train()", opt.train)
 
         def closure() -> torch.Tensor:
-            opt.zero_grad()
-            value = loss()
-            value.backward()
+            with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
+                opt.zero_grad()
+                value = loss()
+                value.backward()
             return value
 
         def step() -> Any:
