@@ -260,3 +260,17 @@ def test_an_optimizer_without_lr_runs_once_at_its_own_step_size(tmp_path):
         assert v.outcome == FAIL and "did not converge" in v.message, (target, v.message)
         assert "lr=" not in v.message and "lr grid" not in v.message, v.message
         assert "its own" in v.reproducer or "k != 'lr'" in v.reproducer
+
+
+def test_a_one_group_optimizer_is_probed_with_one_optimizer_per_start():
+    """torch's LBFGS refuses param groups (a one-group optimizer): the rows-batching probe compared rows with
+    starts held as groups of one optimizer, so as re-exported by pytorch-optimizer (no registry entry) every P1
+    target FAILed on 'LBFGS doesn't support per-parameter options'. Separate starts are separate optimizers."""
+    from optbench.optimizers.convergence import batched_equals_separate
+    from optbench.optimizers.user import load_user_optimizers
+
+    info = load_user_optimizers(["lbfgs=torch.optim:LBFGS"])[0]
+    case = Case(info, info.configs[0], "default", torch.float64, "cpu")
+    same, diff = batched_equals_separate(case, get_target("booth"), epochs=3)
+    assert not math.isnan(diff), "the separate runs raised"
+    assert same is False  # LBFGS couples the coordinates of a parameter (one line search): rows are not separate
