@@ -167,3 +167,15 @@ def test_bad_module_wildcard_is_a_one_line_spec_error(spec, match):
     with pytest.raises(SpecError, match=match) as info:
         load_user_optimizers([spec], rootdir=str(ROOT))
     assert "\n" not in str(info.value)
+
+
+def test_the_thirdparty_config_is_a_valid_config():
+    """thirdparty/optbench.toml (tox -e thirdparty) is read like a user's: every table, key and reason is valid,
+    so the env cannot fail on its own config before validating anything."""
+    from optbench.optimizers.user import _check_entry, load_config
+
+    path = ROOT / "thirdparty" / "optbench.toml"
+    table, where = load_config(str(path), None)
+    assert len(table) > 60, sorted(table)
+    for name, entry in table.items():
+        _check_entry(name, entry, where)
