@@ -140,9 +140,8 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
             raise
         # one of a module's optimizers (module:*) that cannot be driven as it comes: its checks are N/A with the
         # reason and the fix, and the others still run
-        reason = str(exc).split(": ", 1)[-1]
-        caps = Capabilities(unsupported=f"not driven as it comes: {reason}", notes=[])
-        caps.notes.append(caps.unsupported)
+        reason = "not driven as it comes: " + str(exc).split(": ", 1)[-1]
+        caps = Capabilities(unsupported=reason, notes=[reason])
     defaults = set(caps.defaults)
     if "lr" not in kwargs and "lr" not in defaults and not caps.unsupported:
         caps.notes.append(f"has no lr hyperparameter (its defaults: {', '.join(sorted(defaults))}): the checks that "
