@@ -140,3 +140,14 @@ def test_the_architecture_page_lists_every_module_once():
     assert sorted(set(listed)) == sorted(listed), "listed twice: " + ", ".join(sorted({m for m in listed if listed.count(m) > 1}))
     missing, stale = sorted(set(on_disk) - set(listed)), sorted(set(listed) - set(on_disk))
     assert not missing and not stale, f"docs/ARCHITECTURE.md lacks {missing}; lists modules that are gone: {stale}"
+
+
+def test_test_files_outside_packages_have_unique_basenames():
+    """validation/ and benches/ are not packages, so pytest imports their test files by basename: two with one
+    name (validation/test_memory.py and benches/test_memory.py did) stop `pytest validation benches`, the first
+    command of `tox -e bench`, at collection ("import file mismatch")."""
+    from collections import Counter
+
+    root = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for d in ("validation", "benches") for p in (root / d).glob("test_*.py"))
+    assert not [n for n, c in names.items() if c > 1], names
