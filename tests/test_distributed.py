@@ -120,3 +120,12 @@ def test_dash_m_distributed_selects_exactly_the_distributed_tests(pytester):
     assert ids and all("test_distributed.py::" in line for line in ids), "\n".join(result.outlines[-30:])
     assert len(ids) == len(distributed_checks(Selection(devices=("cpu",))))
     assert any("deselected" in line for line in result.outlines)  # test_seed.py's tests are not distributed
+
+
+def test_p20_names_a_state_key_that_is_not_a_parameter():
+    infos = load_user_optimizers(["counter=tests.planted.dist_bugs:CounterInState"], rootdir=str(ROOT))
+    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
+              if it.test == "test_p20_dcp_resume"]
+    v = run_check(item)
+    assert v.outcome == FAIL and "a key that is not a parameter" in v.message, (v.outcome, v.message)
+    assert "reshards DTensor state" not in v.message, v.message

@@ -118,3 +118,14 @@ class SilentWarmup(torch.optim.SGD):
         if self.param_groups[0]["calls"] > self.WARMUP:
             super().step()
         return loss
+
+
+class CounterInState(torch.optim.SGD):
+    """Keeps a step counter under a key of its own in ``self.state`` (MADGRAD's 'k', EmoFact's 'ema'), which is
+    not a parameter: torch.distributed.checkpoint's get_state_dict maps optimizer state by parameter and raises
+    KeyError at any world size. P20 must say that, not blame a resharding of DTensor state."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        self.state["k"] = self.state.get("k", 0) + 1
+        return super().step(closure)

@@ -151,7 +151,13 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
     else:
         text = _subject_text(raised)
     first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
-    if prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
+    if prop == "P20" and first.exc_type == "KeyError" and "state_dict" in first.what:
+        # get_state_dict flattens optimizer.state by parameter: a key of its own (MADGRAD's 'k', EmoFact's 'ema')
+        # is not one, whatever the sharding
+        text += (f" (optimizer.state holds a key that is not a parameter ({first.message}): "
+                 f"torch.distributed.checkpoint's get_state_dict maps state by parameter, at any world size; keep "
+                 f"such values in a param group or in the state of a parameter)")
+    elif prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
         text += f" ({_HINTS[prop]})"
     failure = PropertyFailure(prop, case, text)
     failure.cause = (first.exc_type, first.message)  # one root cause, one finding (optimizers.plan.blocked_by_root)
