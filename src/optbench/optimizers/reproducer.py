@@ -82,8 +82,9 @@ def max_diff(a, b):
 '''
 
 _STEP = {False: "        opt.step()",
-         True: ("        def closure():\n            opt.zero_grad()\n            v = loss(**loss_kw)\n"
-                "            v.backward()\n            return v\n\n        opt.step(closure)")}
+         True: ("        def closure():\n            with torch.enable_grad():  # step() may call it under no_grad\n"
+                "                opt.zero_grad()\n                v = loss(**loss_kw)\n"
+                "                v.backward()\n            return v\n\n        opt.step(closure)")}
 
 # Property bodies (string.Template: $name is filled in). $cmp compares two lists of tensors (bit for bit on
 # CPU, to tolerance elsewhere).
@@ -232,9 +233,10 @@ seen = []
 
 
 def closure():
-    opt.zero_grad()
-    value = loss()
-    value.backward()
+    with torch.enable_grad():  # step() may call it under no_grad
+        opt.zero_grad()
+        value = loss()
+        value.backward()
     seen.append(value.detach())
     return value
 
@@ -473,7 +475,8 @@ def _p1_body(case: Any, details: dict[str, Any]) -> str | None:
         "    value.backward()",
     ]
     if case.info.closure:
-        lines += ["", "    def closure():", "        opt.zero_grad()", "        v = f(*x)", "        v.backward()",
+        lines += ["", "    def closure():", "        with torch.enable_grad():  # step() may call it under no_grad",
+                  "            opt.zero_grad()", "            v = f(*x)", "            v.backward()",
                   "        return v", "", "    opt.step(closure)"]
     else:
         lines.append("    opt.step()")
