@@ -162,3 +162,16 @@ def test_a_failure_names_a_period_2_cycle_around_the_minimum(points, named):
     xs = [torch.tensor([p], dtype=torch.float64) for p in points]
     text = _cycle(xs, 0, torch.tensor([[1.0, 3.0]], dtype=torch.float64))
     assert ("period-2 cycle" in text) is named, text
+
+
+def test_a_cycle_caught_at_its_near_phase_is_not_still_converging():
+    """Fromage at lr 1 on seed_quadratic cycles between 0 and 1.41 (x* = 1/3): the end snapshot at the near
+    phase (0.33) against mid-budget's far phase (1.08) looked like a halving, so a cycle got the longer budget and
+    then N/A "too slow" instead of its FAIL. The last recorded points decide too."""
+    res = _result([0.333])
+    res.mid = [1.08]
+    res.x_star = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    res.last = [[torch.tensor([[1.08, 0.0]], dtype=torch.float64), torch.tensor([[0.333, 0.0]], dtype=torch.float64)]]
+    assert not res.still_converging(0)
+    res.last = [[torch.tensor([[0.4, 0.0]], dtype=torch.float64), torch.tensor([[0.333, 0.0]], dtype=torch.float64)]]
+    assert res.still_converging(0), "a run that really went from 1.08 to ~0.35 is still converging"
