@@ -25,9 +25,10 @@ for epoch in range(2000):
     value.backward()
 
     def closure():
-        opt.zero_grad()
-        v = f(*x)
-        v.backward()
+        with torch.enable_grad():  # step() may call it under no_grad
+            opt.zero_grad()
+            v = f(*x)
+            v.backward()
         return v
 
     opt.step(closure)

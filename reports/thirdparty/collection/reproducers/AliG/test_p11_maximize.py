@@ -53,9 +53,10 @@ def train(opt, ps, loss, steps, **loss_kw):
         value = loss(**loss_kw)
         value.backward()
         def closure():
-            opt.zero_grad()
-            v = loss(**loss_kw)
-            v.backward()
+            with torch.enable_grad():  # step() may call it under no_grad
+                opt.zero_grad()
+                v = loss(**loss_kw)
+                v.backward()
             return v
 
         opt.step(closure)
