@@ -4,6 +4,8 @@
 rebuild the same deterministic plan and run their share by index. :func:`verdict_table` renders the
 property x case table, :func:`write_results` the JSON, markdown, reproducers and convergence
 profiles under an output folder that optbench owns (never a user's folder).
+
+One job above 500 lines: running a plan and writing what it found (the tables are its report).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ runs of 15 optimizers, 2460 units): no unit that converges is stopped, and a thi
 :mod:`optbench.optimizers.p1` *gates* the rule on a judged target: it applies only once some unit of that
 target has converged (its verdict is then settled), so a target where nothing converges keeps full-budget runs
 for the hovering and slow-method decisions, exactly as before.
+
+One job above 500 lines: laying out and driving the shared runs (layout, lockstep, bookkeeping, stops).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ The contract's problem (``contract.Problem``) is written out inline: three 2-D p
 uniform starts, and the separable loss sum a*(x - c)^2 + (x - c)^4/4. P1's reproducer writes the
 target's expression as torch code (sympy's TorchPrinter) and runs the failing start at the failing lr.
 Where the optimizer cannot be imported by name (a lambda, a local class), there is no reproducer.
+
+One job above 500 lines: turning a failure into a script, with one template per property.
 """
 
 from __future__ import annotations
