@@ -66,3 +66,20 @@ def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_w
     for path, (how, printed) in results.items():
         # the violation shows as the property's own assertion, or as the exception the optimizer raised
         assert how.startswith("AssertionError: P") or "StepOutsideState" in how, (scripts[path], how, printed)
+
+
+def test_a_reproducer_of_a_step_calling_its_closure_under_no_grad_shows_the_property(tmp_path):
+    """AliG calls closure() inside its no_grad step: the generated closure enables grad, so the script fails on the
+    property (AssertionError), not on 'element 0 of tensors does not require grad'."""
+    infos = load_user_optimizers(["ngh=tests.planted.conventions:NoGradClosureHalvesGrad"], rootdir=str(ROOT))
+    [item] = [i for i in optimizer_checks(Selection(optimizers=infos, devices=("cpu",)))
+              if i.prop == "P5" and i.id.endswith("float64-cpu")][:1]
+    v = run_check(item)
+    assert v.outcome == FAIL and v.reproducer, v.message
+    path = tmp_path / "repro.py"
+    path.write_text(v.reproducer)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(path)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])[str(path)]
+    assert result[0].startswith("AssertionError"), result

@@ -210,3 +210,17 @@ class FusedFlagOnly(_SGD):
         for g in self.param_groups:
             g.update(foreach=foreach, fused=fused)
         self.defaults.update(foreach=foreach, fused=fused)
+
+
+class NoGradClosureHalvesGrad(NoGradClosure):
+    """Broken (P5): as NoGradClosure, and it halves p.grad in place. Its reproducer's closure must enable grad
+    itself, or the script raises on the closure instead of showing the property."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.mul_(0.5)
+        return loss

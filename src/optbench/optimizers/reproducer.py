@@ -415,7 +415,8 @@ def _contract_body(prop: str, case: Any, details: dict[str, Any]) -> str | None:
     declared = "{" + ", ".join(f"torch.{dtype_name(d)}" for d in sorted(set(declared_dtypes(case).values()), key=str)) + "}"
     fields: dict[str, Any] = dict(cmp=cmp, cmp1=cmp1, rtol=f"{rtol:g}", grow_tol=f"{rtol * 10:g}", how=how, how_repr=repr(how),
                                   declared=declared if declared != "{}" else "set()", steps=details.get("steps", 5),
-                                  step1=textwrap.indent(_STEP[bool(case.info.closure)].strip(), "    "),
+                                  step1=textwrap.indent(textwrap.dedent(_STEP[bool(case.info.closure)]).strip("\n")
+                                                        .replace("loss(**loss_kw)", "loss()"), "    "),
                                   step0=textwrap.indent(_STEP[False].strip(), "    "))
     if key == "P3":
         if "constructor" in str(details.get("how", "constructor")) and "after construction" not in str(details.get("how", "")):
