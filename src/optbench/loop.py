@@ -59,6 +59,23 @@ def has_modes(optimizer: Any) -> bool:
     return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
 
 
+def training_closure(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor],
+                     seen: list[torch.Tensor] | None = None) -> Callable[[], torch.Tensor]:
+    """The closure ``step(closure)`` gets: zero_grad, loss, backward, the loss returned (and appended to ``seen``).
+    It enables grad itself: a step() under no_grad may call it without enable_grad (AliG does)."""
+
+    def closure() -> torch.Tensor:
+        with torch.enable_grad():
+            optimizer.zero_grad()
+            value = loss_fn()
+            value.backward()
+        if seen is not None:
+            seen.append(value.detach())
+        return value
+
+    return closure
+
+
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Closure optimizers re-evaluate the loss inside ``step``; torch's LBFGS is the built-in one."""
     return bool(getattr(optimizer, "_optbench_needs_closure", isinstance(optimizer, torch.optim.LBFGS)))
@@ -137,14 +154,7 @@ def run_loop(
     for epoch in range(epochs):
         if use_closure:
             calls: list[torch.Tensor] = []
-
-            def _closure() -> torch.Tensor:
-                with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
-                    optimizer.zero_grad()
-                    loss_ = loss_fn()
-                    loss_.backward()
-                calls.append(loss_.detach())
-                return loss_
+            _closure = training_closure(optimizer, loss_fn, calls)
 
             if zero_grad:
                 call_optimizer("zero_grad()", optimizer.zero_grad)

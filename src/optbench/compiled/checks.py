@@ -60,7 +60,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..loop import OptimizerRaised, call_optimizer, has_modes, read_params
+from ..loop import OptimizerRaised, call_optimizer, has_modes, read_params, training_closure
 from ..optimizers.contract import Case, Problem, PropertyFailure, accepts, rel_tol
 from ..verdict import NotApplicable
 from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line
@@ -110,16 +110,8 @@ class _Run:
         self.sched = None if lr is None else call_optimizer(
             f"torch.optim.lr_scheduler.{SCHEDULER['name']}(optimizer)", cls, self.opt, **kw)
         self.scheduling = False
-        loss, opt = self.prob.loss_fn(), self.opt
-
-        def closure() -> torch.Tensor:
-            with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
-                opt.zero_grad()
-                value = loss()
-                value.backward()
-            return value
-
-        self.loss, self.closure = loss, closure
+        self.loss = self.prob.loss_fn()
+        self.closure = training_closure(self.opt, self.loss)
 
     def body(self) -> Callable[[], None]:
         run, use_closure = self, bool(self.case.info.closure)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..devices import dtype_name
-from ..loop import OptimizerRaised, call_optimizer, needs_closure
+from ..loop import OptimizerRaised, call_optimizer, needs_closure, training_closure
 from . import rng
 # re-exported: the contract's names, imported from here by the plans, P1 and the distributed checks
 from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, classify_rng,  # noqa: F401
@@ -373,13 +373,7 @@ def check_p10(case: Case) -> None:
     loss_fn = prob.loss_fn()
     values: list[torch.Tensor] = []
 
-    def closure() -> torch.Tensor:
-        with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
-            opt.zero_grad()
-            value = loss_fn()
-            value.backward()
-        values.append(value.detach())
-        return value
+    closure = training_closure(opt, loss_fn, values)
 
     try:
         got = call_optimizer("step(closure)", opt.step, closure)

@@ -19,7 +19,7 @@ import torch
 
 from ..bench.memory import measure_step, model_state_bytes_fp32
 from ..devices import cuda_skip_reason, dtype_name, parse_dtype
-from ..loop import OptimizerRaised, call_optimizer, has_modes
+from ..loop import OptimizerRaised, call_optimizer, has_modes, training_closure
 from ..verdict import CheckItem, NotApplicable
 from .contract import Case, Problem
 from .plan import primary_impl
@@ -45,12 +45,7 @@ def check_state_bytes(case: Case) -> dict[str, Any]:
         if has_modes(opt):
             call_optimizer("train()", opt.train)
 
-        def closure() -> torch.Tensor:
-            with torch.enable_grad():  # a step() under no_grad may call it without enable_grad (AliG does)
-                opt.zero_grad()
-                value = loss()
-                value.backward()
-            return value
+        closure = training_closure(opt, loss)
 
         def step() -> Any:
             return call_optimizer("step()", opt.step, closure) if case.info.closure else \
