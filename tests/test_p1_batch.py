@@ -274,3 +274,35 @@ def test_a_one_group_optimizer_is_probed_with_one_optimizer_per_start():
     same, diff = batched_equals_separate(case, get_target("booth"), epochs=3)
     assert not math.isnan(diff), "the separate runs raised"
     assert same is False  # LBFGS couples the coordinates of a parameter (one line search): rows are not separate
+
+
+def test_a_coupling_the_probes_miss_is_caught_by_the_witness_and_run_apart():
+    """D-Adaptation's d is one number over every parameter and stays at d0 for the probes' three steps: P7 and
+    the rows probe passed and P1 shared d across every target, lr and start. The witness (one start run again
+    alone) sees the shared run differ; the case is then run apart, and P1 reads exactly the runs it would
+    have made had the probes failed."""
+    from tests.planted.p1_bugs import LateCountScaledSGD
+
+    targets = (("seed_quadratic", True), ("booth", True))
+    case = _case(LateCountScaledSGD, elementwise=None)
+    key = P1._case_key(case)
+    assert P1.probe(case, "P6") and P1.probe(case, "P7"), "the premise: the probes' three steps see no coupling"
+    shared = P1.Session(case, targets)
+    shared.compute()
+    assert P1._PROBES[key + ("witness",)] is False
+    assert not any(P1._PROBES[key + (k,)] for k in ("P6", "P7", ("rows", "booth")) if isinstance(k, str)) and \
+        P1._PROBES[key + ("rows", "booth")] is False
+    for k in list(P1._PROBES):  # the reference: every run apart from the start, no witness needed
+        if k[:len(key)] == key:
+            P1._PROBES[k] = k[len(key)] == "witness"
+    for name, _ in targets:
+        P1._PROBES[key + ("rows", name)] = False
+    apart = P1.Session(case, targets)
+    apart.compute()
+    for name, _ in targets:
+        a, b = shared.runs[name], apart.runs[name]
+        assert a.rows is False and a.starts.shape == b.starts.shape
+        assert a.ok == b.ok and a.ok, (name, a.ok, b.ok)
+        assert all(torch.equal(x, y) for x, y in zip(a.res.dist, b.res.dist)), name
+        assert isinstance(a.outcome, dict) and "run apart, one optimizer per start" in a.outcome["lr_band"]
+        assert "run apart" not in b.outcome["lr_band"]

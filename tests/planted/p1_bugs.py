@@ -111,3 +111,28 @@ class OwnStepGD(torch.optim.Optimizer):
 def own_step_too_small(params, lr=None):
     """The same with a step size far too small to reach x* within the budget: P1 fails, and names no lr."""
     return OwnStepGD(params, step_size=1e-7)
+
+
+class LateCountScaledSGD(torch.optim.SGD):
+    """SGD whose steps after the eighth are scaled by min(1, 4 / the number of parameter elements that have a
+    gradient, over every group): one number of all the parameters that holds still for the probes' three steps,
+    as D-Adaptation's d holds at d0. Alone on a target of dimension <= 4 it is SGD and converges; sharing an
+    optimizer with the other starts, lrs and targets of P1 it crawls. Not a bug P1 should report: its runs must
+    be run apart (optimizers/witness.py), and then it converges as SGD does."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        g0 = self.param_groups[0]
+        g0["steps_taken"] = g0.get("steps_taken", 0) + 1
+        if g0["steps_taken"] <= 8:
+            return super().step(closure)
+        total = sum(p.numel() for g in self.param_groups for p in g["params"] if p.grad is not None)
+        scale = min(1.0, 4.0 / max(total, 1))
+        lrs = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["lr"] = g["lr"] * scale
+        try:
+            return super().step(closure)
+        finally:
+            for g, lr in zip(self.param_groups, lrs):
+                g["lr"] = lr

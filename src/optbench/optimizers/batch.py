@@ -79,6 +79,7 @@ class Unit:
     epochs: int
     batch_starts: bool
     ctor_lr: float | None = None  # the lr passed to the constructor (the groups' lr overrides it)
+    sched_epochs: int | None = None  # the schedule's horizon where it is not ``epochs`` (a witness: witness.py)
     x_star: torch.Tensor | None = None  # (m, d) float64; default: the target's exact minimizers
     f_star: float | None = None
     # results
@@ -328,7 +329,7 @@ def _run(case: Any, layout: list[list[list[_Slot]]], **opts: Any) -> None:
                 extra["lr"] = first.ctor_lr  # lr always passed (a constructor may have no lr default)
             opt = call_optimizer("the constructor", info.make, kw, case.config, case.impl, **extra)
             inst = _Instance(opt, [s for g in groups for s in g], rng=_rng_state(cuda))
-            inst.scheduler = make_scheduler(opts["schedule"], opt, first.epochs)
+            inst.scheduler = make_scheduler(opts["schedule"], opt, first.sched_epochs or first.epochs)
             inst.live = len(inst.slots)
             for s in inst.slots:
                 s.instance = inst

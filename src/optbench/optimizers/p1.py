@@ -34,6 +34,7 @@ from ..schedules import AUTO
 from ..verdict import NotApplicable
 from . import contract as C
 from . import convergence as CV
+from . import witness
 from .batch import run_units
 from .contract import Case, PropertyFailure
 from .tolerance import tolerance
@@ -286,6 +287,12 @@ class Session:
                                      early_hover=early_hover))
             return out
         secs = _time.perf_counter() - t0
+        if self._unwitnessed(units, groups_exact or params_exact):
+            why = witness.differs(case, units, schedule=schedule, weight_decay=self.weight_decay)
+            _PROBES[_case_key(case) + ("witness",)] = why is None
+            if why is not None:
+                self._apart(why)
+                return self._run(trs, schedule, hopeless=hopeless, phase=phase, shared=False, early_hover=early_hover)
         work = sum(max(u.epochs_run, 1) * len(u.reached) for u in units)
         out = {}
         for tr in trs:
@@ -298,6 +305,30 @@ class Session:
                     "seconds": round(secs * max(u.epochs_run, 1) * len(u.reached) / work, 4)})
             out[tr.target.name] = CV.P1Result.from_units(per[tr.target.name], schedule)
         return out
+
+    def _unwitnessed(self, units: list, shared: bool) -> bool:
+        """Whether this run shared an optimizer on the strength of probes alone (an undeclared optimizer: starts
+        as rows, or slots under one optimizer through P6/P7) and no witness has yet checked such a run of this
+        case (:mod:`optbench.optimizers.witness`). The registry's optimizers declare what they are, and their
+        shared runs are tested bit for bit against separate ones (tests/test_p1_batch.py)."""
+        case = self.case
+        if not case.info.user or _PROBES.get(_case_key(case) + ("witness",)) is not None:
+            return False
+        rows = case.info.elementwise is None and any(u.batch_starts and u.starts.shape[0] > 1 for u in units)
+        return shared or rows
+
+    def _apart(self, why: str) -> None:
+        """The witness saw a shared run differ from a run alone: from now on, every run of this case apart (one
+        optimizer per start; the starts of an unbatched run), and each target's band says why."""
+        key = _case_key(self.case)
+        for prop in ("P6", "P7"):
+            _PROBES[key + (prop,)] = False
+        for tr in (self.runs or {}).values():
+            _PROBES[key + ("rows", tr.target.name)] = False
+            if tr.rows:
+                tr.rows = False
+                tr.starts = CV.starts_for(self.case.info, tr.target, self.case.dtype, False)
+            tr.note += f"; run apart, one optimizer per start: {why}"
 
     def _phase(self, trs: list[_TargetP1], schedule: Any, *, hopeless: bool, phase: str,
                early_hover: Any = None) -> dict[str, Any]:
@@ -379,9 +410,9 @@ class Session:
         ok = [g for g in range(len(tr.lrs)) if scheduled.converged(g)]
         if ok:
             tr.res, tr.ok = scheduled, ok
-            tr.note = f" under {scheduled.schedule}: {hover}"
+            tr.note = f" under {scheduled.schedule}: {hover}" + tr.note
         else:  # report the constant-lr run, the method's own regime; the rerun did not help either
-            tr.note = f"; {hover}, and a rerun under {scheduled.schedule} did not converge either"
+            tr.note = f"; {hover}, and a rerun under {scheduled.schedule} did not converge either" + tr.note
 
     def _finish(self, tr: _TargetP1) -> Any:
         """The verdict of one target: its data, or the PropertyFailure / NotApplicable to raise."""
