@@ -306,3 +306,34 @@ def test_a_coupling_the_probes_miss_is_caught_by_the_witness_and_run_apart():
         assert all(torch.equal(x, y) for x, y in zip(a.res.dist, b.res.dist)), name
         assert isinstance(a.outcome, dict) and "run apart, one optimizer per start" in a.outcome["lr_band"]
         assert "run apart" not in b.outcome["lr_band"]
+
+
+@pytest.mark.parametrize("elementwise", [None, False], ids=["rows-probed", "one-slot-per-start"])
+def test_an_independent_optimizer_passes_the_witness_and_keeps_its_shared_runs(elementwise):
+    """The witness must not send an optimizer apart for nothing: Adam's starts share a tensor (rows probed) or sit
+    one parameter each (then a slot retires when its start converges, before its unit's other starts)."""
+    case = _case(torch.optim.Adam, "foreach", elementwise=elementwise)
+    key = P1._case_key(case)
+    s = P1.Session(case, (("seed_quadratic", True), ("booth", True)))
+    s.compute()
+    assert P1._PROBES[key + ("witness",)] is True
+    assert P1._PROBES[key + ("P7",)] is True
+    for tr in s.runs.values():
+        assert "run apart" not in tr.outcome["lr_band"], tr.outcome["lr_band"]
+        if elementwise is False:
+            u_stops = [e for e in tr.res.reached[tr.ok[0]] if e is not None]
+            assert len(set(u_stops)) > 1, "a test with no contrast: the starts should converge at different epochs"
+
+
+def test_the_witness_compares_a_start_alone_at_the_epoch_its_own_slot_retired():
+    """One slot per start: start 0 may converge, and retire, long before its unit's last start; run alone to the
+    unit's last epoch it would have moved on (Adam keeps stepping inside the tolerance) and look coupled."""
+    from optbench.optimizers import witness
+
+    case = _case(torch.optim.Adam, "foreach", elementwise=False)
+    units = _units(case, rows=False)
+    B.run_units(case, units, groups_exact=True, params_exact=True)
+    early = [u for u in units if u.diverged is None and 0 < u.stopped[0] < u.epochs_run]
+    assert early, "a test with no contrast: some unit's start 0 should retire before its other starts"
+    for u in early:
+        assert witness.differs(case, [u], schedule=None, weight_decay=0.0) is None, (u.target.name, u.lr)

@@ -90,6 +90,7 @@ class Unit:
     mid: float = math.inf  # largest |x - x*| over starts at mid-budget
     last: list[torch.Tensor] = field(default_factory=list)  # the last (up to three) x, (S, d) each
     epochs_run: int = 0
+    stopped: list[int] = field(default_factory=list)  # per start: the epoch its slot retired at
     hopeless: str | None = None  # why the unit stopped before its budget, when it did
     # the hopeless rule waits until some unit of the same target has converged (a judged target: then its verdict
     # is settled, and a target where nothing converges keeps full-budget runs for the decisions that need them)
@@ -101,6 +102,7 @@ class Unit:
     def __post_init__(self) -> None:
         S = self.starts.shape[0]
         self.reached = [None] * S
+        self.stopped = [0] * S
         self.dist = torch.full((S,), math.inf, dtype=torch.float64)
         self.gap = torch.full((S,), math.inf, dtype=torch.float64)
         if self.x_star is None:
@@ -426,6 +428,8 @@ class _Drive:
         for i, x in enumerate(last):
             u.last[3 - len(last) + i][s.ss] = x[local]
         u.epochs_run = max(u.epochs_run, epoch)
+        for j in s.ss:
+            u.stopped[j] = epoch
         s.param.grad = None
         s.instance.live -= 1
 

@@ -37,8 +37,8 @@ def pick(units: Sequence[Unit]) -> Unit | None:
     reaches it for the whole run, and of those the one at the largest lr that did not diverge, since a statistic
     that adapts to the run moves fastest there (D-Adaptation's d at lr 1e-4 is still d0 after 200 epochs, at lr 1
     it is not after 10). A unit with a gradient error or no epoch run has nothing to compare."""
-    cands = [u for u in units if u.epochs_run > 0 and u.grad_error is None and u.last]
-    return max(cands, key=lambda u: (u.epochs_run, u.diverged is None, u.lr or 0.0)) if cands else None
+    cands = [u for u in units if u.stopped[0] > 0 and u.grad_error is None and u.last]
+    return max(cands, key=lambda u: (u.stopped[0], u.diverged is None, u.lr or 0.0)) if cands else None
 
 
 def differs(case: Any, units: Sequence[Unit], *, schedule: Any, weight_decay: float) -> str | None:
@@ -46,16 +46,17 @@ def differs(case: Any, units: Sequence[Unit], *, schedule: Any, weight_decay: fl
     u = pick(units)
     if u is None:
         return None
-    alone = Unit(u.target, u.lr, u.starts[:1].clone(), u.epochs_run, False, ctor_lr=u.ctor_lr, x_star=u.x_star,
+    epochs = u.stopped[0]  # start 0's slot may have retired before its unit's others (it converged first)
+    alone = Unit(u.target, u.lr, u.starts[:1].clone(), epochs, False, ctor_lr=u.ctor_lr, x_star=u.x_star,
                  f_star=u.f_star, sched_epochs=u.sched_epochs or u.epochs)
     run_units(case, [alone], groups_exact=False, params_exact=False, weight_decay=weight_decay, check_grad=False,
               early_stop=False, schedule=schedule, hopeless=False, lockstep=False)
     shared_x, alone_x = u.last[-1][0], alone.last[-1][0] if alone.last else None
-    if alone_x is not None and alone.epochs_run == u.epochs_run and \
+    if alone_x is not None and alone.epochs_run == epochs and \
             _same_point(shared_x, alone_x, case.exact, case.dtype):
         return None
     lr = f"lr {u.lr:.3g}" if u.lr is not None else "its own step size"
     got = "nothing" if alone_x is None else f"{alone_x.tolist()} at epoch {alone.epochs_run}"
-    return (f"on {u.target.name} at {lr}, start 0 ended at {shared_x.tolist()} after {u.epochs_run} epochs in the "
+    return (f"on {u.target.name} at {lr}, start 0 ended at {shared_x.tolist()} after {epochs} epochs in the "
             f"shared run but at {got} run alone: the optimizer couples what its probes found independent "
             f"(a statistic over every parameter, such as D-Adaptation's d)")
