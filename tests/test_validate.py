@@ -125,3 +125,21 @@ def test_optimizer_flag_on_a_run_that_collects_no_optbench_check_is_a_usage_erro
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "collected no optbench validation" in err and "optbench validate myopt:MyAdam" in err, err
+
+
+@pytest.mark.parametrize("expr, kept", [
+    ("p05", ["test_p05_grad_untouched[adam-foreach-float64-cpu]"]),
+    ("converges or profile", ["test_converges[adam-foreach-booth-float64-cpu]",
+                              "test_converges[adam-foreach-booth-float32-cpu]",
+                              "test_profile[adam-foreach-beale-float64-cpu]"]),
+    ("booth and not float32", ["test_converges[adam-foreach-booth-float64-cpu]"]),
+    ("not float64", ["test_converges[adam-foreach-booth-float32-cpu]"]),
+])
+def test_dash_k_joins_words_as_pytest_does_without_evaluating_anything(expr, kept):
+    """`-k "converges or profile"` reruns P1's judged and profiled checks in one run (one shared P1 session);
+    a plain word is a substring, as before."""
+    from optbench.validation import selected
+
+    ids = ["test_converges[adam-foreach-booth-float64-cpu]", "test_converges[adam-foreach-booth-float32-cpu]",
+           "test_profile[adam-foreach-beale-float64-cpu]", "test_p05_grad_untouched[adam-foreach-float64-cpu]"]
+    assert [i for i in ids if selected(expr, i)] == kept

@@ -76,7 +76,14 @@ def check_items(optimizers: Sequence[Any], *, config: str | Mapping[str, Any] | 
     devs = tuple(devices) if devices else (("cpu",) if cuda_skip_reason() else ("cpu", "cuda"))
     plans = ("optimizers",) + (("distributed",) if distributed else ()) + (("compile",) if compile else ()) + ("memory",)
     items = checks(Selection(optimizers=_infos(optimizers, config), devices=devs), plans)
-    return [i for i in items if select is None or select in i.nodeid]
+    if select is None:
+        return items
+    from .optimizers.plan import narrow
+    from .validation import selected
+
+    items = [i for i in items if selected(select, i.nodeid)]
+    narrow(items)  # P1's shared runs cover only the targets selected
+    return items
 
 
 def parametrize_with_checks(optimizers: Sequence[Any], *, config: str | Mapping[str, Any] | None = None,
@@ -87,7 +94,8 @@ def parametrize_with_checks(optimizers: Sequence[Any], *, config: str | Mapping[
     ``config``: a TOML path or a mapping ``{name: {lr = ..., exemptions = {...}, ...}}`` (the keys of
     ``[tool.optbench.optimizers.NAME]``); ``devices``: default cpu, plus cuda when visible;
     ``distributed``: add P18-P20 (two gloo processes); ``compile``: P21, the step under torch.compile (on by
-    default; Inductor needs a C++ compiler on CPU); ``select``: keep ids containing this text. The state-memory
+    default; Inductor needs a C++ compiler on CPU); ``select``: keep ids containing this text (words joined by
+    or/and/not, as ``optbench validate -k``). The state-memory
     row (``test_state_memory``, MEASURED) is always collected.
     """
     import pytest

@@ -60,9 +60,22 @@ def build(request: Request) -> list[CheckItem]:
     if request.select:
         from .optimizers.plan import narrow
 
-        items = [i for i in items if request.select in i.nodeid]
+        items = [i for i in items if selected(request.select, i.nodeid)]
         narrow(items)  # P1's shared runs cover only the targets selected
     return items
+
+
+def selected(expr: str, nodeid: str) -> bool:
+    """``-k``: words that a check's id must contain, joined as in pytest's -k by ``or``, ``and`` and ``not``
+    (``and`` binds tighter; no parentheses), e.g. ``-k "converges or profile"``, ``-k "booth and not float32"``.
+    A plain word is a substring, as before; no expression is ever evaluated as Python."""
+    def term(t: str) -> bool:
+        t = t.strip()
+        neg = t.startswith("not ")
+        word = t[4:].strip() if neg else t
+        return (word not in nodeid) if neg else (word in nodeid)
+
+    return any(all(term(t) for t in conj.split(" and ")) for conj in f" {expr} ".split(" or "))
 
 
 _WORKER: dict[str, Any] = {}

@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"folder for results.json, results.md, reproducers/ (default: ./{DEFAULT_OUT})")
     p.add_argument("-k", dest="select", default=None, metavar="TEXT",
-                   help="run only the checks whose id contains TEXT, e.g. -k p05 or -k booth")
+                   help="run only the checks whose id contains TEXT, e.g. -k p05 or -k booth; words may be joined "
+                        "as in pytest's -k: -k \"converges or profile\", -k \"booth and not float32\"")
     p.add_argument("--no-distributed", dest="distributed", action="store_false",
                    help="skip the distributed properties P18-P20 (they start two gloo processes)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
