@@ -129,3 +129,33 @@ class CounterInState(torch.optim.SGD):
     def step(self, closure: Any = None) -> Any:
         self.state["k"] = self.state.get("k", 0) + 1
         return super().step(closure)
+
+
+class GramSGD(torch.optim.SGD):
+    """Correct, and not elementwise: SGD on the gradient preconditioned by its accumulated Gram matrix,
+    ``G += g gᵀ``, step ``G g`` (matrix products of the gradient, as Shampoo's and SOAP's statistics are). It keeps no gradient and
+    changes none, so DDP and ZeRO must match one process; but a CPU BLAS product rounds differently for an
+    input at another memory alignment, and DDP's gradients are views at offsets into its buckets, so the match
+    is to the contract's tolerance, not bit for bit."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        saved = []
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                m = grad.reshape(grad.shape[0], -1) if grad.dim() > 1 else grad.reshape(1, -1)
+                st = self.state[p]
+                if "gram" not in st:
+                    st["gram"] = torch.eye(m.shape[0], dtype=m.dtype, device=m.device) * 1e-6
+                st["gram"].addmm_(m, m.t())  # the accumulated statistic, as Shampoo's L += g gᵀ
+                pre = st["gram"] @ m
+                saved.append((p, grad))
+                p.grad = pre.reshape(grad.shape)
+        try:
+            return super().step(closure)
+        finally:
+            for p, grad in saved:
+                p.grad = grad
