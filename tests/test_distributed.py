@@ -145,3 +145,21 @@ def test_a_matrix_product_of_ddps_bucketed_gradient_is_compared_to_the_tolerance
         assert v.outcome == PASS, (item.test, v.message)
         assert v.data["bitwise"] is False, v.data
         assert 0.0 < v.data["max_abs_diff"] < 1e-12, "a test with no contrast: bit for bit it would have failed"
+
+
+def test_the_ddp_rounding_tolerance_admits_ulps_and_still_fails_a_per_partition_statistic():
+    """ROUNDING_TOL (DDP/ZeRO, update not elementwise) admits Shampoo's 2.3e-16 and GramSGD's 1.4e-17, and keeps
+    DAdaptSGD's ZeRO difference at step 1 (1.1e-10: d estimated from each rank's partition) a FAIL."""
+    from optbench.distributed.checks import rule_for
+    from optbench.optimizers.contract import Case
+    from optbench.optimizers.info import OptConfig, OptimizerInfo
+
+    info = OptimizerInfo("nonelementwise", torch.optim.SGD, configs=(OptConfig("", {}),), elementwise=None,
+                         user=True, impls={"cpu": ("default",), "cuda": ("default",)})
+    rule = rule_for(Case(info, info.configs[0], "default", torch.float64, "cpu"), sharded=False)
+    assert not rule.exact
+    want = [[torch.full((6, 4), -0.13907763871915507, dtype=torch.float64)]]
+    for delta, fails in ((2.3e-16, False), (1.4e-17, False), (1.1e-10, True)):
+        got = [[want[0][0].clone()]]
+        got[0][0][4, 0] += delta
+        assert (first_diff(["w"], want, got, rule) is not None) is fails, delta

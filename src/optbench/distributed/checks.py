@@ -69,8 +69,16 @@ def exact_rule() -> Rule:
     return Rule(True)
 
 
+# DDP/ZeRO for an update not declared elementwise (rule_for): a product's rounding at another memory alignment is
+# a few ulps per step (Shampoo, planted GramSGD: 1e-16 on values ~0.1 after 3 steps); a statistic that differs
+# between the ranks' partitions shows 1e3x more by step 3 (DAdaptSGD under ZeRO: 1.1e-10), which this keeps a FAIL.
+# Relative to 1 + max |x|. float64: ~450 ulps; float32: ~80 ulps.
+ROUNDING_TOL = {torch.float64: 1e-13, torch.float32: 1e-5}
+
+
 def rule_for(case: Case, sharded: bool) -> Rule:
-    """Bit for bit on CPU for an update declared elementwise; the contract's rel_tol else, and on other devices.
+    """Bit for bit on CPU for an update declared elementwise; else a tolerance: the contract's rel_tol under FSDP2
+    and on other devices, ROUNDING_TOL under DDP and ZeRO.
 
     Not elementwise under FSDP2: a norm or sum over a sharded parameter is reduced per shard, then across ranks.
     Not elementwise under DDP and ZeRO: a matrix product of the gradient (Shampoo's g gᵀ) rounds differently
@@ -85,9 +93,10 @@ def rule_for(case: Case, sharded: bool) -> Rule:
             return Rule(False, tol, f"{case.name} does not declare an elementwise update, so a norm or sum over a "
                                     f"sharded parameter is reduced per shard and then across ranks: a different "
                                     f"order of additions")
-        return Rule(False, tol, f"{case.name} does not declare an elementwise update, so a product of the gradient "
-                                f"may round differently: CPU BLAS kernels depend on the input's memory alignment, "
-                                f"and DDP's gradients are views at offsets into its communication buckets")
+        return Rule(False, ROUNDING_TOL.get(case.dtype, tol),
+                    f"{case.name} does not declare an elementwise update, so a product of the gradient may round "
+                    f"differently by a few ulps: CPU BLAS kernels depend on the input's memory alignment, and "
+                    f"DDP's gradients are views at offsets into its communication buckets")
     return Rule(True)
 
 
