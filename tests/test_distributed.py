@@ -163,3 +163,14 @@ def test_the_ddp_rounding_tolerance_admits_ulps_and_still_fails_a_per_partition_
         got = [[want[0][0].clone()]]
         got[0][0][4, 0] += delta
         assert (first_diff(["w"], want, got, rule) is not None) is fails, delta
+
+
+def test_p20_names_a_state_dict_layout_that_is_not_torchs():
+    """Magma's KeyError: 'state' was blamed on a key of optimizer.state that is not a parameter; its cause is a
+    state_dict() nested under a key of its own (a wrapper's layout)."""
+    infos = load_user_optimizers(["nested=tests.planted.dist_bugs:NestedStateDict"], rootdir=str(ROOT))
+    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
+              if it.test == "test_p20_dcp_resume"]
+    v = run_check(item)
+    assert v.outcome == FAIL and "does not return torch's layout" in v.message, (v.outcome, v.message)
+    assert "a key that is not a parameter" not in v.message, v.message

@@ -133,10 +133,10 @@ class CounterInState(torch.optim.SGD):
 
 class GramSGD(torch.optim.SGD):
     """Correct, and not elementwise: SGD on the gradient preconditioned by its accumulated Gram matrix,
-    ``G += g gᵀ``, step ``G g`` (matrix products of the gradient, as Shampoo's and SOAP's statistics are). It keeps no gradient and
-    changes none, so DDP and ZeRO must match one process; but a CPU BLAS product rounds differently for an
-    input at another memory alignment, and DDP's gradients are views at offsets into its buckets, so the match
-    is to the contract's tolerance, not bit for bit."""
+    ``G += g gᵀ``, step ``G g`` (matrix products of the gradient, as Shampoo's and SOAP's statistics are). It
+    keeps no gradient and changes none, so DDP and ZeRO must match one process; but a CPU BLAS product rounds
+    differently for an input at another memory alignment, and DDP's gradients are views at offsets into its
+    buckets, so the match is to a rounding tolerance, not bit for bit."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -159,3 +159,15 @@ class GramSGD(torch.optim.SGD):
         finally:
             for p, grad in saved:
                 p.grad = grad
+
+
+class NestedStateDict(torch.optim.SGD):
+    """Returns its state_dict nested under a key of its own, as a wrapper does (pytorch-optimizer's Magma:
+    ``{'base': AdamW's state_dict, 'magma_state': ...}``): torch.distributed.checkpoint's get_state_dict reads
+    ``osd['state']`` and raises KeyError: 'state'. P20 must name the layout, not a key of optimizer.state."""
+
+    def state_dict(self) -> dict:
+        return {"base": super().state_dict(), "extra": 1}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict["base"])

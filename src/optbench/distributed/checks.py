@@ -170,7 +170,14 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
     else:
         text = _subject_text(raised)
     first = raised if isinstance(raised, SubjectRaised) else next(iter(raised.values()))
-    if prop == "P20" and first.exc_type == "KeyError" and "state_dict" in first.what:
+    layout_key = first.message.strip().strip("'\"") in ("state", "param_groups")
+    if prop == "P20" and first.exc_type == "KeyError" and "state_dict" in first.what and layout_key:
+        # a wrapper's own state_dict() layout (Magma: {'base': AdamW's state_dict, 'magma_state', ...}): DCP reads
+        # osd['state'] and osd['param_groups']
+        text += (f" (state_dict() does not return torch's layout {{'state': ..., 'param_groups': ...}}, which "
+                 f"torch.distributed.checkpoint's get_state_dict reads: a wrapper that nests its base optimizer's "
+                 f"state_dict under a key of its own cannot be checkpointed by DCP)")
+    elif prop == "P20" and first.exc_type == "KeyError" and "state_dict" in first.what:
         # get_state_dict flattens optimizer.state by parameter: a key of its own (MADGRAD's 'k', EmoFact's 'ema')
         # is not one, whatever the sharding
         text += (f" (optimizer.state holds a key that is not a parameter ({first.message}): "
