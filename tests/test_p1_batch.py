@@ -337,3 +337,15 @@ def test_the_witness_compares_a_start_alone_at_the_epoch_its_own_slot_retired():
     assert early, "a test with no contrast: some unit's start 0 should retire before its other starts"
     for u in early:
         assert witness.differs(case, [u], schedule=None, weight_decay=0.0) is None, (u.target.name, u.lr)
+
+
+def test_a_fail_names_the_lr_where_most_starts_reached_x_star_on_a_tie(tmp_path):
+    """SaRA's P1 FAILs named lr 1e-4: the starts it never trains end at the same distance at every lr, and the
+    first lr of that tie was reported although at lr 0.1 the canonical start converges."""
+    v = _p1_verdicts("small=tests.planted.p1_bugs:TrainsSmallOnly", tmp_path, targets=("booth",), epochs=400)["booth"]
+    assert v.outcome == FAIL, v.message
+    assert "(lr=0.0001," not in v.message, v.message
+    import re
+
+    failed, starts = map(int, re.search(r"(\d+) of (\d+) starts did not converge", v.message).groups())
+    assert failed < starts, f"the lr reported is one where the canonical start converged: {v.message}"

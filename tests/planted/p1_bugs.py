@@ -136,3 +136,22 @@ class LateCountScaledSGD(torch.optim.SGD):
         finally:
             for g, lr in zip(self.param_groups, lrs):
                 g["lr"] = lr
+
+
+class TrainsSmallOnly(torch.optim.SGD):
+    """SGD on the elements whose value at the first step is below 1e-3 in magnitude, the others frozen (SaRA
+    trains only the weights it finds unimportant): from booth's canonical start (0, 0) it converges at a fair
+    lr; from the random starts it never moves, at the same distance at every lr. A P1 FAIL (a trait) whose
+    report must name an lr where the canonical start did converge, not the first lr of a tie."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if "mask" not in st:
+                    st["mask"] = (p.abs() < 1e-3).to(p.dtype)
+                p.grad.mul_(st["mask"])
+        return super().step(closure)

@@ -438,7 +438,11 @@ class Session:
         data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,
                 "p1_time": tr.time}
         if not ok_lrs and tr.judge:
-            g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max())))
+            # the lr reported: the closest largest distance; on a tie (SaRA: starts it never trains sit at the same
+            # distance at every lr) the one where more starts reached x*, then the smallest total distance
+            g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max()),
+                                                    -sum(e is not None for e in res.reached[g]),
+                                                    float(res.dist[g].sum())))
             extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
             bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
             return PropertyFailure(what, case, CV.describe_failure(case, target, res, g, tr.epochs) + extra + note,
