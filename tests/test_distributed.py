@@ -61,10 +61,13 @@ def test_p20_says_not_applicable_when_nothing_moves_after_the_checkpoint():
     # A warmup that does not update makes P20's resumed and uninterrupted runs equal whatever the checkpoint
     # lost: that is no evidence, so the verdict is N/A with the reason, never a PASS.
     infos = load_user_optimizers(["silent=tests.planted.dist_bugs:SilentWarmup"], rootdir=str(ROOT))
-    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
-              if it.test == "test_p20_dcp_resume"]
-    v = run_check(item)
+    got = {it.test: run_check(it) for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    v = got["test_p20_dcp_resume"]
     assert v.outcome == NA and "did not move the parameters in steps 3-4" in v.message, (v.outcome, v.message)
+    # the same for P18/P19's three steps (pytorch-optimizer's RAdam: 5 silent steps, its PASSes checked nothing)
+    for test in ("test_p18_fsdp2_parity", "test_p19_ddp_parity", "test_p19_zero_parity"):
+        assert got[test].outcome == NA and "did not move the parameters in steps 1-3" in got[test].message, \
+            (test, got[test].outcome, got[test].message)
 
 
 def test_correct_optimizer_is_compared_to_the_stated_tolerance_and_reports_its_data(verdicts):
@@ -174,3 +177,14 @@ def test_p20_names_a_state_dict_layout_that_is_not_torchs():
     v = run_check(item)
     assert v.outcome == FAIL and "does not return torch's layout" in v.message, (v.outcome, v.message)
     assert "a key that is not a parameter" not in v.message, v.message
+
+
+def test_p20_names_a_partial_dtensor_kept_in_the_state():
+    """SGDSaI keeps grad.norm() of a sharded gradient as state (a pending _NormPartial DTensor): dcp.save refuses
+    partial placements, and the hint named the opposite cause (a plain tensor of the local shard)."""
+    infos = load_user_optimizers(["partial=tests.planted.dist_bugs:PartialNormInState"], rootdir=str(ROOT))
+    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
+              if it.test == "test_p20_dcp_resume"]
+    v = run_check(item)
+    assert v.outcome == FAIL and "a DTensor with a Partial placement" in v.message, (v.outcome, v.message)
+    assert "kept as a plain tensor" not in v.message, v.message

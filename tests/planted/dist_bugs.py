@@ -171,3 +171,16 @@ class NestedStateDict(torch.optim.SGD):
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict["base"])
+
+
+class PartialNormInState(torch.optim.SGD):
+    """Keeps the gradient's norm as state, unreduced (pytorch-optimizer's SGDSaI: state['gsnr'] = grad.norm()):
+    under FSDP2 that is a DTensor with a pending Partial placement, which dcp.save refuses."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    self.state[p]["gnorm"] = p.grad.norm()
+        return super().step(closure)

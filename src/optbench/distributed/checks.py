@@ -183,6 +183,11 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
         text += (f" (optimizer.state holds a key that is not a parameter ({first.message}): "
                  f"torch.distributed.checkpoint's get_state_dict maps state by parameter, at any world size; keep "
                  f"such values in a param group or in the state of a parameter)")
+    elif prop == "P20" and "partial placements" in first.message:
+        # SGDSaI keeps state['gsnr'] = grad.norm() of a sharded gradient: a pending _NormPartial DTensor
+        text += (" (optimizer.state holds a DTensor with a Partial placement: an unreduced norm or sum of a sharded "
+                 "gradient, e.g. grad.norm(), stored as state; reduce it before storing it (.full_tensor(), or "
+                 ".redistribute(placements=[Replicate()])))")
     elif prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
         text += f" ({_HINTS[prop]})"
     failure = PropertyFailure(prop, case, text)
@@ -241,6 +246,17 @@ def _replicas_agree(prop: str, case: Case, results: list[dict[str, Any]], where:
                                               f"randomness?)")
 
 
+def _unmoved(prop: str, case: Case, ref: dict[str, Any], steps: int) -> None:
+    """N/A where the one-process run never moved in the steps compared (a warm-up that does not update, as
+    pytorch-optimizer's RAdam for 5 steps): equal runs would then check nothing. Asked only once the runs agree,
+    so a distributed run that moves where one process does not is still a FAIL."""
+    traj = ref["traj"]
+    if all(torch.equal(w, g) for later in traj[1:] for w, g in zip(traj[0], later)):
+        raise NotApplicable(f"{case.name} did not move the parameters in steps 1-{steps} of the one-process run (a "
+                            f"warm-up that does not update?), so {prop}'s runs agree without checking anything; "
+                            f"{prop} needs an optimizer that moves within {steps} steps")
+
+
 # ---- P18 ------------------------------------------------------------------------------------------------
 
 
@@ -256,6 +272,7 @@ def check_p18(case: Case) -> dict[str, Any]:
                                            f"Shard(0)) the run differs from one process at {d.text(sharded=True)}; "
                                            f"expected equal {rule.words} (is a norm, a sum or a statistic computed "
                                            f"on the local shard, e.g. via .to_local()?)")
+    _unmoved("P18", case, ref, STEPS)
     return {"max_abs_diff": max_abs(ref["traj"], got["traj"]), "bitwise": rule.exact, "steps": STEPS,
             **rng_note(case, "shards' random draws")}
 
@@ -282,6 +299,7 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
                     f"update depend on other parameters? Or, as under DDP: {hint}")
         raise PropertyFailure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
                                    f"equal {rule.words} ({hint})")
+    _unmoved("P19", case, ref, STEPS)
     return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS,
             **rng_note(case, "replicas")}
 
