@@ -83,3 +83,21 @@ def test_a_reproducer_of_a_step_calling_its_closure_under_no_grad_shows_the_prop
                           text=True, timeout=300)
     result = json.loads(proc.stdout.strip().splitlines()[-1])[str(path)]
     assert result[0].startswith("AssertionError"), result
+
+
+def test_the_reproducer_of_an_eval_that_raises_before_the_first_step_raises_it_too(tmp_path):
+    """SPlus's eval() reads state the first step creates; optbench reads x0 in eval mode, as a loop that logs its
+    start would, and reports the KeyError once. Its reproducer's train() recorded x only after each step, so it
+    never called eval() before step 1 and ended 'the plain run did not raise'."""
+    infos = load_user_optimizers(["ens=tests.planted.conventions:EvalNeedsState"], rootdir=str(ROOT))
+    verdicts = [run_check(i) for i in optimizer_checks(Selection(optimizers=infos, devices=("cpu",)))
+                if i.id.endswith("float64-cpu") and i.prop in ("P2", "P3")]
+    roots = [v for v in verdicts if v.outcome == FAIL and "KeyError" in v.message and v.reproducer]
+    assert roots, [(v.outcome, v.message[:120]) for v in verdicts]
+    path = tmp_path / "repro.py"
+    path.write_text(roots[0].reproducer)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(path)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])[str(path)]
+    assert result[0].startswith("KeyError"), result

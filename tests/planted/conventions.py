@@ -224,3 +224,26 @@ class NoGradClosureHalvesGrad(NoGradClosure):
                 if p.grad is not None:
                     p.grad.mul_(0.5)
         return loss
+
+
+class EvalNeedsState(torch.optim.SGD):
+    """train()/eval() modes whose eval() reads state the first step creates (pytorch-optimizer's SPlus: eval()
+    swaps in state['ema']): a training loop that reads x in eval mode before the first step meets KeyError. A
+    true finding, reported once as the case's root cause; its reproducer must raise it too."""
+
+    def train(self, mode: bool = True) -> None:
+        pass
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                p.copy_(self.state[p]["ema"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        out = super().step(closure)
+        for g in self.param_groups:
+            for p in g["params"]:
+                self.state[p]["ema"] = p.detach().clone()
+        return out

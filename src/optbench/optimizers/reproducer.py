@@ -61,10 +61,13 @@ def make_problem(dtype=None, shift=0.0, noncontiguous=False):
 
 def train(opt, ps, loss, steps, **loss_kw):
     """The five-step loop: zero_grad, forward and loss, backward, step; returns x after each step.
-    An optimizer with train()/eval() modes steps in train mode and x is read in eval mode."""
+    An optimizer with train()/eval() modes steps in train mode and x is read in eval mode, the start included
+    (as optbench reads it: eval() before the first step)."""
     modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
     xs = []
     if modes:
+        opt.train()
+        opt.eval()  # x0 read as the method returns it, before any step
         opt.train()
     for _ in range(steps):
         opt.zero_grad()
