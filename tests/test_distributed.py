@@ -125,15 +125,6 @@ def test_dash_m_distributed_selects_exactly_the_distributed_tests(pytester):
     assert any("deselected" in line for line in result.outlines)  # test_seed.py's tests are not distributed
 
 
-def test_p20_names_a_state_key_that_is_not_a_parameter():
-    infos = load_user_optimizers(["counter=tests.planted.dist_bugs:CounterInState"], rootdir=str(ROOT))
-    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
-              if it.test == "test_p20_dcp_resume"]
-    v = run_check(item)
-    assert v.outcome == FAIL and "a key that is not a parameter" in v.message, (v.outcome, v.message)
-    assert "reshards DTensor state" not in v.message, v.message
-
-
 def test_a_matrix_product_of_ddps_bucketed_gradient_is_compared_to_the_tolerance_not_bit_for_bit():
     """Shampoo (pytorch-optimizer) failed P19 by 2.3e-16 under DDP and ZeRO: its g gᵀ rounds differently when
     the gradient is a bucket view at an odd float64 offset (MKL), though it keeps and changes no gradient. The
@@ -168,23 +159,19 @@ def test_the_ddp_rounding_tolerance_admits_ulps_and_still_fails_a_per_partition_
         assert (first_diff(["w"], want, got, rule) is not None) is fails, delta
 
 
-def test_p20_names_a_state_dict_layout_that_is_not_torchs():
-    """Magma's KeyError: 'state' was blamed on a key of optimizer.state that is not a parameter; its cause is a
-    state_dict() nested under a key of its own (a wrapper's layout)."""
-    infos = load_user_optimizers(["nested=tests.planted.dist_bugs:NestedStateDict"], rootdir=str(ROOT))
+@pytest.mark.parametrize("planted, says, not_says", [
+    # MADGRAD's 'k', EmoFact's 'ema': a key of optimizer.state that is not a parameter (get_state_dict's KeyError)
+    ("CounterInState", "a key that is not a parameter", "reshards DTensor state"),
+    # Magma: state_dict() nested under a key of its own; DCP reads osd['state'] (KeyError: 'state')
+    ("NestedStateDict", "does not return torch's layout", "a key that is not a parameter"),
+    # SGDSaI: grad.norm() of a sharded gradient kept as state, a pending Partial DTensor that dcp.save refuses
+    ("PartialNormInState", "a DTensor with a Partial placement", "kept as a plain tensor"),
+], ids=["state-key", "nested-layout", "partial-dtensor"])
+def test_p20_names_the_cause_of_a_checkpoint_that_dcp_refuses(planted, says, not_says):
+    """Each of these raised inside torch.distributed.checkpoint; P20's hint must name its own cause, not another's."""
+    infos = load_user_optimizers([f"p=tests.planted.dist_bugs:{planted}"], rootdir=str(ROOT))
     [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
               if it.test == "test_p20_dcp_resume"]
     v = run_check(item)
-    assert v.outcome == FAIL and "does not return torch's layout" in v.message, (v.outcome, v.message)
-    assert "a key that is not a parameter" not in v.message, v.message
-
-
-def test_p20_names_a_partial_dtensor_kept_in_the_state():
-    """SGDSaI keeps grad.norm() of a sharded gradient as state (a pending _NormPartial DTensor): dcp.save refuses
-    partial placements, and the hint named the opposite cause (a plain tensor of the local shard)."""
-    infos = load_user_optimizers(["partial=tests.planted.dist_bugs:PartialNormInState"], rootdir=str(ROOT))
-    [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
-              if it.test == "test_p20_dcp_resume"]
-    v = run_check(item)
-    assert v.outcome == FAIL and "a DTensor with a Partial placement" in v.message, (v.outcome, v.message)
-    assert "kept as a plain tensor" not in v.message, v.message
+    assert v.outcome == FAIL and says in v.message, (v.outcome, v.message)
+    assert not_says not in v.message, v.message
