@@ -349,3 +349,17 @@ def test_a_fail_names_the_lr_where_most_starts_reached_x_star_on_a_tie(tmp_path)
 
     failed, starts = map(int, re.search(r"(\d+) of (\d+) starts did not converge", v.message).groups())
     assert failed < starts, f"the lr reported is one where the canonical start converged: {v.message}"
+
+
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "one-slot-per-start"])
+def test_a_unit_that_spends_its_budget_reports_the_distance_of_its_last_point(rows):
+    """VSGD's FAIL said |x - x*| = 0.000657 where its reproducer, run for the budget, ended at 0.000125: the
+    distance reported was the point before the last step's. A unit's distance and gap are its last point's."""
+    case = _case(torch.optim.Adam, "foreach")
+    t = get_target("booth")
+    [u] = make_units(case, t, starts_for(case.info, t, case.dtype, True)[:3], [1e-3], 50, batch_starts=rows)
+    B.run_units(case, [u], groups_exact=False, params_exact=False)
+    assert u.epochs_run == 50 and not u.converged
+    last = u.last[-1]
+    assert torch.equal(u.dist, ((last - u.x_star) ** 2).sum(-1).sqrt()), (u.dist, last)
+    assert torch.equal(u.gap, t.fn(last) - u.f_star)

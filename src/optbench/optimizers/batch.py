@@ -433,6 +433,29 @@ class _Drive:
         s.param.grad = None
         s.instance.live -= 1
 
+    def _judge_last(self, b: _Block, row0: int, x: torch.Tensor, epoch: int) -> None:
+        """|x - x*|, f - f* and the reached marks of block b at its last point (the rows keep their last finite
+        record where that point is not finite): what its units report, and what their starts reproduce, is the
+        point after the last step, not the one before it."""
+        book = self.book
+        rows = slice(row0, row0 + b.rows)
+        if self.modes:
+            xd = x.to(dtype=self.case.dtype)
+            fv = (b.target.fn(xd) + (0.5 * self.wd * (xd * xd).sum(-1) if self.wd else 0)).double()
+        else:
+            fv = b.v.double().cpu()
+        if b.one_min:
+            dist = ((x - b.xs_star) ** 2).sum(-1).sqrt()
+        else:
+            dist = ((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
+        gap = fv - book.fs[rows]
+        fin = torch.isfinite(dist) & torch.isfinite(gap)
+        ok = (dist <= self.tol_x) & (gap <= self.tol_f)
+        reached = book.reached[rows]
+        book.dist[rows] = torch.where(fin, dist, book.dist[rows])
+        book.gap[rows] = torch.where(fin, gap, book.gap[rows])
+        book.reached[rows] = torch.where(fin, torch.where(ok, torch.where(reached >= 0, reached, epoch), -1), reached)
+
     def hook(self, epoch: int, loss: torch.Tensor) -> bool:
         with torch.no_grad():
             return self._hook(epoch)
@@ -441,10 +464,11 @@ class _Drive:
         book, opts = self.book, self.opts
         xe = self.eval_rows() if self.modes else None
         ended = [bi for bi, b in enumerate(book.blocks) if epoch == b.epochs]
-        if ended:  # the budget is spent: x is the point after the last step
+        if ended:  # the budget is spent: x is the point after the last step, judged there
             for bi in ended:
                 b = book.blocks[bi]
                 x = xe[bi] if self.modes else b.x.double().cpu()
+                self._judge_last(b, book.offsets[bi][0], x, epoch)
                 for k in range(len(b.slots)):
                     self.retire(b, book.offsets[bi][0], k, epoch, b.history[-2:] + [x])
             book.keep([[] if bi in ended else list(range(len(b.slots))) for bi, b in enumerate(book.blocks)])
