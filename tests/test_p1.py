@@ -175,3 +175,29 @@ def test_a_cycle_caught_at_its_near_phase_is_not_still_converging():
     assert not res.still_converging(0)
     res.last = [[torch.tensor([[0.4, 0.0]], dtype=torch.float64), torch.tensor([[0.333, 0.0]], dtype=torch.float64)]]
     assert res.still_converging(0), "a run that really went from 1.08 to ~0.35 is still converging"
+
+
+def test_a_too_slow_na_names_both_distances(monkeypatch):
+    """SimplifiedAdEMAMix's N/A on booth read 'still at 6.2e-05 (tol_x 0.0001)', which looks converged: f - f*,
+    the one that missed its tolerance, was not shown."""
+    from optbench.optimizers import convergence as CV
+    from optbench.optimizers import p1 as P1
+    from optbench.optimizers.contract import Case
+    from optbench.optimizers.info import OptConfig, OptimizerInfo
+    from optbench.verdict import NotApplicable
+
+    info = OptimizerInfo("slow", torch.optim.SGD, configs=(OptConfig("", {}),), user=True,
+                         impls={"cpu": ("default",), "cuda": ("default",)})
+    case = Case(info, info.configs[0], "default", torch.float64, "cpu")
+    res = _result([0.9])
+    res.mid = [1.9]  # still converging at the end of the budget: the longer run is tried
+
+    def longer(case, target, starts, lrs, epochs, **kw):
+        done = _result([6.2e-5])  # inside tol_x, but f - f* = 1.0 (the helper's gap) is not inside tol_f
+        done.mid = [2e-4]  # halved over the second half: still converging, so N/A
+        return done
+
+    monkeypatch.setattr(CV, "run_p1", longer)
+    with pytest.raises(NotApplicable) as exc:
+        P1._slow_or_stuck(case, catalogue()["booth"], res.starts, res.lrs, 2000, {}, res, "")
+    assert "|x - x*| 6.2e-05 (tol_x" in str(exc.value) and "f - f* 1 (tol_f" in str(exc.value), str(exc.value)

@@ -178,9 +178,12 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
     ended = [j for j in range(len(slow_lrs)) if longer.diverged[j] is None]
     j = min(ended, key=lambda j: float(longer.dist[j].max())) if ended else None
     if j is not None and longer.still_converging(j):
-        raise NotApplicable(f"on {target.name}: {slow(j)}, and still at {float(longer.dist[j].max()):.2g} (tol_x "
-                            f"{tolerance(case.info, case.dtype)[0]:g}) after {long_epochs} epochs, still "
-                            f"converging: too slow to judge at this budget; declare a budget for it (epochs = ...)")
+        tol_x, tol_f, _ = tolerance(case.info, case.dtype)
+        # both distances: |x - x*| may already be inside tol_x while f - f* is not (SimplifiedAdEMAMix on booth)
+        raise NotApplicable(f"on {target.name}: {slow(j)}, and still at |x - x*| {float(longer.dist[j].max()):.2g} "
+                            f"(tol_x {tol_x:g}), f - f* {float(longer.gap[j].max()):.2g} (tol_f {tol_f:g}) after "
+                            f"{long_epochs} epochs, still converging: too slow to judge at this budget; declare a "
+                            f"budget for it (epochs = ...)")
     return [], note
 
 
