@@ -433,21 +433,27 @@ class _Drive:
         s.param.grad = None
         s.instance.live -= 1
 
+    def _measure(self, b: _Block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """|x - x*| and f (with the decay term) of block b's rows at x. With train/eval modes the loss was taken
+        at the train-mode point, so f is evaluated at the point returned; else it is the forward's own value."""
+        if self.modes:
+            xd = x.to(dtype=self.case.dtype)
+            fv = (b.target.fn(xd) + (0.5 * self.wd * (xd * xd).sum(-1) if self.wd else 0)).double()
+        else:
+            fv = b.v.double().cpu()
+        if b.one_min:  # the same numbers as the minimum over one minimizer below (checked bit for bit)
+            dist = ((x - b.xs_star) ** 2).sum(-1).sqrt()
+        else:
+            dist = ((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
+        return dist, fv
+
     def _judge_last(self, b: _Block, row0: int, x: torch.Tensor, epoch: int) -> None:
         """|x - x*|, f - f* and the reached marks of block b at its last point (the rows keep their last finite
         record where that point is not finite): what its units report, and what their starts reproduce, is the
         point after the last step, not the one before it."""
         book = self.book
         rows = slice(row0, row0 + b.rows)
-        if self.modes:
-            xd = x.to(dtype=self.case.dtype)
-            fv = (b.target.fn(xd) + (0.5 * self.wd * (xd * xd).sum(-1) if self.wd else 0)).double()
-        else:
-            fv = b.v.double().cpu()
-        if b.one_min:
-            dist = ((x - b.xs_star) ** 2).sum(-1).sqrt()
-        else:
-            dist = ((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1)
+        dist, fv = self._measure(b, x)
         gap = fv - book.fs[rows]
         fin = torch.isfinite(dist) & torch.isfinite(gap)
         ok = (dist <= self.tol_x) & (gap <= self.tol_f)
@@ -484,15 +490,9 @@ class _Drive:
             xs.append(x)
             b.history.append(x.clone() if x is b.x and len(b.slots) == 1 else x)  # a lone slot's x is a view
             del b.history[:-3]
-            if self.modes:  # the loss was taken at the train-mode point: the gap belongs to the point returned
-                xd = x.to(dtype=self.case.dtype)
-                fvs.append((b.target.fn(xd) + (0.5 * self.wd * (xd * xd).sum(-1) if self.wd else 0)).double())
-            else:
-                fvs.append(b.v.double().cpu())
-            if b.one_min:  # the same numbers as the minimum over one minimizer below (checked bit for bit)
-                dists.append(((x - b.xs_star) ** 2).sum(-1).sqrt())
-            else:
-                dists.append(((x[:, None, :] - b.xs_star[None, :, :]) ** 2).sum(-1).sqrt().amin(1))
+            dist, fv = self._measure(b, x)
+            dists.append(dist)
+            fvs.append(fv)
             if grad_now and b.grad_error is None:
                 _grad_check(b, xp, torch.isfinite(x).all(1) & torch.isfinite(fvs[-1]), epoch, self.sparse,
                             self.grad_rtol, self.scale_rtol)
