@@ -143,12 +143,15 @@ def test_the_noisy_optimizer_really_draws_from_the_global_rng():
 class _FakeBlock:
     def __init__(self, r: int, epochs: int, gated: bool = False) -> None:
         self.r, self.epochs, self.prev_at = r, epochs, 0
-        self.gated, self.opened = gated, False
+        self.gated, self.open_from = gated, math.inf
         self.slots = [type("S", (), {"unit": type("U", (), {"hopeless": None})(), "ss": list(range(r))})()]
 
     @property
     def rows(self) -> int:
         return self.r
+
+    def opened(self, epoch: int) -> bool:
+        return self.open_from <= epoch
 
 
 @pytest.mark.parametrize("windows, stops_at, why", [
@@ -168,6 +171,32 @@ def test_on_a_judged_target_the_rule_waits_until_some_lr_has_converged():
     assert _stops(windows, gated=True, open_at=3) == 3, "behind at 200 and 300, stopped once open (at 400)"
 
 
+def test_runs_one_after_another_stop_a_hopeless_lr_where_lockstep_stops_it():
+    """A closure optimizer (and any run apart) runs its instances one after another: the largest lr first, and a
+    unit that converges opens its target's rule for the runs after it. Before, each run only saw its own units, so
+    on a judged target the rule never applied apart: torch's LBFGS ran every small lr of the grid to its budget
+    (its P1 over the collection's grid did not finish in 30 min)."""
+    case = _case(torch.optim.SGD, elementwise=True)
+
+    def units():
+        t = get_target("seed_quadratic")  # SGD at lr 0.1 converges in ~20 epochs; at 1e-6 it crawls
+        us = make_units(case, t, starts_for(case.info, t, case.dtype, True)[:2], [1e-6, 0.1], 1024,
+                        batch_starts=False)
+        for u in us:
+            u.gated = True
+        return us
+
+    together, apart = units(), units()
+    B.run_units(case, together, groups_exact=True, params_exact=True, hopeless=True)
+    B.run_units(case, apart, groups_exact=False, params_exact=False, hopeless=True, lockstep=False)
+    for u in (together, apart):
+        slow, fast = u
+        assert fast.converged and not slow.converged
+        assert slow.hopeless and slow.epochs_run < 1024 // 2, (slow.epochs_run, slow.hopeless)
+    assert together[0].epochs_run == apart[0].epochs_run and together[0].hopeless == apart[0].hopeless
+    assert _same(together, apart) is None, _same(together, apart)
+
+
 def _stops(windows, *, gated: bool, open_at: int | None = None):
     b = _FakeBlock(1, 1000, gated=gated)
     book = type("Book", (), {})()
@@ -175,7 +204,7 @@ def _stops(windows, *, gated: bool, open_at: int | None = None):
     book.prev_min = torch.tensor([math.nan], dtype=torch.float64)
     book.behind = torch.zeros(1, dtype=torch.bool)
     for i, m in enumerate(windows):
-        b.opened = open_at is not None and i >= open_at
+        b.open_from = math.inf if open_at is None else 100 * (open_at + 1)
         book.win_min = torch.tensor([m], dtype=torch.float64)
         if B._hopeless(book, b, 0, 100 * (i + 1), 1e-4):
             msg = b.slots[0].unit.hopeless

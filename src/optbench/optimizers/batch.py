@@ -39,7 +39,9 @@ nothing is decided on the first window, where step sizes still grow. Measured (t
 runs of 15 optimizers, 2460 units): no unit that converges is stopped, and a third of the epochs are saved.
 :mod:`optbench.optimizers.p1` *gates* the rule on a judged target: it applies only once some unit of that
 target has converged (its verdict is then settled), so a target where nothing converges keeps full-budget runs
-for the hovering and slow-method decisions, exactly as before.
+for the hovering and slow-method decisions, exactly as before. Instances that cannot run in lockstep (closure
+optimizers) run one after another, the largest lr first, and a unit that converged in an earlier run opens the
+rule for the later ones at the epochs lockstep would (tests/test_p1_batch.py).
 
 One job above 500 lines: laying out and driving the shared runs (layout, lockstep, bookkeeping, stops).
 """
@@ -173,7 +175,7 @@ class _Lockstep:
 class _Block:
     """The live slots of one target in one run (rows = the starts of its live slots, slot after slot)."""
 
-    def __init__(self, target: Any, slots: list[_Slot], epochs: int) -> None:
+    def __init__(self, target: Any, slots: list[_Slot], epochs: int, gate: dict[str, int]) -> None:
         self.target = target
         self.slots = slots
         self.epochs = epochs
@@ -190,12 +192,20 @@ class _Block:
         self.prev_at = 0
         self.special = {epochs // 2, *self.checkpoints}
         self.gated = slots[0].unit.gated
-        self.opened = False  # some unit of this target has converged
+        self.gate = gate  # target name -> epoch some unit of it converged at, in this run or an earlier one
         self.units = list({id(s.unit): s.unit for s in slots}.values())  # every lr of its target, in order
 
     @property
     def rows(self) -> int:
         return len(self.slots) * self.r
+
+    def opened(self, epoch: int) -> bool:
+        """Some unit of this target converged before ``epoch`` (in this run, or in an earlier run of the same
+        :func:`run_units`: instances run one after another decide as they would in lockstep)."""
+        return self.gate.get(self.target.name, math.inf) < epoch
+
+    def open(self, epoch: int) -> None:
+        self.gate[self.target.name] = min(self.gate.get(self.target.name, epoch), epoch)
 
 
 class _Book:
@@ -304,10 +314,17 @@ def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_ex
              for u in units for ss in ([list(range(u.starts.shape[0]))] if u.batch_starts
                                        else [[i] for i in range(u.starts.shape[0])])]
     layout = _layout(slots, groups_exact, params_exact, schedule)
-    runs = [layout] if lockstep and not info.closure else [[inst] for inst in layout]
+    if lockstep and not info.closure:
+        runs = [layout]
+    else:
+        # one after another, the largest lr first: a unit that converges opens its target's hopeless rule for the
+        # runs after it (a slow run at a small lr then stops where lockstep would stop it); every run starts from
+        # its own seeded RNG state, so the order changes nothing else
+        runs = sorted(([inst] for inst in layout), key=lambda run: -(run[0][0][0].unit.lr or 0.0))
+    gate: dict[str, int] = {}
     for run in runs:
         _run(case, run, weight_decay=weight_decay, check_grad=check_grad, early_stop=early_stop, schedule=schedule,
-             hopeless=hopeless, early_hover=early_hover)
+             hopeless=hopeless, early_hover=early_hover, gate=gate)
 
 
 def _run(case: Any, layout: list[list[list[_Slot]]], **opts: Any) -> None:
@@ -373,7 +390,7 @@ class _Drive:
         for inst in instances:
             for s in inst.slots:
                 by_target.setdefault(id(s.unit.target), []).append(s)
-        blocks = [_Block(ss[0].unit.target, ss, ss[0].unit.epochs) for ss in by_target.values()]
+        blocks = [_Block(ss[0].unit.target, ss, ss[0].unit.epochs, opts["gate"]) for ss in by_target.values()]
         if any(s.unit.epochs != b.epochs for b in blocks for s in b.slots):
             raise ValueError("the units of one target in a run must share one epoch budget")
         self.book = _Book(blocks, opts["hopeless"])
@@ -533,7 +550,7 @@ class _Drive:
                     if slot_finite is None or bool(slot_finite[slot0 + k]):
                         worst = float(dist[row0 + k * b.r:row0 + (k + 1) * b.r].max())
                         s.unit.mid = worst if not math.isfinite(s.unit.mid) else max(s.unit.mid, worst)
-                if b.gated and not b.opened and self.early_hover and len(b.units) > 1 \
+                if b.gated and not b.opened(epoch) and self.early_hover and len(b.units) > 1 \
                         and self.early_hover(b.target, b.units, self._current(b, row0)):
                     for s in b.slots:
                         s.unit.hover_stop = True
@@ -564,7 +581,8 @@ class _Drive:
                 if slot_finite is not None and not bool(slot_finite[slot0 + k]):
                     u.diverged = epoch if u.diverged is None else min(u.diverged, epoch)
                 self.retire(b, row0, k, epoch, b.history)
-                b.opened = b.opened or u.converged
+                if u.converged:
+                    b.open(epoch)
             live.append(keep)
         book.keep(live)
         return not book.blocks
@@ -586,7 +604,7 @@ def _hopeless(book: _Book, b: _Block, bi: int, epoch: int, tol_x: float) -> list
         slow = (cur > tol_x) & torch.isfinite(cur) & (rate > 0) & (need > SAFETY * left)
         bad = slow & book.behind[rows]  # too slow at two checkpoints in a row
         book.behind[rows] = slow
-        if b.gated and not b.opened:  # nothing of this target has converged yet: keep every run to its budget
+        if b.gated and not b.opened(epoch):  # nothing of this target has converged yet: keep every run to its budget
             bad = torch.zeros_like(bad)
         if AUDIT is not None:  # measuring the rule (what SAFETY must be), not applying it
             ratio = torch.where((cur > tol_x) & torch.isfinite(cur), need / max(left, 1), torch.zeros_like(need))
