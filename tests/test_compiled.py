@@ -26,6 +26,10 @@ from optbench.plan import Selection
 from optbench.verdict import ERROR, FAIL, MEASURED, NA, PASS, XFAIL, run_check
 from tests.planted.compile_bugs import PLANTED_COMPILE
 
+# one xdist worker for the whole module (with --dist loadgroup): the module's verdicts fixture (every planted
+# optimizer compiled by Inductor, ~6 s) is computed once per worker that runs one of its tests
+pytestmark = pytest.mark.xdist_group("test_compiled")
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
 [optimizers.compileadam]
@@ -191,6 +195,16 @@ def test_plan_gives_three_checks_per_config_marked_compile_with_the_registrys_de
     assert "emulate_precision_casts" in by[("muon", "test_p21_compiled_parity")].known
     assert by[("muon", "test_p21_recompiles")].known is None
     assert [i.nodeid for i in items] == [i.nodeid for i in compiled_checks(Selection(devices=("cpu",)))]
+    # one share key per config: its three checks read one compiled run, so one process (xdist worker, validate
+    # worker) runs them all, and no second one compiles the same step again
+    shares = {}
+    for i in items:
+        shares.setdefault(i.share, set()).add(i.subject)
+    assert all(i.share for i in items) and len(shares) == len(builtin_registry())
+    assert all(len(subjects) == 1 for subjects in shares.values())
+    from optbench.validation import tasks
+
+    assert sorted(len(t) for t in tasks(items)) == [3] * len(builtin_registry())
 
 
 def test_no_cpp_compiler_is_not_applicable_with_the_fix(monkeypatch):

@@ -21,6 +21,10 @@ from optbench.plan import Selection
 from optbench.verdict import FAIL, NA, PASS, run_check
 from tests.planted.dist_bugs import PLANTED_DIST
 
+# one xdist worker for the whole module (with --dist loadgroup): the module's verdicts fixture (every planted
+# optimizer through P18-P20 on a rank pool, ~11 s) is computed once per worker that runs one of its tests
+pytestmark = pytest.mark.xdist_group("test_distributed")
+
 ROOT = Path(__file__).resolve().parents[1]
 CORRECT = "distref"
 TESTS = ("test_p18_fsdp2_parity", "test_p19_ddp_parity", "test_p19_zero_parity", "test_p20_dcp_resume")

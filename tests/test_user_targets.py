@@ -11,6 +11,10 @@ import pytest
 
 from tests.user_targets.planted import PLANTED
 
+# one xdist worker for the whole module (with --dist loadgroup): the module's planted_run fixture (one pytest run
+# over every planted kernel, ~6 s) is computed once per worker that runs one of its tests
+pytestmark = pytest.mark.xdist_group("test_user_targets")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

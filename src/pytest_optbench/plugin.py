@@ -122,6 +122,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[OPTIONS] = opts
 
 
+@pytest.hookimpl(trylast=True)  # after xdist's own hook, whose suffix pytest 9 ignores
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from .groups import apply_groups
+
+    apply_groups(config, items)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """``--optimizer``/``--target`` on a run that collected nothing of optbench's is a usage error, never a
     silent pass: the user's own tests ran and nothing was validated."""

@@ -111,5 +111,8 @@ def compiled_checks(selection: Any) -> list[CheckItem]:
                         test=test, id=f"{subject}-{IMPL}-{dt}-{device}", prop="P21", subject=subject,
                         run=functools.partial(with_reproducer, check, case), exempt=exempt,
                         known=None if exempt else _known(info, config, keys, IMPL, dt),
-                        na=None if exempt else device_na(device), device=device, marks=MARKS, measure=measured))
+                        na=None if exempt else device_na(device), device=device, marks=MARKS, measure=measured,
+                        # the three checks read one compiled run (memoized per process): one process runs them, or a
+                        # second one compiles the same step again (pytest-xdist workers, validate -n)
+                        share=f"p21-{info.name}-{subject}-{device}"))
     return items

@@ -1,0 +1,45 @@
+"""pytest-xdist's ``--dist loadgroup`` on pytest 9: ``xdist_group`` marks group again.
+
+A worker tells xdist's controller a test's group by appending ``@<group>`` to the test's node id
+(``item._nodeid = ...`` in xdist 3.8's ``remote.py``). pytest 9 keeps a node id in a structured
+``_id`` and no longer reads ``_nodeid``, so the suffix is silently lost and ``--dist loadgroup``
+distributes grouped tests one by one (pytest-dev/pytest-xdist#1386, fix proposed in #1388). Every
+share of optbench's checks (a case's P1 targets, which share their runs; the distributed tier's rank
+pool; the three P21 checks of one compiled run) and every module fixture of a grouped test module was
+then computed on each worker that got one of its tests: measured, ``pytest tests validation -n 2`` spent
+~40 % of its CPU time computing things twice.
+
+Where xdist's suffix did not take, this writes it where pytest 9 reads it (the same node id xdist
+writes on pytest 8). A pytest whose node ids are neither is left alone: grouping then costs time, never
+a result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def group_suffix(item: pytest.Item) -> str | None:
+    """``@<names>`` as xdist builds it from the item's ``xdist_group`` marks (sorted, joined by ``_``)."""
+    names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    return "@" + "_".join(sorted(names)) if names else None
+
+
+def apply_groups(config: pytest.Config, items: list[Any]) -> int:
+    """Give each grouped item its ``@<group>`` node id suffix where xdist's own did not take; returns how many
+    were fixed. Only on an xdist worker of ``--dist loadgroup`` (xdist sets ``config.option.loadgroup`` there)."""
+    if not getattr(config.option, "loadgroup", False):
+        return 0
+    try:
+        from _pytest.nodeid import NodeId  # pytest >= 9: the structured node id
+    except ImportError:
+        return 0
+    fixed = 0
+    for item in items:
+        suffix = group_suffix(item)
+        if suffix is None or item.nodeid.endswith(suffix) or not isinstance(getattr(item, "_id", None), NodeId):
+            continue
+        item._id = NodeId.parse(item.nodeid + suffix)  # parse keeps the whole string as the node id
+        fixed += 1
+    return fixed
