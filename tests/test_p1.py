@@ -201,3 +201,36 @@ def test_a_too_slow_na_names_both_distances(monkeypatch):
     with pytest.raises(NotApplicable) as exc:
         P1._slow_or_stuck(case, catalogue()["booth"], res.starts, res.lrs, 2000, {}, res, "")
     assert "|x - x*| 6.2e-05 (tol_x" in str(exc.value) and "f - f* 1 (tol_f" in str(exc.value), str(exc.value)
+
+
+def test_epochs_to_tol_is_the_number_of_steps_after_which_x_is_within_tolerance():
+    """The hook at epoch e reads x after e steps, so a profile's epochs_to_tol is the step count k of the first
+    point inside the tolerance: for plain GD on the seed (x_k - x* = (1 - 6 lr)^k (x0 - x*)) the closed form's k,
+    and for a run that gets there only at its last point, the budget, which the profile check accepts. It was
+    k + 1, so such a run recorded budget + 1 and `optbench validate` exited 2 on its own profiles file (BCOS)."""
+    from fractions import Fraction
+
+    from optbench.catalogue import get_target
+    from optbench.optimizers import convergence as CV
+    from optbench.optimizers.contract import Case
+    from optbench.optimizers.info import OptConfig, OptimizerInfo
+    from optbench.optimizers.p1 import profile_records
+    from optbench.optimizers.tolerance import tolerance
+    from optbench.report.profiles import _check_record
+
+    info = OptimizerInfo("sgd", torch.optim.SGD, configs=(OptConfig("", {}),), elementwise=True, user=True,
+                         weight_decay=None, maximize=False, impls={"cpu": ("default",), "cuda": ("default",)})
+    case = Case(info, info.configs[0], "default", torch.float64, "cpu")
+    target = get_target("seed_quadratic")
+    tol_x, tol_f, _ = tolerance(info, case.dtype)
+    lr, x0, xs = Fraction(1, 100), Fraction(-1), Fraction(1, 3)
+    k = 0
+    while not (abs((1 - 6 * lr) ** k * (x0 - xs)) <= Fraction(tol_x)
+               and 3 * ((1 - 6 * lr) ** k * (x0 - xs)) ** 2 <= Fraction(tol_f)):
+        k += 1
+    starts = torch.tensor([[-1.0]], dtype=torch.float64)
+    for budget in (k + 50, k):  # with room to spare, and exactly the steps it needs
+        res = CV.run_p1(case, target, starts, [0.01], budget, batch_starts=True, batch_groups=True)
+        rec, = profile_records(case, target, res, budget)
+        assert rec["epochs_to_tol"] == k, (budget, rec["epochs_to_tol"], k)
+        _check_record(rec, "the record")  # inside [0, budget]

@@ -121,7 +121,9 @@ def profile_records(case: Case, target: Any, res: CV.P1Result, budget: int) -> l
                 "optimizer": case.name, "source": case.info.source, "target": target.name, "dim": target.dim,
                 "start": s, "start_kind": "canonical" if s < n_canon else "random",
                 "lr": lr if lr is not None else case.info.contract_lr, "schedule": res.schedule,
-                "epochs_to_tol": None if reached is None or res.diverged[g] is not None else int(reached) + 1,
+                # the hook at epoch e reads x after e steps: e is the number of epochs it needed (a start reached
+                # only at its last point needed the whole budget, not one more)
+                "epochs_to_tol": None if reached is None or res.diverged[g] is not None else int(reached),
                 "budget": int(budget), "diverged": res.diverged[g] is not None,
                 "dtype": dtype_name(case.dtype), "device": case.device, "tol_x": tol_x, "tol_f": tol_f,
                 "final_dist": float(res.dist[g][s]), "final_gap": float(res.gap[g][s]),
@@ -169,7 +171,7 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
 
     done = [j for j in range(len(slow_lrs)) if longer.converged(j)]
     if done:
-        last = max(max(e for e in longer.reached[j] if e is not None) + 1 for j in done)
+        last = max(max(e for e in longer.reached[j] if e is not None) for j in done)  # epochs: x after e steps
         return sorted(lrs[slow_lrs[j]] for j in done), (
             f"{note}; {slow(done[0])}, and converged within {last} epochs: a slow method, not a bug "
             f"(declare epochs = {2 * last} to judge it at that budget)")
