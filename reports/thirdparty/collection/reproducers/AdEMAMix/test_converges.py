@@ -1,4 +1,4 @@
-"""optbench reproducer for P1: P1 convergence: AdEMAMix (foreach) float64 cpu: on trid_4d (lr=3.16228, budget 2000 epochs): 9 of 9 starts did not converge; start 0 x0=[0.0, 0.0, 0.0, 0.0] ended at |x - x*| = 0.000184 (tol_x 0.0001) and f - f* = 6.45e-09 (tol_f 1e-08); expected to reach x* in [[4.0, 6.0, 6.0, 4.0]]; last points (4.00007, 6.00011, 6.00011, 4.00007) -> (4.00007, 6.00011, 6.00011, 4.00007) -> (4.00007, 6.00011, 6.00011, 4.00007) (best of the lr grid 1e-04..3.2)
+"""optbench reproducer for P1: P1 convergence: AdEMAMix (foreach) float64 cpu: on trid_4d (lr=3.16228, budget 2000 epochs): 9 of 9 starts did not converge; start 0 x0=[0.0, 0.0, 0.0, 0.0] ended at |x - x*| = 0.000183 (tol_x 0.0001) and f - f* = 6.42e-09 (tol_f 1e-08); expected to reach x* in [[4.0, 6.0, 6.0, 4.0]]; last points (4.00007, 6.00011, 6.00011, 4.00007) -> (4.00007, 6.00011, 6.00011, 4.00007) -> (4.00007, 6.00011, 6.00011, 4.00007) (best of the lr grid 1e-04..3.2)
 
 Run it with `python this_file.py` from a folder where the optimizer's module imports (e.g. PYTHONPATH=. python this_file.py): it prints what it measures and fails with AssertionError where the property is violated."""
 

@@ -1,4 +1,4 @@
-"""optbench reproducer for P1: P1 convergence: AliG (foreach) float64 cpu: on seed_quadratic (at its own step size, no lr hyperparameter; budget 2000 epochs): 2 of 3 starts did not converge; start 0 x0=[-1.0] ended at |x - x*| = 9.19 (tol_x 0.0001) and f - f* = 253 (tol_f 1e-08); expected to reach x* in [[0.333333]]; last points (18.7657) -> (9.52542) -> (4.88103)
+"""optbench reproducer for P1: P1 convergence: AliG (foreach) float64 cpu: on seed_quadratic (at its own step size, no lr hyperparameter; budget 2000 epochs): 2 of 3 starts did not converge; start 0 x0=[-1.0] ended at |x - x*| = 4.55 (tol_x 0.0001) and f - f* = 62 (tol_f 1e-08); expected to reach x* in [[0.333333]]; last points (18.7657) -> (9.52542) -> (4.88103)
 
 Run it with `python this_file.py` from a folder where the optimizer's module imports (e.g. PYTHONPATH=. python this_file.py): it prints what it measures and fails with AssertionError where the property is violated."""
 
