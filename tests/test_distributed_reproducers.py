@@ -33,10 +33,6 @@ from optbench.verdict import FAIL, XFAIL, run_check
 from tests.planted.dist_bugs import PLANTED_DIST
 from tests.scripts import imported_modules
 
-# one xdist worker for the whole module (with --dist loadgroup): the module's scripts fixture and its rank pool are
-# built once per worker that runs one of its tests
-pytestmark = pytest.mark.xdist_group("test_distributed_reproducers")
-
 ROOT = Path(__file__).resolve().parents[1]
 STDLIB = {"datetime", "tempfile", "time"}  # what a generated script may import besides torch and the optimizer
 CORRECT = "Opt = torch.optim.Adam"  # the control: an optimizer correct under FSDP2, DDP, ZeRO and DCP

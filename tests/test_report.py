@@ -11,10 +11,6 @@ import pytest
 from optbench.bench.synthetic import Bench, default_matrix, synthetic_run
 from optbench.cli import main as cli
 
-# one xdist worker for the whole module (with --dist loadgroup): the module's result_json fixture is computed once
-# per worker that runs one of its tests
-pytestmark = pytest.mark.xdist_group("test_report")
-
 
 def _with_recorded_figures(data: dict) -> dict:
     """Add what benches/ records instead of asserting: the harness overhead and the gate self-test."""
