@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from pytest_optbench.groups import apply_groups, group_suffix
+from pytest_optbench.groups import apply_groups, group_suffix, without_group
 
 pytest.importorskip("xdist")
 
@@ -56,3 +56,9 @@ def test_the_suffix_is_xdists_and_only_on_a_loadgroup_worker(pytester):
         assert fixed in (0, len(items))  # 0 on a pytest whose node ids xdist's own suffix reaches
     finally:
         config.option.loadgroup = False
+
+
+def test_the_suffix_is_taken_off_for_display_and_an_at_inside_the_params_stays():
+    assert without_group("t.py::test_a[x-1]@P1:adam-foreach-float64-cpu") == "t.py::test_a[x-1]"
+    assert without_group("t.py::test_a[user@host]") == "t.py::test_a[user@host]"
+    assert without_group("t.py::test_b") == "t.py::test_b"

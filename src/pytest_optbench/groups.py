@@ -27,6 +27,12 @@ def group_suffix(item: pytest.Item) -> str | None:
     return "@" + "_".join(sorted(names)) if names else None
 
 
+def without_group(nodeid: str) -> str:
+    """``nodeid`` without the ``@<group>`` suffix (xdist's rule: an ``@`` after the last ``]``), for display."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 def apply_groups(config: pytest.Config, items: list[Any]) -> int:
     """Give each grouped item its ``@<group>`` node id suffix where xdist's own did not take; returns how many
     were fixed. Only on an xdist worker of ``--dist loadgroup`` (xdist sets ``config.option.loadgroup`` there)."""

@@ -320,7 +320,7 @@ def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_ex
         # one after another, the largest lr first: a unit that converges opens its target's hopeless rule for the
         # runs after it (a slow run at a small lr then stops where lockstep would stop it); every run starts from
         # its own seeded RNG state, so the order changes nothing else
-        runs = sorted(([inst] for inst in layout), key=lambda run: -(run[0][0][0].unit.lr or 0.0))
+        runs = [[inst] for inst in sorted(layout, key=lambda inst: -(inst[0][0].unit.lr or 0.0))]  # inst[group][slot]
     gate: dict[str, int] = {}
     for run in runs:
         _run(case, run, weight_decay=weight_decay, check_grad=check_grad, early_stop=early_stop, schedule=schedule,
