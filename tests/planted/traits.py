@@ -17,6 +17,10 @@ P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept ou
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
+P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
+    Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
+P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coordinates (|x| shrinks, an |x_i| grows)
+    SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
 --  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
                            one finding, every other float64 check BLOCKED by it
 --  TakesModel             correct, not drivable by a generic check: its constructor takes the model (LOMO-style)
@@ -247,6 +251,88 @@ class GradToNone(_Adam):
         return loss
 
 
+# ---- P3, P12, P13: what a moving lr=0 or a growing coordinate really is ----------------------------
+
+
+class LrUnused(_Adam):
+    """Trait: lr is in its defaults but the step size is the method's own (as torch_optimizer's A2Grad documents
+    "lr: not used", or Adafactor's relative step ignores it): at lr=0 it still moves, exactly as at any other lr."""
+
+    def _lr(self, group: dict) -> float:
+        return 1e-2
+
+
+class Float32RoundTrip(_Adam):
+    """Bug: each parameter is stepped in float32 and copied back (``p.data.float()`` ... ``p.data.copy_()``, as
+    torch_optimizer's RAdam and Ranger do), so a float64 run has float32 precision: at lr=0 the parameters still
+    move, to their float32 rounding, and the shifted run of P13 rounds differently."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                p32, g = p.float(), p.grad.float()
+                st = self.state[p]
+                if not st:
+                    st["step"], st["m"], st["v"] = 0, torch.zeros_like(p32), torch.zeros_like(p32)
+                st["step"] += 1
+                st["m"].mul_(b1).add_(g, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+                t = st["step"]
+                p32.addcdiv_(st["m"] / (1 - b1 ** t), (st["v"] / (1 - b2 ** t)).sqrt().add_(group["eps"]),
+                             value=-group["lr"])
+                p.copy_(p32)
+        return loss
+
+
+class _SGD(Optimizer):
+    """Plain SGD with coupled weight decay; ``_direction`` is what it steps along."""
+
+    def __init__(self, params, lr=1e-2, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(self._direction(p, p.grad, group["weight_decay"]), alpha=group["lr"])
+        return loss
+
+    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
+        return g + wd * p
+
+
+class PreconditionedDecay(_SGD):
+    """Trait: the direction (gradient plus coupled decay) is multiplied by the preconditioner I + 11ᵀ over each
+    tensor's elements (positive definite: it mixes coordinates, as Shampoo's Kronecker factors do), so with a zero
+    gradient |x| shrinks while a coordinate whose sign differs from the tensor's mean grows."""
+
+    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
+        d = super()._direction(p, g, wd)
+        return d + d.sum()
+
+
+class SignFlipDecay(_SGD):
+    """Bug: elementwise, but the decay of each tensor's first element has the wrong sign (it grows away from 0)."""
+
+    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
+        sign = torch.ones_like(p)
+        sign.view(-1)[0] = -1.0
+        return g + wd * sign * p
+
+
 # ---- one root cause ---------------------------------------------------------------------------------
 
 
@@ -318,6 +404,11 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "StateDtypeArg": ("P9", "PASS", "as state_dtype=torch.float32 declares"),
     "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
     "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
+    "LrUnused": ("P3", "FAIL", "the 3 steps are the same bit for bit: lr is not used"),
+    "Float32RoundTrip": ("P3", "FAIL", "moved at step 1 to their float32 rounding"),
+    "Float32RoundTrip.P13": ("P13", "FAIL", "a float32 rounding: step() computes the float64 parameters in float32"),
+    "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
+    "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
     "TakesModel": ("P2", "N/A", "its constructor takes a model (an nn.Module) instead of parameters"),
     "NeedsCreateGraph": ("P2", "N/A", "it needs the loss backpropagated with loss.backward(create_graph=True)"),
 }

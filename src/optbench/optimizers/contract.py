@@ -32,8 +32,8 @@ from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, class
 from .findings import (BY_DESIGN, DrawOrder, PropertyFailure, exemption_stanza,  # noqa: F401
                        optimizer_finding, raised_cause, root_cause, root_finding)
 from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_word, _dense, _fmt,  # noqa: F401
-                      _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, fresh_run,
-                      max_diff, rel_tol, step_takes_closure)
+                      _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, float32_written,
+                      fresh_run, max_diff, rel_tol, step_takes_closure)
 
 # ---------------------------------------------------------------------------------------------
 # P2 - P17
@@ -159,31 +159,66 @@ def check_p3(case: Case) -> None:
 
     lr=0 is given to the constructor; a constructor that refuses it (``ValueError: Invalid learning
     rate``, ``assert lr > 0``) gets the contract lr, and every param group's ``lr`` is then set to 0, as a
-    warmup or annealing scheduler does in real training. Moving (or producing NaN) there is a bug.
+    warmup or annealing scheduler does in real training. Moving (or producing NaN) there is a bug, except where
+    the diagnosis finds the cause elsewhere: a float64 parameter that moved only to its rounding to float32 (the
+    step computes in float32 and copies back: a precision bug, said so), and steps that do not depend on lr at all
+    (the same bit for bit at lr=0, the contract lr and ten times it: lr is not used, a trait of the method whose
+    step size is its own, such as Adafactor's relative step, offered as an exemption).
     """
+    traj, how = _p3_run(case, 0.0)
+    x0 = traj.xs[0]
+    for k in range(1, len(traj.xs)):
+        if all(torch.equal(a, b) for a, b in zip(traj.xs[k], x0)):
+            continue
+        moved = f"max |Δx| = {max_diff(traj.xs[k], x0):.3g}"
+        if any(bool(torch.isnan(a).any()) for a in traj.xs[k]):
+            bad = [i for i, a in enumerate(traj.xs[k]) if bool(torch.isnan(a).any())]
+            raise PropertyFailure("P3", case, f"with {how}, parameter{'s' if len(bad) > 1 else ''} "
+                                              f"{', '.join(map(str, bad))} became NaN at step {k} (expected unchanged; "
+                                              f"is lr divided by?)", reason="lr=0 makes the parameters NaN", how=how,
+                                  step=k)
+        if float32_written(case, x0, traj.xs[k]):
+            raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} to their float32 "
+                                              f"rounding ({moved}): step() computes the float64 parameters in float32 "
+                                              f"and copies them back (p.data.float() ... p.data.copy_()), so a float64 "
+                                              f"run has float32 precision (compute in the parameter's dtype)",
+                                  reason="step() computes float64 parameters in float32", how=how, step=k)
+        lrs = (case.info.contract_lr, 10 * case.info.contract_lr)
+        if all(_p3_same(traj, _p3_run(case, lr)[0]) for lr in lrs):
+            raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} ({moved}), and the steps "
+                                              f"do not depend on lr at all: at lr=0, lr={lrs[0]:g} and lr={lrs[1]:g} "
+                                              f"the {len(traj.xs) - 1} steps are the same bit for bit: lr is not used "
+                                              f"(a step size of the method's own, e.g. a relative step)",
+                                  reason="lr is not used: the step size is the method's own", trait=True,
+                                  how=how, step=k)
+        raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k}: {moved} (expected 0; is a "
+                                          f"term of the update not multiplied by lr, e.g. eps or weight decay, or is lr "
+                                          f"divided by?)", reason="the parameters move at lr=0", how=how, step=k)
+
+
+def _p3_run(case: Case, lr: float) -> tuple[Any, str]:
+    """Three steps at ``lr``, from the seeded start: given to the constructor, or set on every param group after
+    construction where the constructor refuses it (as a scheduler sets it)."""
     rng.reseed()
     prob = Problem(case)
-    x0 = prob.snapshot()
-    how = "lr=0 given to the constructor"
+    how = f"lr={lr:g} given to the constructor"
     try:
-        opt = case.make(prob.params, lr=0.0)
+        opt = case.make(prob.params, lr=lr)
     except OptimizerRaised as refused:
         opt = case.make(prob.params)
         for group in opt.param_groups:
-            group["lr"] = 0.0
-        how = (f"param_groups[i]['lr'] set to 0 after construction, as an lr scheduler does (the constructor "
-               f"refuses lr=0: {type(refused.original).__name__}: {' '.join(str(refused.original).split())})")
+            group["lr"] = lr
+        how = (f"param_groups[i]['lr'] set to {lr:g} after construction, as an lr scheduler does (the constructor "
+               f"refuses lr={lr:g}: {type(refused.original).__name__}: {' '.join(str(refused.original).split())})")
     try:
         traj = _run(case, prob, opt, 3)
     except OptimizerRaised as exc:
         raise optimizer_finding("P3", case, exc, f"stepping with {how}") from None
-    for k in range(1, len(traj.xs)):
-        if not all(torch.equal(a, b) for a, b in zip(traj.xs[k], x0)):
-            nan = any(bool(torch.isnan(a).any()) for a in traj.xs[k])
-            raise PropertyFailure("P3", case, f"with {how}, the parameters {'became NaN' if nan else 'moved'} at step "
-                                              f"{k}: max |Δx| = {max_diff(traj.xs[k], x0):.3g} (expected 0; is a term "
-                                              f"of the update not multiplied by lr, e.g. eps or weight decay, or is lr "
-                                              f"divided by?)", how=how, step=k)
+    return traj, how
+
+
+def _p3_same(a: Any, b: Any) -> bool:
+    return all(torch.equal(x, y) for xs, ys in zip(a.xs, b.xs) for x, y in zip(xs, ys))
 
 
 @rng.forked
@@ -403,22 +438,61 @@ def check_p11(case: Case) -> None:
 
 @rng.forked
 def check_p12(case: Case) -> None:
-    """With weight_decay > 0 and a zero gradient, params shrink toward 0."""
+    """With weight_decay > 0 and a zero gradient, params shrink toward 0: |x| decreases and no |x_i| grows.
+
+    Where |x| shrinks but some coordinate grows, a second run whose start differs in one coordinate tells the two
+    causes apart: if the other coordinates' steps change with it, the step mixes coordinates (a full-matrix
+    preconditioner such as Shampoo's, a centralisation or a normalisation over the tensor), which shrinks the norm
+    but not each coordinate: a trait of the method; if they do not (an elementwise step), a coordinate that decay
+    moves away from 0 is a bug."""
     rng.reseed()
     prob = Problem(case)
-    opt = case.make(prob.params, weight_decay=0.1)
     x0 = prob.snapshot()
-    traj = _loop(case, lambda: sum((prob.view(p) * 0).sum() for p in prob.params), prob.params, opt, 3,
-                 check_finite=False)
+    traj = _p12_run(case, prob)
     n0 = math.sqrt(sum(float((x.double() ** 2).sum()) for x in x0))
     n1 = math.sqrt(sum(float((x.double() ** 2).sum()) for x in traj.xs[-1]))
     grew = max(float((b.abs() - a.abs()).max()) for a, b in zip(x0, traj.xs[-1]))
-    if not n1 < n0 or grew > rel_tol(case.dtype) * 10:
+    shrink = f"|x| {n0:.6g} -> {n1:.6g}, max growth of |x_i| {grew:.3g}"
+    if not n1 < n0:
         raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient did not shrink the parameters toward 0 "
-                                           f"in 3 steps: |x| {n0:.6g} -> {n1:.6g}, max growth of |x_i| {grew:.3g} "
-                                           f"(expected |x| to decrease and no |x_i| to grow; is decay's sign wrong or "
-                                           f"decay skipped when the gradient is 0?)",
+                                           f"in 3 steps: {shrink} (expected |x| to decrease and no |x_i| to grow; is "
+                                           f"decay's sign wrong or decay skipped when the gradient is 0?)",
                               reason="weight decay does not shrink the parameters when the gradient is zero")
+    if grew > rel_tol(case.dtype) * 10:
+        if _p12_mixes(case, traj):
+            raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient shrank |x| but not every "
+                                               f"coordinate in 3 steps: {shrink}: the step mixes coordinates (changing "
+                                               f"one coordinate's start changes the others' steps: a full-matrix "
+                                               f"preconditioner, a centralisation or a normalisation over the tensor), "
+                                               f"so decay shrinks the norm, not each coordinate",
+                                  reason="the decayed step mixes coordinates: |x| shrinks, single |x_i| may grow",
+                                  trait=True)
+        raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient moved a coordinate away from 0 in 3 "
+                                           f"steps: {shrink}, although the step is elementwise (changing one "
+                                           f"coordinate's start changes no other's step; is decay's sign wrong for "
+                                           f"some coordinates?)",
+                              reason="weight decay moves some coordinates away from 0")
+
+
+def _p12_run(case: Case, prob: Problem) -> Any:
+    opt = case.make(prob.params, weight_decay=0.1)
+    return _loop(case, lambda: sum((prob.view(p) * 0).sum() for p in prob.params), prob.params, opt, 3,
+                 check_finite=False)
+
+
+def _p12_mixes(case: Case, traj: Any) -> bool:
+    """Whether the zero-gradient decayed steps of one parameter mix its coordinates: the same run again with the first
+    coordinate of the first parameter started elsewhere changes another coordinate's trajectory."""
+    rng.reseed()
+    prob = Problem(case)
+    with torch.no_grad():
+        prob.params[0].view(-1)[0] += 0.5
+    other = _p12_run(case, prob)
+    for k in range(1, min(len(traj.xs), len(other.xs))):
+        a, b = traj.xs[k][0].reshape(-1)[1:], other.xs[k][0].reshape(-1)[1:]
+        if not _same(case, [a], [b], 1.0 + float(a.abs().max())):
+            return True
+    return False
 
 
 SHIFT = 3.0  # P13 translation, large against the unit-scale problem
@@ -437,6 +511,14 @@ def check_p13(case: Case) -> None:
         b = tb.xs[k]
         tol = 1e3 * eps * (SHIFT + 2.0) * k
         diff = max_diff(a, b)
+        if diff > tol and float32_written(case, tb.xs[0], tb.xs[k]):
+            raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
+                                               f"trajectory at step {k}: max |Δx| = {diff:.3g} > {tol:.1e}, a float32 "
+                                               f"rounding: step() computes the float64 parameters in float32 and copies "
+                                               f"them back (p.data.float() ... p.data.copy_()), so the shifted run, "
+                                               f"{SHIFT:g} larger, rounds differently; a precision bug (compute in the "
+                                               f"parameter's dtype), not a dependence on the parameter's magnitude",
+                                  reason="step() computes float64 parameters in float32")
         if diff > tol:
             raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
                                                f"trajectory at step {k}: max |Δx| = {diff:.3g} > {tol:.1e}: the step "

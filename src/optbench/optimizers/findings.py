@@ -23,9 +23,10 @@ from . import rng
 if TYPE_CHECKING:
     from .problem import Case
 
-# Properties some methods break on purpose (a projection, a global statistic, low-precision state...): a FAIL
+# Properties some methods break on purpose (a projection, a global statistic, low-precision state, a step size
+# of the method's own, ...): a FAIL
 # of one ends with the exemption stanza that declares it, its reason the diagnosis.
-BY_DESIGN = frozenset({"P2", "P5", "P6", "P7", "P9", "P12", "P13"})
+BY_DESIGN = frozenset({"P2", "P3", "P5", "P6", "P7", "P9", "P12", "P13"})
 
 
 def _base_prop(prop: str) -> str:

@@ -221,6 +221,21 @@ def max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     return max(float((x.detach().double().cpu() - y.detach().double().cpu()).abs().max()) for x, y in zip(a, b))
 
 
+def float32_written(case: Case, before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> bool:
+    """A float64 case whose parameters come back from step() holding float32 values only (each equal to its own
+    rounding to float32) where the values before did not: step() computed them in float32 and copied them back
+    (``p.data.float()`` ... ``p.data.copy_(...)``), so the run has float32 precision whatever its dtype. A float64
+    value that is not the result of a float32 computation is almost never representable in float32 (the contract's
+    starts never are), so this is the signature of the round trip, not a coincidence."""
+    if case.dtype != torch.float64:
+        return False
+
+    def f32(xs: Sequence[torch.Tensor]) -> bool:
+        return all(torch.equal(x, x.float().double()) for x in (_dense(t.detach()) for t in xs))
+
+    return f32(after) and not f32(before)
+
+
 def _fmt(t: torch.Tensor, n: int = 4) -> str:
     flat = t.detach().double().cpu().reshape(-1)[:n].tolist()
     return "[" + ", ".join(f"{v:.6g}" for v in flat) + (", ...]" if t.numel() > n else "]")
