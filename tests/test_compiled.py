@@ -11,6 +11,7 @@ recompilations. The parsing tests use recorded log text and need no compile.
 from __future__ import annotations
 
 import argparse
+import traceback
 from pathlib import Path
 
 import pytest
@@ -298,6 +299,39 @@ def test_without_readable_log_lines_the_counters_give_the_reasons_without_places
 def test_guard_text_is_the_failed_guard_on_one_line():
     reason = "2/0: self.param_groups[0]['lr'] == 0.0033   # for group in self.param_groups:  # optim/adam.py:229\nmore"
     assert guard_text(reason) == "self.param_groups[0]['lr'] == 0.0033 # for group in self.param_groups: # optim/adam.py:229"
+
+
+def _raise_from(filename: str, inner=None):
+    """Raise a RuntimeError whose innermost traceback frame is in ``filename`` (compiled from source under that
+    name, as torch.compile's generated runtime code is), called through ``inner`` when given."""
+    code = compile("def f(g):\n    if g: g()\n    raise RuntimeError('The size of tensor a (4) must match')\n", filename,
+                   "exec")
+    ns: dict = {}
+    exec(code, ns)
+    try:
+        ns["f"](inner)
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("did not raise")
+
+
+def test_a_crash_inside_torch_compiles_runtime_is_not_blamed_on_the_optimizers_code():
+    """RAdam of torch-optimizer: the compiled step raised in AOTAutograd's mutation epilogue, with no frame of the
+    optimizer on the way (torch.optim.Optimizer's step wrapper is not the optimizer's code); a raise from the
+    optimizer's own file, or one Dynamo traced to user code, is the optimizer's."""
+    from optbench.compiled.watch import raised_in_torch
+
+    epilogue = "/venv/site-packages/torch/_functorch/_aot_autograd/subclass_codegen.py:codegen(mutation_epilogue)"
+    exc = _raise_from(epilogue)
+    assert raised_in_torch(exc, ["/x/mypkg/opt.py"]) == \
+        "torch/_functorch/_aot_autograd/subclass_codegen.py:codegen(mutation_epilogue):3 in f"
+    mine = _raise_from("/x/mypkg/opt.py")
+    assert raised_in_torch(mine, ["/x/mypkg/opt.py"]) is None
+    traced = _raise_from(epilogue)
+    traced.real_stack = traceback.StackSummary.from_list([("/x/mypkg/opt.py", 58, "step", "")])
+    assert raised_in_torch(traced, ["/x/mypkg/opt.py"]) is None
+    other = _raise_from("/x/mypkg/helpers.py")  # not torch's: the crash_frame rule applies
+    assert raised_in_torch(other, ["/x/mypkg/opt.py"]) is None
 
 
 def test_crash_frame_prefers_the_optimizers_file_among_dynamos_user_frames():

@@ -169,13 +169,14 @@ def test_bad_module_wildcard_is_a_one_line_spec_error(spec, match):
     assert "\n" not in str(info.value)
 
 
-def test_the_thirdparty_config_is_a_valid_config():
-    """thirdparty/optbench.toml (tox -e thirdparty) is read like a user's: every table, key and reason is valid,
-    so the env cannot fail on its own config before validating anything."""
+@pytest.mark.parametrize("config, tables", [("optbench.toml", 60), ("torch_optimizer.toml", 15)])
+def test_the_thirdparty_configs_are_valid_configs(config, tables):
+    """Each config of tox -e thirdparty (thirdparty/*.toml) is read like a user's: every table, key and reason is
+    valid, so the env cannot fail on its own config before validating anything."""
     from optbench.optimizers.user import _check_entry, load_config
 
-    path = ROOT / "thirdparty" / "optbench.toml"
+    path = ROOT / "thirdparty" / config
     table, where = load_config(str(path), None)
-    assert len(table) > 60, sorted(table)
+    assert len(table) > tables, sorted(table)
     for name, entry in table.items():
         _check_entry(name, entry, where)

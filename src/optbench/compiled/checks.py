@@ -63,7 +63,7 @@ import torch
 from ..loop import OptimizerRaised, call_optimizer, has_modes, read_params, training_closure
 from ..optimizers.contract import Case, Problem, PropertyFailure, accepts, rel_tol
 from ..verdict import NotApplicable
-from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line
+from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line, raised_in_torch
 
 WARMUP = 2  # the first step creates the state, the second is the first to see it
 COUNTED = 4  # steps counted per phase (constant lr, then scheduled lr)
@@ -215,6 +215,7 @@ class CompiledRun:
     raised: str | None = None  # the compiled run raised (one line) ...
     raised_step: int | None = None  # ... at this step (1-based)
     frame: str | None = None  # ... at this frame of the optimizer
+    torch_frame: str | None = None  # ... raised by torch.compile's compiled code at run time, no optimizer frame on the way
     diff: tuple | None = None  # (step, parameter, shape, max|Δ|, index, eager, compiled, tolerance)
     max_abs_diff: float = 0.0
     compared: int = 0  # steps compared (fewer than STEPS when the run stopped after the constant-lr steps)
@@ -297,6 +298,7 @@ def _compile_run(case: Case) -> CompiledRun:
             out.raised = one_line(exc)
             out.raised_step = len(watch.steps)
             out.frame = crash_frame(exc, files)
+            out.torch_frame = raised_in_torch(exc, files)
     out.steps, out.breaks, out.limit_hit = watch.steps, attribute(watch.breaks), watch.limit_hit
     if got is not None:
         out.diff, out.max_abs_diff = _first_diff(case, want, got)
@@ -359,6 +361,14 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
     _common_na(r)
     if r.raised is not None:
         step = r.raised_step or 1
+        if r.torch_frame:
+            raise PropertyFailure(
+                "P21", case, f"under torch.compile (default backend, Inductor) with {_lr_words(r)}, the compiled step "
+                             f"raises at step {step} ({_phase_of(step, r)}) {r.raised}, where the same {STEPS} eager "
+                             f"steps run: raised by torch.compile's own compiled code at run time ({r.torch_frame}), "
+                             f"not in the optimizer's Python (no frame of it on the way): a torch.compile bug or "
+                             f"limitation this step triggers; the reproducer shows it on the optimizer alone",
+                kind="crash", lr=r.lr, step=step)
         where = f" at {r.frame}" if r.frame else ""
         raise PropertyFailure(
             "P21", case, f"under torch.compile (default backend, Inductor) with {_lr_words(r)}, the compiled step "

@@ -287,6 +287,25 @@ def crash_frame(exc: BaseException, optimizer_files: Sequence[str]) -> str | Non
     return None
 
 
+def raised_in_torch(exc: BaseException, optimizer_files: Sequence[str]) -> str | None:
+    """``file:line in func`` of torch.compile's own frame that raised ``exc``, where no frame of the optimizer's
+    files is on the way (neither Dynamo's traced stack nor the traceback): the compiled code failed at run time
+    (AOTAutograd's mutation epilogue, an Inductor kernel), not the optimizer's Python. None otherwise."""
+    import torch.optim.optimizer as base  # its step() wrapper is on every optimizer's way: not the optimizer's code
+
+    files = {f for f in optimizer_files if f and f != base.__file__}
+    if getattr(exc, "real_stack", None) or any(f.filename in files for f in _frames_of(exc)):
+        return None
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return None
+    last = tb[-1]
+    path = last.filename.replace("\\", "/")
+    if any(t in path for t in _TORCH_INTERNAL) or path.startswith("<"):
+        return f"{short_path(last.filename)}:{last.lineno} in {last.name}"
+    return None
+
+
 def one_line(exc: BaseException, limit: int = 400) -> str:
     """``Type: message`` on one line, without Dynamo's long "from user code" and hint sections."""
     text = str(exc).split("\n\nfrom user code:")[0].split("\n\nSet TORCHDYNAMO_VERBOSE")[0]
