@@ -234,3 +234,41 @@ def test_epochs_to_tol_is_the_number_of_steps_after_which_x_is_within_tolerance(
         rec, = profile_records(case, target, res, budget)
         assert rec["epochs_to_tol"] == k, (budget, rec["epochs_to_tol"], k)
         _check_record(rec, "the record")  # inside [0, budget]
+
+
+class _OwnStepSize(torch.optim.Optimizer):
+    """lr in its defaults, but never read: sign descent with a step size of its own (halving every 50 steps)."""
+
+    def __init__(self, params, lr=1e-3):
+        super().__init__(params, dict(lr=lr))
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.t += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.sub_(p.grad.sign(), alpha=0.05 * 0.5 ** (self.t // 50))
+
+
+def test_an_optimizer_that_does_not_use_lr_runs_p1_once_instead_of_the_whole_grid():
+    """The grid's ten lrs would be ten copies of one run where the steps do not depend on lr (Adafactor's relative
+    step, torch-optimizer's A2Grad): the probe compares 12 contract steps at the grid's two ends, bit for bit, and
+    P1 then runs one lr, saying why. An optimizer that uses lr (SGD) still runs the grid."""
+    from optbench.optimizers.contract import Case
+    from optbench.optimizers.info import OptConfig, OptimizerInfo
+    from optbench.optimizers.p1 import check_p1, lr_unused
+
+    def case(name, cls):
+        info = OptimizerInfo(name, cls, configs=(OptConfig("", {}),), elementwise=True, user=True, weight_decay=None,
+                             maximize=False, impls={"cpu": ("default",), "cuda": ("default",)})
+        return Case(info, info.configs[0], "default", torch.float64, "cpu")
+
+    own, sgd = case("own", _OwnStepSize), case("sgd", torch.optim.SGD)
+    assert "its steps do not depend on lr" in (lr_unused(own) or ""), lr_unused(own)
+    assert lr_unused(sgd) is None
+    data = check_p1(own, "seed_quadratic")
+    assert "converged at its own step size; its steps do not depend on lr" in data["lr_band"], data["lr_band"]
+    assert list(data["p1_time"]) == [f"{own.info.contract_lr:.3g}"], data["p1_time"]  # one lr was run
+    assert len(check_p1(sgd, "seed_quadratic")["p1_time"]) == len(LR_GRID)

@@ -34,7 +34,7 @@ from ..schedules import AUTO
 from ..verdict import NotApplicable
 from . import contract as C
 from . import convergence as CV
-from . import witness
+from . import rng, witness
 from .batch import run_units
 from .contract import Case, PropertyFailure
 from .tolerance import tolerance
@@ -199,6 +199,38 @@ def _lrs(case: Case, budget: Any) -> list[float | None]:
     return list(CV.LR_GRID)
 
 
+LR_PROBE_STEPS = 12  # steps of the contract problem the lr-unused probe compares (past short warm-ups)
+
+
+def lr_unused(case: Case) -> str | None:
+    """Why the grid's lrs would all be one run, or None: LR_PROBE_STEPS steps of the contract problem at the grid's
+    two ends (lr 1e-4 and 3.16) moved the parameters and are the same bit for bit, so the optimizer does not use
+    lr (a step size of its own: Adafactor's relative step, torch-optimizer's A2Grad). Probed once per case; any
+    difference, a run that does not move, or an exception means: run the grid."""
+    key = _case_key(case) + ("lr_unused",)
+    if key not in _PROBES:
+        lo, hi = CV.LR_GRID[0], CV.LR_GRID[-1]
+        why = None
+        try:
+            with torch.random.fork_rng(devices=[]):
+                a, b = (_probe_run(case, lr) for lr in (lo, hi))
+            moved = any(not torch.equal(x, y) for x, y in zip(a.xs[-1], a.xs[0]))
+            same = all(torch.equal(x, y) for xs, ys in zip(a.xs, b.xs) for x, y in zip(xs, ys))
+            if moved and same:
+                why = (f"its steps do not depend on lr: on the contract problem, {LR_PROBE_STEPS} steps at lr {lo:g} "
+                       f"and at lr {hi:g} are the same bit for bit, so one run stands for the whole lr grid")
+        except Exception:  # noqa: BLE001 - any failure means: run the grid as usual
+            why = None
+        _PROBES[key] = why
+    return _PROBES[key]
+
+
+def _probe_run(case: Case, lr: float) -> Any:
+    rng.reseed()
+    prob = C.Problem(case)
+    return C._run(case, prob, case.make(prob.params, lr=lr), LR_PROBE_STEPS)
+
+
 def _rows_batchable(case: Case, target: Any) -> bool:
     """Starts as rows of one tensor: declared elementwise, or probed once per target (user optimizers)."""
     if case.info.elementwise is not None:
@@ -219,6 +251,7 @@ class _TargetP1:
     lrs: list
     starts: torch.Tensor
     rows: bool
+    lr_unused: str | None = None  # why the grid is one run (lr_unused), when it is
     res: CV.P1Result | None = None
     records: list = field(default_factory=list)
     note: str = ""
@@ -350,8 +383,10 @@ class Session:
             target = get_target(name)
             budget = info.budget(cfg, target.name)
             rows = _rows_batchable(case, target)
-            runs[name] = _TargetP1(target, self.judged[name], budget.epochs, _lrs(case, budget),
-                                   CV.starts_for(info, target, case.dtype, rows), rows)
+            lrs = _lrs(case, budget)
+            unused = lr_unused(case) if len(lrs) > 1 else None
+            runs[name] = _TargetP1(target, self.judged[name], budget.epochs, [case.info.contract_lr] if unused else lrs,
+                                   CV.starts_for(info, target, case.dtype, rows), rows, lr_unused=unused)
         self.runs = runs
         live = list(runs.values())
 
@@ -434,7 +469,10 @@ class Session:
             except (NotApplicable, OptimizerRaised) as exc:
                 return exc
         band = None
-        if lrs == [None]:  # no lr hyperparameter: one run, at its own step size
+        if tr.lr_unused:  # one run for the whole grid
+            band = (f"{target.name}: converged at its own step size; {tr.lr_unused}{note}" if ok_lrs
+                    else f"{target.name}: did not converge at its own step size; {tr.lr_unused}{note}")
+        elif lrs == [None]:  # no lr hyperparameter: one run, at its own step size
             band = (f"{target.name}: converged at its own step size (it has no lr hyperparameter){note}" if ok_lrs
                     else f"{target.name}: did not converge at its own step size (it has no lr hyperparameter){note}")
         elif len(lrs) > 1:
@@ -448,7 +486,8 @@ class Session:
             g = min(range(len(lrs)), key=lambda g: (res.diverged[g] is not None, float(res.dist[g].max()),
                                                     -sum(e is not None for e in res.reached[g]),
                                                     float(res.dist[g].sum())))
-            extra = "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})"
+            extra = (f"; {tr.lr_unused}" if tr.lr_unused else
+                     "" if len(lrs) == 1 else f" (best of the lr grid {lrs[0]:.0e}..{lrs[-1]:.1f})")
             bad = [s for s, e in enumerate(res.reached[g]) if e is None] or [0]
             return PropertyFailure(what, case, CV.describe_failure(case, target, res, g, tr.epochs) + extra + note,
                                    kind="converge", target=target.name, lr=lrs[g], epochs=tr.epochs,
