@@ -1,0 +1,34 @@
+"""optbench reproducer for P1: P1 convergence: A2GradExp (default) float32 cpu: on booth (lr=0.0001, budget 2000 epochs): 3 of 3 starts did not converge; start 0 x0=[0.0, 0.0] ended at |x - x*| = 0.502 (tol_x 0.001) and f - f* = 0.252 (tol_f 1e-05); expected to reach x* in [[1.0, 3.0]]; last points (1.35416, 2.64396) -> (1.35407, 2.64405) -> (1.35397, 2.64415) (best of the lr grid 1e-04..3.2)
+
+Run it with `python this_file.py` from a folder where the optimizer's module imports (e.g. PYTHONPATH=. python this_file.py): it prints what it measures and fails with AssertionError where the property is violated."""
+
+import torch
+
+from torch_optimizer import A2GradExp
+Opt = A2GradExp
+
+DEVICE, DTYPE = 'cpu', torch.float32
+KWARGS = dict(lr=0.01)  # how optbench constructed it
+
+
+def f(x, y):
+    return torch.pow(x + 2*y - 7, 2) + torch.pow(2*x + y - 5, 2)
+
+
+x = torch.tensor([0.0, 0.0], dtype=DTYPE, device=DEVICE, requires_grad=True)
+opt = Opt([x], **{**KWARGS, 'lr': 0.0001})
+if callable(getattr(opt, 'train', None)) and callable(getattr(opt, 'eval', None)):
+    opt.train()  # train()/eval() modes: step in train mode
+for epoch in range(2000):
+    opt.zero_grad()
+    value = f(*x)
+    value.backward()
+    opt.step()
+if callable(getattr(opt, 'train', None)) and callable(getattr(opt, 'eval', None)):
+    opt.eval()  # read x as the method returns it
+x_star = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
+xf = x.detach().double().cpu()
+dist = (xf - x_star).norm(dim=1).min().item()
+gap = (f(*xf)).item() - 0.0
+print(f'after 2000 epochs from [0.0, 0.0]: x = {xf.tolist()}, |x - x*| = {dist:.3g} (tol 0.001), f - f* = {gap:.3g} (tol 1e-05)')
+assert dist <= 0.001 and gap <= 1e-05, 'P1: did not converge to the exact minimum of booth'
