@@ -484,7 +484,8 @@ def check_p12(case: Case) -> None:
         raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient moved a coordinate away from 0 in 3 "
                                            f"steps: {shrink}, although the step is elementwise (changing one "
                                            f"coordinate's start changes no other's step; is decay's sign wrong for "
-                                           f"some coordinates?)",
+                                           f"some coordinates, or does it pull toward something other than 0, such "
+                                           f"as an average of p?)",
                               reason="weight decay moves some coordinates away from 0")
 
 
