@@ -165,7 +165,7 @@ def check_p3(case: Case) -> None:
     (the same bit for bit at lr=0, the contract lr and ten times it: lr is not used, a trait of the method whose
     step size is its own, such as Adafactor's relative step, offered as an exemption).
     """
-    traj, how = _p3_run(case, 0.0)
+    traj, how = lr_run(case, 0.0)
     x0 = traj.xs[0]
     for k in range(1, len(traj.xs)):
         if all(torch.equal(a, b) for a, b in zip(traj.xs[k], x0)):
@@ -196,9 +196,9 @@ def check_p3(case: Case) -> None:
                                           f"divided by?)", reason="the parameters move at lr=0", how=how, step=k)
 
 
-def _p3_run(case: Case, lr: float) -> tuple[Any, str]:
-    """Three steps at ``lr``, from the seeded start: given to the constructor, or set on every param group after
-    construction where the constructor refuses it (as a scheduler sets it)."""
+def lr_run(case: Case, lr: float, steps: int = 3) -> tuple[Any, str]:
+    """``steps`` contract steps at ``lr`` from the seeded start, and how the lr was given: to the constructor, or set
+    on every param group after construction where the constructor refuses it (as a scheduler sets it)."""
     rng.reseed()
     prob = Problem(case)
     how = f"lr={lr:g} given to the constructor"
@@ -211,10 +211,15 @@ def _p3_run(case: Case, lr: float) -> tuple[Any, str]:
         how = (f"param_groups[i]['lr'] set to {lr:g} after construction, as an lr scheduler does (the constructor "
                f"refuses lr={lr:g}: {type(refused.original).__name__}: {' '.join(str(refused.original).split())})")
     try:
-        traj = _run(case, prob, opt, 3)
+        traj = _run(case, prob, opt, steps)
     except OptimizerRaised as exc:
         raise optimizer_finding("P3", case, exc, f"stepping with {how}") from None
     return traj, how
+
+
+def same_runs(a: Any, b: Any) -> bool:
+    """Two trajectories equal bit for bit, step for step."""
+    return all(torch.equal(x, y) for xs, ys in zip(a.xs, b.xs) for x, y in zip(xs, ys))
 
 
 def _p3_lr_unused(case: Case, traj: Any, lrs: Sequence[float]) -> bool:
@@ -222,10 +227,10 @@ def _p3_lr_unused(case: Case, traj: Any, lrs: Sequence[float]) -> bool:
     the finding of P3, whose lr=0 run did not raise)."""
     for lr in lrs:
         try:
-            other, _ = _p3_run(case, lr)
+            other, _ = lr_run(case, lr)
         except PropertyFailure:
             return False
-        if not all(torch.equal(x, y) for xs, ys in zip(traj.xs, other.xs) for x, y in zip(xs, ys)):
+        if not same_runs(traj, other):
             return False
     return True
 

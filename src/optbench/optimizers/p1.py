@@ -34,7 +34,7 @@ from ..schedules import AUTO
 from ..verdict import NotApplicable
 from . import contract as C
 from . import convergence as CV
-from . import rng, witness
+from . import witness
 from .batch import run_units
 from .contract import Case, PropertyFailure
 from .tolerance import tolerance
@@ -213,22 +213,15 @@ def lr_unused(case: Case) -> str | None:
         why = None
         try:
             with torch.random.fork_rng(devices=[]):
-                a, b = (_probe_run(case, lr) for lr in (lo, hi))
+                (a, _), (b, _) = (C.lr_run(case, lr, LR_PROBE_STEPS) for lr in (lo, hi))
             moved = any(not torch.equal(x, y) for x, y in zip(a.xs[-1], a.xs[0]))
-            same = all(torch.equal(x, y) for xs, ys in zip(a.xs, b.xs) for x, y in zip(xs, ys))
-            if moved and same:
+            if moved and C.same_runs(a, b):
                 why = (f"its steps do not depend on lr: on the contract problem, {LR_PROBE_STEPS} steps at lr {lo:g} "
                        f"and at lr {hi:g} are the same bit for bit, so one run stands for the whole lr grid")
         except Exception:  # noqa: BLE001 - any failure means: run the grid as usual
             why = None
         _PROBES[key] = why
     return _PROBES[key]
-
-
-def _probe_run(case: Case, lr: float) -> Any:
-    rng.reseed()
-    prob = C.Problem(case)
-    return C._run(case, prob, case.make(prob.params, lr=lr), LR_PROBE_STEPS)
 
 
 def _rows_batchable(case: Case, target: Any) -> bool:
