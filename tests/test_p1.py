@@ -272,3 +272,24 @@ def test_an_optimizer_that_does_not_use_lr_runs_p1_once_instead_of_the_whole_gri
     assert "converged at its own step size; its steps do not depend on lr" in data["lr_band"], data["lr_band"]
     assert list(data["p1_time"]) == [f"{own.info.contract_lr:.3g}"], data["p1_time"]  # one lr was run
     assert len(check_p1(sgd, "seed_quadratic")["p1_time"]) == len(LR_GRID)
+
+
+def test_a_run_that_stalls_away_from_x_star_is_named_and_a_slow_crawl_is_not():
+    """torch-optimizer's Lamb on the seed: from x0 = -1 the trust ratio |x| / |step| shrinks the step with |x|, so x
+    approaches 0 geometrically (x = -3e-92 at epoch 2000) and never crosses it to x* = 1/3. The failure says it
+    stalled near 0 with a gradient of 2 there; GD crawling at lr 1e-4 moves lr x |grad| a step and is not called
+    stalled, nor is a point where the gradient vanishes."""
+    from optbench.catalogue import get_target
+    from optbench.optimizers.convergence import _stall
+
+    seed = get_target("seed_quadratic")
+    star = seed.x_star(torch.float64)
+    lamb = [torch.tensor([[-3.3945e-92]], dtype=torch.float64), torch.tensor([[-3.05505e-92]], dtype=torch.float64)]
+    said = _stall(lamb, 0, star, seed, 0.1)
+    assert "stalled near x = 0" in said and "the gradient there is 2" in said, said
+    x = -0.5
+    crawl = [torch.tensor([[x]], dtype=torch.float64), torch.tensor([[x - 1e-4 * (6 * x - 2)]], dtype=torch.float64)]
+    assert _stall(crawl, 0, star, seed, 1e-4) == ""
+    saddle_free = [torch.tensor([[1 / 3]], dtype=torch.float64)] * 2
+    assert _stall(saddle_free, 0, star, seed, 0.1) == ""
+    assert _stall(lamb, 0, star, seed, None) == ""  # no lr: nothing to compare the step with

@@ -177,7 +177,8 @@ def describe_failure(case: Case, target, res: P1Result, g: int, epochs: int, wha
     pts = _fmt_pts(res.last[g], s)
     return (f"{head}: {len(bad)} of {len(res.reached[g])} starts did not converge; {kind} {s} x0={x0} ended at "
             f"|x - x*| = {float(res.dist[g][s]):.3g} (tol_x {tol_x:g}) and f - f* = {float(res.gap[g][s]):.3g} "
-            f"(tol_f {tol_f:g}); expected to reach x* in {xst}; last points {pts}{_cycle(res.last[g], s, res.x_star)}")
+            f"(tol_f {tol_f:g}); expected to reach x* in {xst}; last points {pts}{_cycle(res.last[g], s, res.x_star)}"
+            f"{_stall(res.last[g], s, res.x_star, target, lr)}")
 
 
 def _cycle(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor) -> str:
@@ -194,6 +195,32 @@ def _cycle(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor) -> str:
         return ""
     return (f" (a period-2 cycle: every other step returns to the same point, the two on either side of x*, "
             f"{jump:.2g} apart: the step sits at its stability edge instead of shrinking)")
+
+
+STALL = 1e-3  # a last step below this fraction of what a gradient step at the lr would move is a stall
+
+
+def _stall(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor, target, lr: float | None) -> str:
+    """Name a run that stalled away from x*: its last step is below STALL x lr x min(|grad|, 1) while the gradient
+    there is not zero, so the step vanished before the gradient did. A step scaled by |x| (LAMB's trust ratio)
+    stalls so near x = 0, a preconditioner or step size that shrinks too fast (Shampoo's with too large an exponent)
+    anywhere. A slow crawl at a small lr moves about lr x |grad| a step (GD) or lr (sign and Adam-like steps), both
+    above the bound; without an lr (a step size of the method's own) nothing is said."""
+    pts = [x[row].double() for x in xs if x.shape[0] > row][-2:]
+    if len(pts) < 2 or lr is None:
+        return ""
+    b, c = pts
+    step = float((c - b).norm())
+    x = c.reshape(1, -1).clone().requires_grad_()
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(target.fn(x).sum(), x)
+    gn = float(grad.norm())
+    if not (math.isfinite(gn) and gn > 1e-6) or step >= STALL * lr * min(gn, 1.0):  # 1e-6: a stationary point
+        return ""
+    near0 = " near x = 0" if float(c.norm()) < 1e-6 * max(1.0, float(x_star.double().norm(dim=-1).min())) else ""
+    return (f" (stalled{near0}: the last step moved {step:.2g} while the gradient there is {gn:.2g}, where a gradient "
+            f"step at lr {lr:g} would move {lr * gn:.2g}: the step vanished where the gradient did not, as a step "
+            f"scaled by |x| (a trust ratio) does near 0, or a preconditioner or step size that shrinks too fast)")
 
 
 # ------------------------------------------------------------------ exact trajectories (quadratics)
