@@ -34,6 +34,8 @@ import math
 import torch
 from torch.optim import Optimizer
 
+from .conventions import _SGD  # plain SGD with coupled weight decay; subclasses change _direction
+
 
 class _Adam(Optimizer):
     """Adam (coupled L2 weight decay, maximize); subclasses override one hook."""
@@ -292,45 +294,23 @@ class Float32RoundTrip(_Adam):
         return loss
 
 
-class _SGD(Optimizer):
-    """Plain SGD with coupled weight decay; ``_direction`` is what it steps along."""
-
-    def __init__(self, params, lr=1e-2, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.sub_(self._direction(p, p.grad, group["weight_decay"]), alpha=group["lr"])
-        return loss
-
-    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
-        return g + wd * p
-
-
 class PreconditionedDecay(_SGD):
     """Trait: the direction (gradient plus coupled decay) is multiplied by the preconditioner I + 11ᵀ over each
     tensor's elements (positive definite: it mixes coordinates, as Shampoo's Kronecker factors do), so with a zero
     gradient |x| shrinks while a coordinate whose sign differs from the tensor's mean grows."""
 
-    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
-        d = super()._direction(p, g, wd)
-        return d + d.sum()
+    def _direction(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return g + g.sum()
 
 
 class SignFlipDecay(_SGD):
     """Bug: elementwise, but the decay of each tensor's first element has the wrong sign (it grows away from 0)."""
 
-    def _direction(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
-        sign = torch.ones_like(p)
-        sign.view(-1)[0] = -1.0
-        return g + wd * sign * p
+    def _direction(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        wd = self.param_groups[0]["weight_decay"]  # _SGD has added wd * p into g: take it out twice at element 0
+        g = g.clone()
+        g.view(-1)[0] -= 2 * wd * p.view(-1)[0]
+        return g
 
 
 # ---- one root cause ---------------------------------------------------------------------------------
