@@ -293,3 +293,5 @@ def test_a_run_that_stalls_away_from_x_star_is_named_and_a_slow_crawl_is_not():
     saddle_free = [torch.tensor([[1 / 3]], dtype=torch.float64)] * 2
     assert _stall(saddle_free, 0, star, seed, 0.1) == ""
     assert _stall(lamb, 0, star, seed, None) == ""  # no lr: nothing to compare the step with
+    still = [torch.tensor([[-1.0]], dtype=torch.float64)] * 2  # SaRA: a start its mask never selects
+    assert "did not move it at all while the gradient there is 8" in _stall(still, 0, star, seed, 1e-4)

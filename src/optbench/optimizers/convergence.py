@@ -217,6 +217,10 @@ def _stall(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor, target, l
     gn = float(grad.norm())
     if not (math.isfinite(gn) and gn > 1e-6) or step >= STALL * lr * min(gn, 1.0):  # 1e-6: a stationary point
         return ""
+    if step == 0:  # not a vanishing step: none at all
+        return (f" (stalled: the last step did not move it at all while the gradient there is {gn:.2g}, where a gradient "
+                f"step at lr {lr:g} would move {lr * gn:.2g}: the step skips it (a mask or threshold on the parameter, "
+                f"a warm-up that holds it) or its step size is 0)")
     near0 = " near x = 0" if float(c.norm()) < 1e-6 * max(1.0, float(x_star.double().norm(dim=-1).min())) else ""
     return (f" (stalled{near0}: the last step moved {step:.2g} while the gradient there is {gn:.2g}, where a gradient "
             f"step at lr {lr:g} would move {lr * gn:.2g}: the step vanished where the gradient did not, as a step "
