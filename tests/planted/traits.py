@@ -91,8 +91,11 @@ class _Adam(Optimizer):
                 noise = self._noise(p)
                 if noise is not None:
                     upd = upd + noise
-                p.add_(upd, alpha=-lr)
+                self._apply(p, upd, lr)
         return loss
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        p.add_(upd, alpha=-lr)
 
     def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
         return (st["m"] / (1 - b1 ** t)) / ((st["v"] / (1 - b2 ** t)).sqrt() + eps)
@@ -269,29 +272,13 @@ class Float32RoundTrip(_Adam):
     torch_optimizer's RAdam and Ranger do), so a float64 run has float32 precision: at lr=0 the parameters still
     move, to their float32 rounding, and the shifted run of P13 rounds differently."""
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                p32, g = p.float(), p.grad.float()
-                st = self.state[p]
-                if not st:
-                    st["step"], st["m"], st["v"] = 0, torch.zeros_like(p32), torch.zeros_like(p32)
-                st["step"] += 1
-                st["m"].mul_(b1).add_(g, alpha=1 - b1)
-                st["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                t = st["step"]
-                p32.addcdiv_(st["m"] / (1 - b1 ** t), (st["v"] / (1 - b2 ** t)).sqrt().add_(group["eps"]),
-                             value=-group["lr"])
-                p.copy_(p32)
-        return loss
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return torch.float32
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        p32 = p.float()
+        p32.add_(upd.float(), alpha=-lr)
+        p.copy_(p32)
 
 
 class PreconditionedDecay(_SGD):

@@ -462,12 +462,9 @@ class Session:
             except (NotApplicable, OptimizerRaised) as exc:
                 return exc
         band = None
-        if tr.lr_unused:  # one run for the whole grid
-            band = (f"{target.name}: converged at its own step size; {tr.lr_unused}{note}" if ok_lrs
-                    else f"{target.name}: did not converge at its own step size; {tr.lr_unused}{note}")
-        elif lrs == [None]:  # no lr hyperparameter: one run, at its own step size
-            band = (f"{target.name}: converged at its own step size (it has no lr hyperparameter){note}" if ok_lrs
-                    else f"{target.name}: did not converge at its own step size (it has no lr hyperparameter){note}")
+        own = tr.lr_unused or ("it has no lr hyperparameter" if lrs == [None] else None)
+        if own:  # one run, at its own step size
+            band = f"{target.name}: {'converged' if ok_lrs else 'did not converge'} at its own step size ({own}){note}"
         elif len(lrs) > 1:
             band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of "
                     f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
