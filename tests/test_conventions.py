@@ -99,10 +99,10 @@ def test_a_fused_flag_that_works_adds_the_fused_implementation_and_one_that_rais
     """torch.optim's convention: foreach=False/True and fused=True select the implementations. A user's
     Adam gets 'fused' (checked for parity and benched like the registry's); an optimizer whose fused
     flag raises keeps for-loop and foreach, with the reason among what was detected."""
-    (adam,) = load_user_optimizers(["adam=torch.optim:Adam"])
+    (adam,) = load_user_optimizers(["adam=tests.planted.unseen:Adam"], rootdir=str(ROOT))
     assert adam.impls["cpu"] == ("forloop", "foreach", "fused"), adam.impls
     assert any("fused implementation" in n for n in adam.detected), adam.detected
-    (nadam,) = load_user_optimizers(["nadam=torch.optim:NAdam"])  # no fused flag at all
+    (nadam,) = load_user_optimizers(["nadam=tests.planted.unseen:NAdam"], rootdir=str(ROOT))  # no fused flag
     assert nadam.impls["cpu"] == ("forloop", "foreach"), nadam.impls
     (info,) = load_user_optimizers([f"f={MOD}:FusedFlagOnly"], rootdir=str(ROOT))
     assert info.impls["cpu"] == ("forloop", "foreach"), info.impls

@@ -18,6 +18,7 @@ P1 made cheaper still catches its planted bugs.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,6 +31,8 @@ from optbench.optimizers.convergence import make_units, starts_for
 from optbench.optimizers.info import OptConfig, OptimizerInfo
 from optbench.validation import Request, build
 from optbench.verdict import FAIL, MEASURED, PASS, run_check
+
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class GlobalNormSGD(torch.optim.SGD):
@@ -266,8 +269,8 @@ def test_lrs_that_hover_stop_at_mid_budget_and_are_rerun_in_full_only_when_the_s
 def test_a_selection_narrows_the_shared_runs_to_the_targets_it_keeps(tmp_path):
     """``-k booth`` (or pytest's deselection) keeps booth's items: their shared run covers booth alone, not the
     case's other targets, which nobody asked for."""
-    every = build(Request(optimizers=["adam=torch.optim:Adam"], plans=("optimizers",), rootdir=str(tmp_path)))
-    booth = build(Request(optimizers=["adam=torch.optim:Adam"], plans=("optimizers",), rootdir=str(tmp_path),
+    every = build(Request(optimizers=["adam=tests.planted.unseen:Adam"], plans=("optimizers",), rootdir=ROOT))
+    booth = build(Request(optimizers=["adam=tests.planted.unseen:Adam"], plans=("optimizers",), rootdir=ROOT,
                           select="booth"))
     runs = [getattr(i.run, "run", i.run) for i in booth if i.prop == "P1"]
     assert runs and all(r.batch == (("booth", True),) for r in runs), [r.batch for r in runs]
@@ -293,12 +296,13 @@ def test_an_optimizer_without_lr_runs_once_at_its_own_step_size(tmp_path):
 
 def test_a_one_group_optimizer_is_probed_with_one_optimizer_per_start():
     """torch's LBFGS refuses param groups (a one-group optimizer): the rows-batching probe compared rows with
-    starts held as groups of one optimizer, so as re-exported by pytorch-optimizer (no registry entry) every P1
-    target FAILed on 'LBFGS doesn't support per-parameter options'. Separate starts are separate optimizers."""
+    starts held as groups of one optimizer, so as re-exported by pytorch-optimizer (before the registry's entry was
+    used for torch's own classes) every P1 target FAILed on 'LBFGS doesn't support per-parameter options'. Separate
+    starts are separate optimizers (an LBFGS subclass: validated as it comes)."""
     from optbench.optimizers.convergence import batched_equals_separate
     from optbench.optimizers.user import load_user_optimizers
 
-    info = load_user_optimizers(["lbfgs=torch.optim:LBFGS"])[0]
+    info = load_user_optimizers(["lbfgs=tests.planted.unseen:LBFGS"], rootdir=ROOT)[0]
     case = Case(info, info.configs[0], "default", torch.float64, "cpu")
     same, diff = batched_equals_separate(case, get_target("booth"), epochs=3)
     assert not math.isnan(diff), "the separate runs raised"

@@ -117,6 +117,9 @@ class OptimizerInfo:
     tol: Mapping[str, tuple[float, float, str]] = field(default_factory=dict)  # dtype -> (tol_x, tol_f, reason)
     user: bool = False
     source: str = ""  # spec text for user optimizers, "torch.optim.X" for built-ins
+    # a user optimizer that is a registry class: the registry entry (config id) it is validated with
+    # (optbench.optimizers.registered); its declarations are the registry's, so nothing is probed or witnessed
+    registry: str = ""
     extra_kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed on every construction
     # Known upstream bugs that the suite finds: "P5" or "P5@foreach" (one impl) -> what is wrong.
     # They run as strict xfails: the report shows them, and a fix upstream turns them into failures.

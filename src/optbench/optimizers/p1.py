@@ -343,7 +343,7 @@ class Session:
         case (:mod:`optbench.optimizers.witness`). The registry's optimizers declare what they are, and their
         shared runs are tested bit for bit against separate ones (tests/test_p1_batch.py)."""
         case = self.case
-        if not case.info.user or _PROBES.get(_case_key(case) + ("witness",)) is not None:
+        if not case.info.user or case.info.registry or _PROBES.get(_case_key(case) + ("witness",)) is not None:
             return False
         rows = case.info.elementwise is None and any(u.batch_starts and u.starts.shape[0] > 1 for u in units)
         return shared or rows
@@ -470,6 +470,8 @@ class Session:
                     f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
         data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,
                 "p1_time": tr.time}
+        if case.info.registry:  # said once per case in the report's notes: not a search of the lr grid
+            data["note"] = case.info.detected[0] if case.info.detected else f"registry entry {case.info.registry}"
         if not ok_lrs and tr.judge:
             # the lr reported: the closest largest distance; on a tie (SaRA: starts it never trains sit at the same
             # distance at every lr) the one where more starts reached x*, then the smallest total distance

@@ -355,7 +355,7 @@ def _p1_shares(case: Case) -> bool:
     """Whether a case's P1 targets gain from one shared run (one worker): where parameters or param groups may share
     an optimizer (P7, P6; probed on a user optimizer, a few steps; the registry's do). Otherwise every (target, lr)
     has its own optimizer anyway, and the targets are better spread over the workers."""
-    return not case.info.user or P1.probe(case, "P7") or P1.probe(case, "P6")
+    return not case.info.user or bool(case.info.registry) or P1.probe(case, "P7") or P1.probe(case, "P6")
 
 
 class P1Run:

@@ -49,6 +49,7 @@ from ..spec import Spec, load_module, load_spec, parse_spec
 from .capabilities import Capabilities, detect
 from .info import PROPERTIES, Budget, OptConfig, OptimizerInfo
 from .p1 import PROFILE_TARGETS, correctness_targets
+from .registered import registry_info
 
 # P1 epoch budget per target when the config declares none: GD at the best lr of the sqrt(10)-spaced grid
 # contracts the slowest mode of a kappa <= 100 quadratic by at least 1 - 0.63/kappa per epoch, which
@@ -131,6 +132,9 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
     elif not callable(obj):
         raise SpecError(f"--optimizer {spec_text!r}: {type(obj).__name__} object is not an optimizer; give an "
                         f"Optimizer subclass or a factory (params, **kwargs) -> Optimizer")
+    known = registry_info(obj, spec_text, name, entry)
+    if known is not None:
+        return known
     kwargs = dict(entry.get("kwargs", {}))
     contract_lr = float(entry.get("contract_lr", 1e-2))
     try:

@@ -1,0 +1,87 @@
+"""A torch.optim class named by spec is validated with what optbench's registry knows of it.
+
+``optbench validate torch.optim:NAdam``, or ``pytorch_optimizer:LBFGS`` (pytorch-optimizer re-exports torch's own
+class), names an optimizer the registry (:func:`optbench.optimizers.info.builtin_registry`) already declares: its
+P1 lr and epoch budgets (measured there), its exemptions with their reasons, its capabilities and its known torch
+bugs (strict xfails). Validating it "as it comes" instead would search the lr grid that the registry has already
+settled, and report a known torch bug as a new FAIL. So :func:`registry_info` hands back the registry's entry under
+the user's name, when:
+
+* the object is the registry's class itself (``is``, not a subclass or a factory: a subclass may change step());
+* the constructor kwargs the user's config gives (none, as it comes) are, with the class defaults filled in, one of
+  the entry's configs (torch.optim.AdamW as it comes has weight_decay 0.01; the registry's plain AdamW config has
+  0.0: no match, and it is validated as any user optimizer is);
+* the user's table sets nothing but ``kwargs``, ``exemptions``, ``known`` and ``fullgraph`` (exemptions and known
+  bugs are added to the entry's). A table that sets P1's lr, budgets, targets or capabilities asks for that
+  validation, and gets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Mapping
+
+from .info import OptimizerInfo, builtin_registry
+
+# the user's settings that keep the registry's entry; any other key (lr, epochs, budgets, ...) is the user's P1
+KEEPS = frozenset({"kwargs", "exemptions", "known", "fullgraph"})
+_IMPL_KEYS = ("foreach", "fused")  # select an implementation: each impl of the entry is run anyway
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    try:
+        params = inspect.signature(cls.__init__).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
+def _effective(defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    out = {**defaults, **kwargs}
+    for k in _IMPL_KEYS:
+        out.pop(k, None)
+    return out
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        x, y = a[k], b[k]
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):  # TOML gives lists for tuples (betas)
+            if list(x) != list(y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def registry_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]) -> OptimizerInfo | None:
+    """The registry's entry for ``obj`` under ``name`` (module doc), or None where it does not apply."""
+    if not isinstance(obj, type) or set(entry) - KEEPS:
+        return None
+    reg = next((i for i in builtin_registry() if i.factory is obj), None)
+    if reg is None:
+        return None
+    defaults = _defaults(obj)
+    want = _effective(defaults, {**reg.extra_kwargs, **dict(entry.get("kwargs", {}))})
+    config = next((c for c in reg.configs
+                   if _same(_effective(defaults, {**reg.extra_kwargs, **dict(c.kwargs)}), want)), None)
+    if config is None:
+        return None
+    entry_id = reg.config_id(config)
+    source = reg.source or f"{obj.__module__}.{obj.__qualname__}"
+    return dataclasses.replace(
+        reg,
+        name=name,
+        configs=(dataclasses.replace(config, name=""),),
+        exemptions={**reg.exemptions, **{str(k): str(v) for k, v in dict(entry.get("exemptions", {})).items()}},
+        known={**reg.known, **{str(k): str(v) for k, v in dict(entry.get("known", {})).items()}},
+        fullgraph=bool(entry.get("fullgraph", reg.fullgraph)),
+        user=True,
+        source=spec_text,
+        registry=entry_id,
+        detected=(f"{spec_text} is {source}, in optbench's registry: validated with its entry '{entry_id}' (the P1 lr "
+                  f"and budgets declared and measured there, its exemptions and its known torch bugs)",),
+    )
