@@ -1,6 +1,7 @@
 """The built-in targets. Each is built lazily on first use and cached per process.
 
-``catalogue()`` builds them all (ordered dict name -> Target); ``get_target(name)`` builds one.
+``catalogue()`` builds them all (ordered dict name -> Target); ``get_target(name)`` builds one. A derivation is
+kept on disk (:mod:`optbench.target_cache`) and reused by later processes while the code that derives it is the same.
 Minima are derived by :mod:`optbench.minima` (or verified, where a closed form is stated), never
 copied from a table.
 """
@@ -13,6 +14,7 @@ from typing import Callable
 
 import sympy
 
+from . import target_cache
 from .errors import TargetError
 from .target import Target
 
@@ -368,7 +370,7 @@ def get_target(name: str) -> Target:
         close = difflib.get_close_matches(str(name), list(_BUILDERS), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(_BUILDERS)}"
         raise TargetError(f"unknown target {name!r}; {hint}") from None
-    return builder()
+    return target_cache.cached(name, builder)  # derived once per machine and code version (target_cache)
 
 
 def catalogue() -> dict[str, Target]:

@@ -153,9 +153,19 @@ class Numeric:
         self.expr = expr
         self.grad = list(grad) if grad is not None else [sympy.diff(expr, v) for v in self.vars]
         self.hess = hess.tolist() if hess is not None else [[sympy.diff(g, v) for v in self.vars] for g in self.grad]
-        self._f = sympy.lambdify(self.vars, expr, "mpmath")
-        self._g = sympy.lambdify(self.vars, self.grad, "mpmath")
-        self._h = sympy.lambdify(self.vars, self.hess, "mpmath")
+
+    # compiled on first use: a target loaded from optbench.target_cache is never evaluated here unless asked
+    @functools.cached_property
+    def _f(self):
+        return sympy.lambdify(self.vars, self.expr, "mpmath")
+
+    @functools.cached_property
+    def _g(self):
+        return sympy.lambdify(self.vars, self.grad, "mpmath")
+
+    @functools.cached_property
+    def _h(self):
+        return sympy.lambdify(self.vars, self.hess, "mpmath")
 
     @staticmethod
     def mp(point) -> list:
