@@ -470,8 +470,8 @@ class Session:
                     f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
         data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,
                 "p1_time": tr.time}
-        if case.info.registry:  # said once per case in the report's notes: not a search of the lr grid
-            data["note"] = case.info.detected[0] if case.info.detected else f"registry entry {case.info.registry}"
+        if case.info.registry:  # the report's notes say where the lr came from (optimizers/registered.py)
+            data["note"] = " ".join(case.info.detected)
         if not ok_lrs and tr.judge:
             # the lr reported: the closest largest distance; on a tie (SaRA: starts it never trains sit at the same
             # distance at every lr) the one where more starts reached x*, then the smallest total distance
