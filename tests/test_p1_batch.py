@@ -396,3 +396,35 @@ def test_a_unit_that_spends_its_budget_reports_the_distance_of_its_last_point(ro
     last = u.last[-1]
     assert torch.equal(u.dist, ((last - u.x_star) ** 2).sum(-1).sqrt()), (u.dist, last)
     assert torch.equal(u.gap, t.fn(last) - u.f_star)
+
+
+def test_a_case_dealt_over_workers_gives_each_target_the_verdict_of_one_shared_run(tmp_path):
+    """``optbench validate`` of one optimizer on k cores deals its float64 P1 targets round-robin into k shared
+    runs (optimizers/plan.py), which k workers run side by side: where targets share runs they are independent bit
+    for bit, so every target's verdict, band and profile records are those of the one shared run."""
+    targets = ("seed_quadratic", "seed_quadratic_pow2", "sphere_2d", "sphere_4d", "sum_squares_3d", "booth",
+               "trid_2d", "trid_4d")
+    cfg = tmp_path / "optbench.toml"
+    cfg.write_text("[optimizers.sgd]\ntargets = [" + ", ".join(f'"{t}"' for t in targets) + "]\n"
+                   "profile_targets = []\nepochs = 600\nlr = 0.1\n")  # one lr: the grid adds nothing here
+
+    def p1(workers):
+        P1._SESSIONS.clear()
+        items = build(Request(optimizers=["sgd=tests.planted.unseen:SGD"], plans=("optimizers",), config=str(cfg),
+                              rootdir=ROOT, workers=workers))
+        items = [i for i in items if i.prop == "P1" and "float64" in i.id]
+        return items, {i.target: run_check(i) for i in items}
+
+    one, alone = p1(1)
+    dealt, shared = p1(2)
+    assert len({i.share for i in one}) == 1
+    batches = {i.share: getattr(i.run, "run", i.run).batch for i in dealt}
+    assert len(batches) == 2, batches
+    a, b = ({t for t, _ in batch} for batch in batches.values())
+    assert not a & b and a | b == set(targets), batches
+
+    def what(v):  # everything but the seconds it took
+        return v.outcome, v.message, v.data and (v.data["lr_band"], v.data["profiles"])
+
+    assert {t: what(v) for t, v in alone.items()} == {t: what(v) for t, v in shared.items()}
+    assert {v.outcome for v in alone.values()} == {PASS}

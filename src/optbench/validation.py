@@ -38,6 +38,9 @@ class Request:
     plans: tuple[str, ...] = ()
     rootdir: str = "."
     select: str | None = None  # keep only items whose node id contains this text
+    # worker processes: where there are more than optimizers, one optimizer's float64 P1 targets are dealt into as
+    # many shared runs, so that the workers run them side by side (optimizers/plan.py)
+    workers: int = 1
 
 
 def build(request: Request) -> list[CheckItem]:
@@ -56,7 +59,9 @@ def build(request: Request) -> list[CheckItem]:
         from .devices import selected_devices
 
         devices = tuple(selected_devices("auto"))
-    items = checks(Selection(optimizers=infos, targets=targets, devices=devices), request.plans)
+    shards = max(1, request.workers // len(infos)) if infos else 1
+    items = checks(Selection(optimizers=infos, targets=targets, devices=devices, options={"p1_shards": shards}),
+                   request.plans)
     if request.select:
         from .optimizers.plan import narrow
 

@@ -19,3 +19,7 @@ class NAdam(torch.optim.NAdam):
 
 class LBFGS(torch.optim.LBFGS):
     pass
+
+
+class SGD(torch.optim.SGD):
+    pass

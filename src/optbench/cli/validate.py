@@ -88,7 +88,8 @@ def main(args: argparse.Namespace) -> int:
     if workers < 1:
         raise OptbenchError(f"-n {args.workers}: give a number of workers >= 1")
     request = Request(optimizers=list(args.optimizers), targets=list(args.target), config=args.config,
-                      devices=_devices(args.device), plans=_plans(args), rootdir=os.getcwd(), select=args.select)
+                      devices=_devices(args.device), plans=_plans(args), rootdir=os.getcwd(), select=args.select,
+                      workers=workers)
     folder = prepare_out(args.out)  # refuse a folder optbench does not own before spending any time
     t0 = time.time()
     last = [0.0]

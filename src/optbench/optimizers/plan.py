@@ -7,7 +7,11 @@ budget):
 * P1 (``test_converges``): every config x its declared targets in float64 with the primary impl
   (foreach where it exists); float32 on ``booth`` only (precision attainment). ``test_profile``: the
   profile targets (hard targets nobody declared a budget for) are run and recorded, never judged: a
-  user optimizer's always, the registry's with ``selection.options["profiles"]`` (the bench env).
+  user optimizer's always, the registry's with ``selection.options["profiles"]`` (the bench env). The float64
+  targets of a case share their runs (one p1.Session, one worker); ``selection.options["p1_shards"]`` = k > 1
+  deals them round-robin into k sessions (at least 4 targets each), so that k workers run one case's P1 side by
+  side (``optbench validate`` of one optimizer on k cores). Each target's verdict is the same either way: where
+  targets share runs they are proven independent, bit for bit (tests/test_p1_batch.py).
 * P2-P17 (``test_pNN_*``): every config, primary impl, float64 and float32; the other impls in float64
   for the state- and grad-handling properties P3 P4 P5 P8 P9 P14 P16, and P15 compares every impl with
   the primary one.
@@ -275,7 +279,11 @@ def _profile_targets(info: OptimizerInfo, cfg: OptConfig, profiles: bool) -> tup
                  if not (info.declares(cfg, t) and not info.exemption(f"P1:{t}", cfg)) and cfg.lr is not None)
 
 
-def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool = False) -> list[CheckItem]:
+MIN_SHARD = 4  # P1 targets per shard at least: a session's fixed costs (probes, witness) are paid per shard
+
+
+def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool = False,
+               shards: int = 1) -> list[CheckItem]:
     impls = list(info.impls.get(device, ()))
     if not impls:
         return []
@@ -298,13 +306,17 @@ def _items_for(info: OptimizerInfo, cfg: OptConfig, device: str, profiles: bool 
         runs = tuple((t, judge) for t, judge, exempt in entries
                      if not (exempt or declared(info, cfg, ["P1", f"P1:{t}"] if judge else [], prim, dtype_name(dt))[0]))
         share = f"P1:{case_id(case)}" if len(runs) > 1 and _p1_shares(case) else None
+        k = max(1, min(shards, len(runs) // MIN_SHARD)) if share else 1
+        shard = {r: i % k for i, r in enumerate(runs)}  # an exempt item is in none: it runs alone if asked for
         for t, judge, exempt in entries:
+            j = shard.get((t, judge))
+            batch, key = (runs, share) if k == 1 or j is None else (runs[j::k], f"{share}:{j + 1}/{k}")
             if judge:
-                b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True, batch=runs),
-                      target=t, share=share)
+                b.add("test_converges", "P1", case, ["P1", f"P1:{t}"], _p1_run(case, t, judge=True, batch=batch),
+                      target=t, share=key)
             else:
-                b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False, batch=runs), target=t,
-                      measure=True, exempt=exempt, share=share)
+                b.add("test_profile", "P1", case, [], _p1_run(case, t, judge=False, batch=batch), target=t,
+                      measure=True, exempt=exempt, share=key)
     # exact recurrences of the linear methods, coupled L2, batched starts
     for kind in ("exact", "edge", "rate"):
         if cfg.exact is None or (kind != "exact" and cfg.exact != "gd"):
@@ -406,5 +418,6 @@ def optimizer_checks(selection: Selection) -> list[CheckItem]:
     for info in selection.optimizer_infos():
         for cfg in info.configs:
             for device in selection.devices:
-                out.extend(_items_for(info, cfg, device, bool(selection.options.get("profiles"))))
+                out.extend(_items_for(info, cfg, device, bool(selection.options.get("profiles")),
+                                      int(selection.options.get("p1_shards", 1))))
     return out
