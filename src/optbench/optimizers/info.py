@@ -118,7 +118,8 @@ class OptimizerInfo:
     user: bool = False
     source: str = ""  # spec text for user optimizers, "torch.optim.X" for built-ins
     # a user optimizer that is a registry class: the registry entry (config id) it is validated with
-    # (optbench.optimizers.registered); its declarations are the registry's, so nothing is probed or witnessed
+    # (optbench.optimizers.registered); its declarations are the registry's, so its P1 runs are shared and not
+    # witnessed, as the registry's are
     registry: str = ""
     extra_kwargs: Mapping[str, Any] = field(default_factory=dict)  # passed on every construction
     # Known upstream bugs that the suite finds: "P5" or "P5@foreach" (one impl) -> what is wrong.

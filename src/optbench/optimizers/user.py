@@ -29,6 +29,9 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
     lr = 1e-3
     epochs = 5000
 
+A class of optbench's registry (torch.optim's own) named with no config, or with only kwargs, exemptions, known
+bugs or fullgraph, is validated with the registry's entry for it (:mod:`optbench.optimizers.registered`).
+
 Every error is one line (:class:`ConfigError` / :class:`SpecError`); the plugin turns it into a pytest
 usage error (exit code 4).
 """
