@@ -82,3 +82,14 @@ def test_p1_runs_the_entrys_declared_lr_and_says_so():
     v = run_check(items[0])
     assert v.outcome == PASS and "registry: validated with its entry 'sgd'" in v.message, v.message
     assert v.data["lr_band"] is None  # one declared lr, not a band searched over the grid
+
+
+def test_validated_as_it_comes_a_registry_class_keeps_the_known_bugs_of_its_class(tmp_path):
+    """torch.optim.Muon's default weight_decay 0.1 is none of the entry's configs: it comes as any optimizer does,
+    but its bfloat16 Newton-Schulz under FSDP2 and Inductor are torch's, whatever the kwargs (strict xfails); the
+    entry's measured lr, budgets and exemptions are not carried over. A subclass carries nothing."""
+    muon = _one("torch.optim:Muon", tmp_path)
+    assert muon.registry == "" and {"P18", "P21.parity"} <= set(muon.known), muon.known
+    assert all("optbench's registry" in why for k, why in muon.known.items() if k in ("P18", "P21.parity"))
+    assert "P11" not in muon.exemptions  # the entry's exemptions stay with the entry
+    assert not _one("tests.planted.unseen:NAdam", tmp_path).known

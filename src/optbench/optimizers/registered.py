@@ -14,6 +14,11 @@ the user's name, when:
 * the user's table sets nothing but ``kwargs``, ``exemptions``, ``known`` and ``fullgraph`` (exemptions and known
   bugs are added to the entry's). A table that sets P1's lr, budgets, targets or capabilities asks for that
   validation, and gets it.
+
+Where the class is the registry's but the rest does not hold, the optimizer is validated as it comes, and only
+the entry's known bugs of the class (:func:`class_known`: the OptimizerInfo's own, not a config's, such as
+torch.optim.Muon's bfloat16 Newton-Schulz under FSDP2 and Inductor) go with it, as strict xfails: they are facts
+of the class's code whatever its kwargs, where lrs, budgets and exemptions were measured for a config.
 """
 
 from __future__ import annotations
@@ -57,12 +62,20 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return True
 
 
+def _entry(obj: Any) -> OptimizerInfo | None:
+    return next((i for i in builtin_registry() if i.factory is obj), None) if isinstance(obj, type) else None
+
+
+def class_known(obj: Any) -> dict[str, str]:
+    """The registry's known bugs of the class ``obj`` itself (none for anything else), prefixed with the class."""
+    reg = _entry(obj)
+    return {} if reg is None else {k: f"{reg.source} (optbench's registry): {v}" for k, v in reg.known.items()}
+
+
 def registry_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]) -> OptimizerInfo | None:
     """The registry's entry for ``obj`` under ``name`` (module doc), or None where it does not apply."""
-    if not isinstance(obj, type) or set(entry) - KEEPS:
-        return None
-    reg = next((i for i in builtin_registry() if i.factory is obj), None)
-    if reg is None:
+    reg = _entry(obj)
+    if reg is None or set(entry) - KEEPS:
         return None
     defaults = _defaults(obj)
     want = _effective(defaults, {**reg.extra_kwargs, **dict(entry.get("kwargs", {}))})

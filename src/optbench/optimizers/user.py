@@ -30,7 +30,8 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
     epochs = 5000
 
 A class of optbench's registry (torch.optim's own) named with no config, or with only kwargs, exemptions, known
-bugs or fullgraph, is validated with the registry's entry for it (:mod:`optbench.optimizers.registered`).
+bugs or fullgraph, is validated with the registry's entry for it (:mod:`optbench.optimizers.registered`); with
+other kwargs, as it comes, with the known bugs of its class.
 
 Every error is one line (:class:`ConfigError` / :class:`SpecError`); the plugin turns it into a pytest
 usage error (exit code 4).
@@ -52,7 +53,7 @@ from ..spec import Spec, load_module, load_spec, parse_spec
 from .capabilities import Capabilities, detect
 from .info import PROPERTIES, Budget, OptConfig, OptimizerInfo
 from .p1 import PROFILE_TARGETS, correctness_targets
-from .registered import registry_info
+from .registered import class_known, registry_info
 
 # P1 epoch budget per target when the config declares none: GD at the best lr of the sqrt(10)-spaced grid
 # contracts the slowest mode of a kappa <= 100 quadratic by at least 1 - 0.63/kappa per epoch, which
@@ -202,7 +203,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         user=True,
         source=spec_text,
         extra_kwargs=kwargs,
-        known={str(k): str(v) for k, v in dict(entry.get("known", {})).items()},
+        known={**class_known(obj), **{str(k): str(v) for k, v in dict(entry.get("known", {})).items()}},
         fullgraph=bool(entry.get("fullgraph", False)),
     )
 
