@@ -43,23 +43,12 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def _effective(defaults: Mapping[str, Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    out = {**defaults, **kwargs}
+    """The constructor's arguments as compared: defaults filled in, the impl switches left out, tuples as lists
+    (TOML gives a list for betas = [0.9, 0.999])."""
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in {**defaults, **kwargs}.items()}
     for k in _IMPL_KEYS:
         out.pop(k, None)
     return out
-
-
-def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    if a.keys() != b.keys():
-        return False
-    for k in a:
-        x, y = a[k], b[k]
-        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):  # TOML gives lists for tuples (betas)
-            if list(x) != list(y):
-                return False
-        elif x != y:
-            return False
-    return True
 
 
 def _entry(obj: Any) -> OptimizerInfo | None:
@@ -80,7 +69,7 @@ def registry_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any])
     defaults = _defaults(obj)
     want = _effective(defaults, {**reg.extra_kwargs, **dict(entry.get("kwargs", {}))})
     config = next((c for c in reg.configs
-                   if _same(_effective(defaults, {**reg.extra_kwargs, **dict(c.kwargs)}), want)), None)
+                   if _effective(defaults, {**reg.extra_kwargs, **dict(c.kwargs)}) == want), None)
     if config is None:
         return None
     entry_id = reg.config_id(config)
