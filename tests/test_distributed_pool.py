@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from optbench.distributed import zygote
 from optbench.distributed.pool import PoolError, PoolTimeout, RankPool, get_pool, subject
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,10 @@ def harness_crash(ctx):
 
 def never_answers(ctx):
     time.sleep(3600)
+
+
+def parent_and_env(ctx, name):
+    return os.getppid(), os.environ.get(name)
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -169,3 +174,36 @@ def test_a_task_the_ranks_cannot_import_is_not_sendable_and_leaves_the_pool_aliv
     with pytest.raises(TaskNotSendable, match="cannot import the task: ModuleNotFoundError"):
         pool.run(whoami, here_only.Thing())
     assert pool.run(whoami).values and pool.starts == starts
+
+
+@pytest.mark.skipif(not zygote.available(), reason="no fork or fd passing here: every rank is its own interpreter")
+def test_ranks_are_forked_from_one_zygote_that_outlives_a_restart_and_dies_with_them(monkeypatch):
+    """The zygote imports torch.distributed once; a restart forks new ranks from it (no new interpreter), each in
+    the environment of its start; the zygote's end takes its ranks with it, and the next task restarts the pool on a new one."""
+    pool = RankPool("gloo", 2)
+    try:
+        first = pool.run(parent_and_env, "OPTBENCH_PLANTED_ENV").values
+        zyg = zygote.zygote_for({})
+        assert {ppid for ppid, _ in first.values()} == {zyg.pid} and zyg.pid != os.getpid()
+        pids = pool.pids()
+        pool.close()
+        assert all(_gone(p) for p in pids) and zyg.alive
+        monkeypatch.setenv("OPTBENCH_PLANTED_ENV", "seen")
+        again = pool.run(parent_and_env, "OPTBENCH_PLANTED_ENV").values
+        assert again == {0: (zyg.pid, "seen"), 1: (zyg.pid, "seen")} and pool.starts == 2
+        pids = pool.pids()
+        os.kill(zyg.pid, signal.SIGKILL)
+        assert all(_gone(p) for p in [zyg.pid] + pids), "a rank outlived its zygote"
+        third = pool.run(parent_and_env, "OPTBENCH_PLANTED_ENV").values
+        assert {ppid for ppid, _ in third.values()} == {zygote.zygote_for({}).pid} != {zyg.pid}
+    finally:
+        pool.close()
+
+
+def test_without_a_zygote_each_rank_is_its_own_interpreter(monkeypatch):
+    monkeypatch.setenv("OPTBENCH_RANK_ZYGOTE", "0")
+    pool = RankPool("gloo", 1)
+    try:
+        assert pool.run(parent_and_env, "OPTBENCH_RANK_ZYGOTE").values == {0: (os.getpid(), "0")}
+    finally:
+        pool.close()

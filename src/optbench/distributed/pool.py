@@ -1,10 +1,11 @@
 """A persistent pool of rank processes that share one ``torch.distributed`` process group.
 
 One :class:`RankPool` per pytest (or pytest-xdist) worker process and backend: ``world_size`` rank
-processes (``python -m optbench.distributed._rank``, fresh interpreters that receive the parent's
-``sys.path`` first, so they import the optimizers under test by reference, and never re-run the
-parent's ``__main__``) join a process group once and are then fed pickled tasks over their stdin,
-answering on their stdout; so a check costs a task, not a spawn.
+processes (forked from this process's zygote, an interpreter that imported torch.distributed once, see
+:mod:`optbench.distributed.zygote`; or ``python -m optbench.distributed._rank`` where there is no zygote;
+either way they receive the parent's ``sys.path`` first, so they import the optimizers under test by
+reference, and never re-run the parent's ``__main__``) join a process group once and are then fed pickled
+tasks over their stdin, answering on their stdout; so a check costs a task, not a spawn, and a restart a fork.
 
 How it stays safe:
 
@@ -62,7 +63,7 @@ WORLD_SIZE = 2
 # A task here is a few steps of a tiny model; 120 s is far above any healthy run on a loaded 2-core box.
 COLLECTIVE_TIMEOUT_S = float(os.environ.get("OPTBENCH_DIST_TIMEOUT", "120"))
 TASK_MARGIN_S = 30.0
-# Spawning a rank imports torch: seconds on an idle machine, more on a loaded one.
+# Starting the first ranks imports torch (in the zygote): seconds on an idle machine, more on a loaded one.
 START_TIMEOUT_S = float(os.environ.get("OPTBENCH_DIST_START_TIMEOUT", "180"))
 # After a rank reports a failure, how long the parent waits for the other ranks' reports before it kills
 # the pool (the same error usually shows on every rank at once; a peer stuck in a collective never answers).
@@ -332,9 +333,19 @@ class _Rank:
     """One rank process and the threads that read its pipes."""
 
     def __init__(self, rank: int, argv: list[str], env: dict[str, str], answers: "queue.Queue[Any]") -> None:
+        """``argv``: rank_main's arguments but the parent pid, which is the zygote's, or this process's when the
+        rank is spawned as its own interpreter (no zygote here)."""
+        from . import zygote
+
         self.rank = rank
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env, close_fds=True)
+        self.proc: Any
+        if zygote.available():
+            zyg = zygote.zygote_for(env)
+            self.proc = zyg.fork(f"{__name__}:rank_main", argv + [str(zyg.pid)], env)
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", "optbench.distributed._rank", *argv, str(os.getpid())],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env=env, close_fds=True)
         self.stderr: "collections.deque[str]" = collections.deque(maxlen=40)
         threading.Thread(target=self._read_out, args=(answers,), daemon=True, name=f"optbench-rank{rank}-out").start()
         threading.Thread(target=self._read_err, daemon=True, name=f"optbench-rank{rank}-err").start()
@@ -358,7 +369,8 @@ class _Rank:
 
     def stderr_tail(self, n: int = 12) -> str:
         lines = list(self.stderr)[-n:]
-        return ("\n    " + "\n    ".join(lines)) if lines else " (no output)"
+        note = self.proc.note() if hasattr(self.proc, "note") else ""  # a zygote that never forked this rank
+        return (("\n    " + "\n    ".join(lines)) if lines else " (no output)") + note
 
 
 class RankPool:
@@ -372,7 +384,7 @@ class RankPool:
         self._store: Any = None
         self._ready = False
         self._ids = itertools.count()
-        self.starts = 0  # how many times ranks were spawned (tests read it)
+        self.starts = 0  # how many times ranks were started (tests read it)
         self.resyncs = 0  # how many failed tasks the process group survived
 
     # -- lifecycle
@@ -400,8 +412,7 @@ class RankPool:
         sys_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
         self._ranks = []
         for rank in range(self.world_size):
-            argv = [sys.executable, "-m", "optbench.distributed._rank", str(rank), str(self.world_size), self.backend,
-                    "127.0.0.1", str(port), prefix, str(self.timeout_s), str(os.getpid())]
+            argv = [str(rank), str(self.world_size), self.backend, "127.0.0.1", str(port), prefix, str(self.timeout_s)]
             r = _Rank(rank, argv, env, self._answers)
             r.send({"sys_path": sys_path})
             self._ranks.append(r)
@@ -563,10 +574,14 @@ def get_pool(backend: str = "gloo") -> RankPool:
 
 
 def shutdown() -> None:
-    """Close every pool of this process (also registered with ``atexit``)."""
+    """Close every pool of this process, then the zygote its ranks were forked from (also registered with
+    ``atexit``)."""
+    from . import zygote
+
     for pool in list(_POOLS.values()):
         pool.close()
     _POOLS.clear()
+    zygote.shutdown()
 
 
 atexit.register(shutdown)

@@ -1,0 +1,311 @@
+"""One interpreter that imports torch.distributed once and forks the rank pool's ranks from it.
+
+A rank spawned as ``python -m optbench.distributed._rank`` pays an interpreter that imports torch,
+torch.distributed, FSDP2, DCP and Dynamo: ~4.5 s of CPU on a 2-core machine, once per rank and again at
+every restart of the pool after a failed task. The zygote pays it once per pool owner: it imports them in a
+process where no task has ever run (no thread of ours, no process group, no CUDA context), then forks one child
+per rank on request. A child puts the three pipes it was sent on its fds 0, 1 and 2 and runs the entry point
+named in the request (the pool's ``rank_main``, the same loop as a spawned rank), so the pool's protocol,
+timeouts and blame rules are unchanged; this module knows nothing of them. This is the fork-server pattern (``multiprocessing``'s ``forkserver``), written
+out because a multiprocessing child would re-import the owner's ``__main__`` and could not keep the pipes.
+
+Who reaps whom: a child is the zygote's, not the owner's, so the zygote reaps it and reports its exit status
+(:class:`Child` answers ``poll``/``wait``/``kill`` as a ``subprocess.Popen`` would). A child dies with the zygote
+(``PR_SET_PDEATHSIG`` and the watchdog of ``rank_main``), the zygote with its owner (``PR_SET_PDEATHSIG``, and
+the end of its control socket); so a SIGKILLed owner still leaves nothing behind.
+
+``OPTBENCH_RANK_ZYGOTE=0`` spawns every rank as its own interpreter instead (as does a platform without
+``fork`` or ``socket.send_fds``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import Any, Sequence
+
+# What every rank imports before its first task; a module that fails to import here is imported (and fails)
+# in the rank as before, where the pool reports it.
+PRELOAD = ("torch", "torch._dynamo", "torch.distributed", "torch.distributed.fsdp", "torch.distributed.checkpoint",
+           "optbench.distributed.pool", "optbench.distributed.runs")
+_MSG = 1 << 16  # one control message (SOCK_SEQPACKET keeps each one whole)
+
+
+def available() -> bool:
+    """Whether ranks are forked from a zygote here (Linux/Unix with fd passing, not switched off)."""
+    return (os.environ.get("OPTBENCH_RANK_ZYGOTE", "1") != "0" and hasattr(os, "fork")
+            and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET"))
+
+
+# --------------------------------------------------------------------------------------------------
+# The owner's side
+
+
+class Child:
+    """A child (a rank) forked by the zygote, with the part of ``subprocess.Popen``'s interface the pool uses."""
+
+    def __init__(self, zygote: "Zygote", stdin: Any, stdout: Any, stderr: Any) -> None:
+        self._zygote = zygote
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self._pid: int | None = None
+        self.returncode: int | None = None
+        self._forked = threading.Event()
+        self._exited = threading.Event()
+
+    @property
+    def pid(self) -> int:
+        self._forked.wait(60.0)
+        return self._pid if self._pid is not None else -1
+
+    def _set_pid(self, pid: int) -> None:
+        self._pid = pid
+        self._forked.set()
+
+    def _set_exit(self, code: int) -> None:
+        if self.returncode is None:
+            self.returncode = code
+        self._forked.set()
+        self._exited.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired(f"rank {self._pid} of zygote {self._zygote.pid}", timeout or 0.0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None and self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def note(self) -> str:
+        """The zygote's last words when this rank was never forked (e.g. the zygote could not start)."""
+        return "" if self._pid is not None else self._zygote.stderr_tail()
+
+
+class Zygote:
+    """The zygote process of this owner: started once, asked to fork ranks, closed at exit."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
+        self._lock = threading.Lock()
+        self._pending: "collections.deque[Child]" = collections.deque()  # fork requests not yet answered
+        self._children: dict[int, Child] = {}
+        self._stderr: "collections.deque[str]" = collections.deque(maxlen=20)
+        self._dead = False
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "optbench.distributed.zygote", str(os.getpid()), str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, close_fds=True)
+        finally:
+            theirs.close()
+        self.pid = self.proc.pid
+        threading.Thread(target=self._read, daemon=True, name="optbench-zygote-out").start()
+        threading.Thread(target=self._read_err, daemon=True, name="optbench-zygote-err").start()
+
+    @property
+    def alive(self) -> bool:
+        return not self._dead and self.proc.poll() is None
+
+    def fork(self, entry: str, argv: Sequence[str], env: dict[str, str]) -> Child:
+        """Ask for one child running ``entry`` (``"module:function"``, called with ``argv``; its return value is the
+        exit code) in environment ``env`` (what the modules read when the rank
+        imports them; those the zygote preloaded read the zygote's, which was the pool's at its start); returns at
+        once (the pid arrives when it is forked)."""
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child = Child(self, os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
+        try:
+            with self._lock:
+                self._pending.append(child)
+                socket.send_fds(self._sock, [pickle.dumps(("fork", entry, list(argv), dict(env)))], [in_r, out_w, err_w])
+        except OSError:  # the zygote is gone: the rank's pipes close at once, and the pool reports it died
+            with self._lock:
+                if child in self._pending:
+                    self._pending.remove(child)
+            child._set_exit(self.proc.poll() if self.proc.poll() is not None else -signal.SIGKILL)
+        finally:
+            for fd in (in_r, out_w, err_w):  # the zygote has its own copies now; ours would hide an EOF
+                os.close(fd)
+        return child
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(_MSG)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            kind, *rest = pickle.loads(data)
+            with self._lock:
+                if kind == "forked":
+                    child = self._pending.popleft()
+                    self._children[rest[0]] = child
+                    child._set_pid(rest[0])
+                elif kind == "exit":
+                    child = self._children.pop(rest[0], None)
+                    if child is not None:
+                        child._set_exit(rest[1])
+        self._dead = True
+        code = self.proc.wait()
+        with self._lock:  # the zygote is gone, and its children with it (PR_SET_PDEATHSIG)
+            for child in list(self._pending) + list(self._children.values()):
+                child._set_exit(code if code else -signal.SIGKILL)
+            self._pending.clear()
+            self._children.clear()
+
+    def _read_err(self) -> None:
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def stderr_tail(self) -> str:
+        return ("\n    zygote: " + "\n    zygote: ".join(self._stderr)) if self._stderr else ""
+
+    def close(self) -> None:
+        """End the zygote (its remaining children die with it). Idempotent."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            self.proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5.0)
+
+
+_ZYGOTE: list[Zygote] = []
+
+
+def zygote_for(env: dict[str, str]) -> Zygote:
+    """This process's zygote (started in environment ``env`` if there is none, or the last one died)."""
+    if _ZYGOTE and not _ZYGOTE[0].alive:
+        _ZYGOTE.pop().close()
+    if not _ZYGOTE:
+        _ZYGOTE.append(Zygote(env))
+    return _ZYGOTE[0]
+
+
+def shutdown() -> None:
+    while _ZYGOTE:
+        _ZYGOTE.pop().close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The zygote's side
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    sock.send(pickle.dumps(obj))
+
+
+def _run_child(entry: str, argv: list[str], env: dict[str, str], fds: list[int], close: Sequence[int]) -> None:
+    """In the forked child: the environment and the pipes on fds 0-2, then ``entry(argv)``; never returns."""
+    code = 1
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in close:
+            os.close(fd)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        import importlib
+
+        module, _, function = entry.partition(":")
+        code = getattr(importlib.import_module(module), function)(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported on the rank's stderr, which the pool shows
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def main(argv: Sequence[str]) -> int:
+    owner, sock = int(argv[0]), socket.socket(fileno=int(argv[1]))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != owner:  # the owner died before prctl took effect
+        return 3
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except Exception:  # noqa: BLE001 - the rank imports it again and reports the failure
+            pass
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below through wake_w
+    while True:
+        ready, _, _ = select.select([sock, wake_r], [], [], 1.0)
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        while True:  # reap and report every child that ended
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            try:
+                _send(sock, ("exit", pid, os.waitstatus_to_exitcode(status)))
+            except OSError:
+                return 0
+        if os.getppid() != owner:
+            return 3
+        if sock not in ready:
+            continue
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, _MSG, 3)
+        except OSError:
+            return 0
+        if not data:  # the owner closed the socket (or died): end, and the children with us
+            return 0
+        _, entry, child_argv, child_env = pickle.loads(data)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _run_child(entry, child_argv, child_env, fds, (sock.fileno(), wake_r, wake_w))
+        for fd in fds:
+            os.close(fd)
+        try:
+            _send(sock, ("forked", pid))
+        except OSError:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
