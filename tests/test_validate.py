@@ -143,3 +143,37 @@ def test_dash_k_joins_words_as_pytest_does_without_evaluating_anything(expr, kep
     ids = ["test_converges[adam-foreach-booth-float64-cpu]", "test_converges[adam-foreach-booth-float32-cpu]",
            "test_profile[adam-foreach-beale-float64-cpu]", "test_p05_grad_untouched[adam-foreach-float64-cpu]"]
     assert [i for i in ids if selected(expr, i)] == kept
+
+
+def test_the_parent_process_never_imports_torch(tmp_path):
+    """With optimizers and no -k the workers build and run the plan; the parent only starts them and writes what
+    they found, so it must not spend ~3 s importing torch (it did, through --device's default before starting the
+    workers, and through a constant of optimizers.p1 while writing results, until 2026-12-07). Checked in a fresh
+    interpreter, with the workers' verdicts stubbed: a FAIL with its reproducer and a PASS with a profile."""
+    code = """import sys, optbench.validation as v
+from optbench.verdict import CheckItem, Verdict
+def loaded():
+    return sorted(m for m in ('torch', 'sympy') if m in sys.modules)
+def run_plan(request, workers, progress):
+    print('start', loaded(), request.devices, workers)
+    items = [CheckItem('test_p05_grad_untouched', 'adam-foreach-float64-cpu', 'P5', 'adam', run=None),
+             CheckItem('test_p03_lr_zero', 'adam-foreach-float64-cpu', 'P3', 'adam', run=None)]
+    return items, [Verdict(items[0].test, items[0].id, 'P5', 'adam', 'cpu', 'FAIL', 'P5 step() modifies p.grad',
+                           reproducer='import torch\\nassert False\\n', seconds=0.1),
+                   Verdict(items[1].test, items[1].id, 'P3', 'adam', 'cpu', 'PASS', seconds=0.1, data={'profiles': [
+                       dict(optimizer='Adam', source='torch.optim:Adam', target='himmelblau', dim=2, start=0,
+                            start_kind='canonical', lr=0.01, schedule=None, epochs_to_tol=806, budget=2000,
+                            diverged=False, dtype='float64', device='cpu', tol_x=1e-4, tol_f=1e-8,
+                            final_dist=2.7e-05, final_gap=9.8e-09)]})]
+v.run_plan = run_plan
+from optbench.cli import main
+code = main(['validate', 'torch.optim:Adam', '-n', '2', '--out', sys.argv[1]])
+print('end', loaded(), code)
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "start [] None 2" and lines[-1] == "end [] 1", proc.stdout
+    out = tmp_path / "out"
+    assert (out / "results.json").exists() and (out / "profiles.json").exists() and list((out / "reproducers").iterdir())

@@ -166,12 +166,30 @@ def run_plan(request: Request, *, workers: int = 1, progress: Callable[[int, int
     return items, verdicts
 
 
+# What every worker imports before its first check (torch; Dynamo, which the first optimizer built imports through
+# torch's _disable_dynamo; sympy and the plan's modules): ~3.5-4.5 s of CPU per interpreter.
+WORKER_PRELOAD = ("torch", "torch._dynamo", "sympy", "optbench.validation", "optbench.plan", "optbench.catalogue",
+                  "optbench.optimizers.contract", "optbench.optimizers.p1")
+
+
+def _context() -> Any:
+    """How workers start: forked from a fork server that imported :data:`WORKER_PRELOAD` once (a process in which
+    nothing else has run, so forking it is safe), where the platform has one; else spawned, each importing torch
+    itself. ``OPTBENCH_WORKER_FORKSERVER=0`` spawns them."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods() and os.environ.get("OPTBENCH_WORKER_FORKSERVER", "1") != "0":
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(list(WORKER_PRELOAD))  # not '__main__': the workers import it as spawn does
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _run_in_pool(request: Request, workers: int, progress: Callable[[int, int, Verdict], None] | None,
                  items: list[CheckItem] | None) -> tuple[list[CheckItem], list[Verdict]]:
-    import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
                              initargs=(request,)) as pool:
         # one call per worker, so that every worker starts (and builds) now, side by side
         described = [pool.submit(_describe) for _ in range(workers)]
@@ -528,7 +546,7 @@ def write_results(folder: Path, request: Request, items: Sequence[CheckItem], ve
         rows.append(row)
     profiles_md = ""
     if profiles:
-        from .optimizers.p1 import PROFILE_SCHEMA
+        from .report.profiles import SCHEMA as PROFILE_SCHEMA  # not optimizers.p1: this process has no torch
 
         ppath = atomic_write_json(folder / "profiles.json", {"schema": PROFILE_SCHEMA, "torch": torch_version,
                                                              "records": profiles})

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 
 from ..errors import OptbenchError
@@ -54,10 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _devices(choice: str | None) -> tuple[str, ...] | None:
-    from ..devices import selected_devices
-
     if choice is None:  # resolved where the plan is built (a worker: this process need not import torch)
         return None
+    from ..devices import selected_devices  # imports torch (~3 s)
+
     return tuple(selected_devices(choice))
 
 
@@ -75,6 +76,14 @@ def _plans(args: argparse.Namespace) -> tuple[str, ...]:
     if args.target:
         plans.append("targets")
     return tuple(plans)
+
+
+def _import_plotting() -> None:
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except Exception:  # noqa: BLE001 - write_results imports it again and reports what fails
+        pass
 
 
 def main(args: argparse.Namespace) -> int:
@@ -107,6 +116,8 @@ def main(args: argparse.Namespace) -> int:
             else:  # a log (CI, a pipe): one line per step of progress
                 print(f"[{done}/{total}] {now - t0:.0f} s", file=sys.stderr, flush=True)
 
+    if workers > 1:  # this process waits on its workers meanwhile: import what writing the plots needs (~1 s)
+        threading.Thread(target=_import_plotting, daemon=True, name="optbench-import-matplotlib").start()
     items, verdicts = run_plan(request, workers=workers, progress=progress)
     if not items:
         raise OptbenchError("no check selected (is -k too narrow?); run without -k to see every check")

@@ -41,7 +41,6 @@ from .tolerance import tolerance
 
 # The hard targets every optimizer is profiled on when nothing else is declared (user optimizers).
 PROFILE_TARGETS = ("rosenbrock_2d", "beale", "himmelblau")
-PROFILE_SCHEMA = "optbench-profiles/1"
 
 
 def p1_role(target: Any) -> str:
