@@ -207,3 +207,29 @@ def test_without_a_zygote_each_rank_is_its_own_interpreter(monkeypatch):
         assert pool.run(parent_and_env, "OPTBENCH_RANK_ZYGOTE").values == {0: (os.getpid(), "0")}
     finally:
         pool.close()
+
+
+@pytest.mark.skipif(not zygote.available(), reason="no fork or fd passing here: every rank is its own interpreter")
+def test_a_prestarted_zygote_is_adopted_by_the_first_process_that_needs_ranks_and_only_by_it():
+    """optbench validate's parent starts the zygote beside its workers' start; the first worker that needs ranks
+    adopts it, a later comer gets None (and starts its own); the zygote ends with its adopter's socket."""
+    child = textwrap.dedent("""
+        import os, time
+        from optbench.distributed import zygote
+        from optbench.distributed.pool import RankPool, shutdown
+        from tests.test_distributed_pool import parent_and_env
+        pre = zygote.Prestarted(zygote.rank_env())
+        zygote.offer(pre.address, pre.pid)
+        pool = RankPool("gloo", 2)
+        ppids = sorted({ppid for ppid, _ in pool.run(parent_and_env, "PATH").values.values()})
+        late = zygote.Zygote.adopt(pre.address, pre.pid, 5.0)
+        shutdown()
+        pool.close()
+        t0 = time.monotonic()
+        code = pre.proc.wait(10)
+        print(ppids == [pre.pid], late is None, os.path.exists(pre.address), code, time.monotonic() - t0 < 5)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.stdout.split() == ["True", "True", "False", "0", "True"], proc.stdout + proc.stderr

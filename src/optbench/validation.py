@@ -86,7 +86,11 @@ def selected(expr: str, nodeid: str) -> bool:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(request: Request) -> None:
+def _init_worker(request: Request, zygote_offer: tuple[str, int] | None = None) -> None:
+    if zygote_offer is not None:  # the rank zygote the parent started: the first worker that needs ranks adopts it
+        from .distributed import zygote
+
+        zygote.offer(*zygote_offer)
     import torch
 
     torch.set_num_threads(1)  # N workers share the cores: one intra-op thread each
@@ -187,10 +191,33 @@ def _context() -> Any:
 
 def _run_in_pool(request: Request, workers: int, progress: Callable[[int, int, Verdict], None] | None,
                  items: list[CheckItem] | None) -> tuple[list[CheckItem], list[Verdict]]:
+    pre = _prestart_zygote(request)
+    try:
+        return _pool_run(request, workers, progress, items, (pre.address, pre.pid) if pre else None)
+    finally:
+        if pre is not None:
+            pre.close()
+
+
+def _prestart_zygote(request: Request) -> Any:
+    """The rank zygote of the distributed checks (~4 s of imports), started now, beside the workers' own start,
+    where a worker would otherwise start it after its first checks (optbench/distributed/zygote.py)."""
+    if "distributed" not in request.plans:
+        return None
+    try:
+        from .distributed import zygote
+    except ImportError:  # pragma: no cover - the distributed plan is optional
+        return None
+    return zygote.Prestarted(zygote.rank_env()) if zygote.available() else None
+
+
+def _pool_run(request: Request, workers: int, progress: Callable[[int, int, Verdict], None] | None,
+              items: list[CheckItem] | None, zygote_offer: tuple[str, int] | None
+              ) -> tuple[list[CheckItem], list[Verdict]]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init_worker,
-                             initargs=(request,)) as pool:
+                             initargs=(request, zygote_offer)) as pool:
         # one call per worker, so that every worker starts (and builds) now, side by side
         described = [pool.submit(_describe) for _ in range(workers)]
         meta = described[0].result()

@@ -58,6 +58,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from .zygote import rank_env
+
 WORLD_SIZE = 2
 # Seconds. Every collective (gloo/NCCL timeout) and every task (parent deadline = collective + margin).
 # A task here is a few steps of a tiny model; 120 s is far above any healthy run on a loaded 2-core box.
@@ -70,10 +72,6 @@ START_TIMEOUT_S = float(os.environ.get("OPTBENCH_DIST_START_TIMEOUT", "180"))
 GRACE_S = 5.0
 RESYNC_TIMEOUT_S = 10.0  # a process group that is still in step answers a barrier at once
 
-# Launcher variables a rank must not act on (the suite makes its own rendezvous).
-_LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
-                 "ROLE_RANK", "ROLE_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
-                 "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE")
 
 
 class PoolError(RuntimeError):
@@ -404,10 +402,7 @@ class RankPool:
                                     timeout=timedelta(seconds=self.timeout_s))
         port = self._store.port
         self._answers = queue.Queue()
-        env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV}
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the dir holding optbench
-        env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env.setdefault("OMP_NUM_THREADS", "1")
+        env = rank_env()
         prefix = f"optbench/{os.getpid()}/{self.starts}"
         sys_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
         self._ranks = []

@@ -31,11 +31,26 @@ import sys
 import threading
 from typing import Any, Sequence
 
+# Launcher variables a rank must not act on (the pool makes its own rendezvous).
+_LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                 "ROLE_RANK", "ROLE_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+                 "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE")
+
 # What every rank imports before its first task; a module that fails to import here is imported (and fails)
 # in the rank as before, where the pool reports it.
 PRELOAD = ("torch", "torch._dynamo", "torch.distributed", "torch.distributed.fsdp", "torch.distributed.checkpoint",
            "optbench.distributed.pool", "optbench.distributed.runs")
 _MSG = 1 << 16  # one control message (SOCK_SEQPACKET keeps each one whole)
+
+
+def rank_env() -> dict[str, str]:
+    """The environment of a rank: this process's, without a launcher's variables, with the folder holding optbench
+    first on PYTHONPATH and one OpenMP thread unless the user chose otherwise."""
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_ENV}
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the dir holding optbench
+    env["PYTHONPATH"] = os.pathsep.join([here] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
 
 
 def available() -> bool:
@@ -96,30 +111,51 @@ class Child:
 
 
 class Zygote:
-    """The zygote process of this owner: started once, asked to fork ranks, closed at exit."""
+    """This owner's zygote: asked to fork ranks, closed at exit. Started here (:meth:`start`), or started by another
+    process beforehand and adopted here (:meth:`adopt`: see :class:`Prestarted`)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._sock = ours
+    def __init__(self, sock: socket.socket, pid: int, proc: "subprocess.Popen[bytes] | None") -> None:
+        self._sock, self.pid, self.proc = sock, pid, proc
         self._lock = threading.Lock()
         self._pending: "collections.deque[Child]" = collections.deque()  # fork requests not yet answered
         self._children: dict[int, Child] = {}
         self._stderr: "collections.deque[str]" = collections.deque(maxlen=20)
         self._dead = False
+        threading.Thread(target=self._read, daemon=True, name="optbench-zygote-out").start()
+        if proc is not None and proc.stderr is not None:
+            threading.Thread(target=self._read_err, daemon=True, name="optbench-zygote-err").start()
+
+    @classmethod
+    def start(cls, env: dict[str, str]) -> "Zygote":
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self.proc = subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "optbench.distributed.zygote", str(os.getpid()), str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, close_fds=True)
         finally:
             theirs.close()
-        self.pid = self.proc.pid
-        threading.Thread(target=self._read, daemon=True, name="optbench-zygote-out").start()
-        threading.Thread(target=self._read_err, daemon=True, name="optbench-zygote-err").start()
+        return cls(ours, proc.pid, proc)
+
+    @classmethod
+    def adopt(cls, address: str, pid: int, timeout: float) -> "Zygote | None":
+        """The zygote listening at ``address``, once it has imported everything and accepted this process as its
+        only owner; None when another process adopted it first, or it is gone."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            if pickle.loads(sock.recv(_MSG) or pickle.dumps(None)) != ("adopted",):
+                raise OSError("not adopted")
+            sock.settimeout(None)
+        except (OSError, pickle.UnpicklingError):
+            sock.close()
+            return None
+        return cls(sock, pid, None)
 
     @property
     def alive(self) -> bool:
-        return not self._dead and self.proc.poll() is None
+        return not self._dead and (self.proc is None or self.proc.poll() is None)
 
     def fork(self, entry: str, argv: Sequence[str], env: dict[str, str]) -> Child:
         """Ask for one child running ``entry`` (``"module:function"``, called with ``argv``; its return value is the
@@ -138,7 +174,8 @@ class Zygote:
             with self._lock:
                 if child in self._pending:
                     self._pending.remove(child)
-            child._set_exit(self.proc.poll() if self.proc.poll() is not None else -signal.SIGKILL)
+            code = self.proc.poll() if self.proc is not None else None
+            child._set_exit(code if code is not None else -signal.SIGKILL)
         finally:
             for fd in (in_r, out_w, err_w):  # the zygote has its own copies now; ours would hide an EOF
                 os.close(fd)
@@ -163,7 +200,7 @@ class Zygote:
                     if child is not None:
                         child._set_exit(rest[1])
         self._dead = True
-        code = self.proc.wait()
+        code = self.proc.wait() if self.proc is not None else -signal.SIGKILL
         with self._lock:  # the zygote is gone, and its children with it (PR_SET_PDEATHSIG)
             for child in list(self._pending) + list(self._children.values()):
                 child._set_exit(code if code else -signal.SIGKILL)
@@ -184,6 +221,8 @@ class Zygote:
         except OSError:
             pass
         self._sock.close()
+        if self.proc is None:  # adopted: it ends at the end of the socket, and its starter reaps it
+            return
         try:
             self.proc.wait(5.0)
         except subprocess.TimeoutExpired:
@@ -191,15 +230,60 @@ class Zygote:
             self.proc.wait(5.0)
 
 
+class Prestarted:
+    """A zygote started ahead of need by a process that will not own it (``optbench validate``'s parent, which
+    imports no torch), so that its imports run beside the workers' start instead of after it; the first worker
+    that needs ranks adopts it (:func:`offer`, :meth:`Zygote.adopt`), any other starts its own. It listens on a
+    socket in a private folder, dies with its starter, and ends with its adopter's socket."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import tempfile
+
+        self._dir = tempfile.mkdtemp(prefix="optbench-zygote-")
+        self.address = os.path.join(self._dir, "zygote.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # bound here: an adopter can connect at once
+        try:
+            listener.bind(self.address)
+            listener.listen(8)
+            self.proc = subprocess.Popen([sys.executable, "-m", "optbench.distributed.zygote", str(os.getpid()),
+                                          "--listen", str(listener.fileno()), self.address],
+                                         pass_fds=(listener.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+        finally:
+            listener.close()
+        self.pid = self.proc.pid
+
+    def close(self) -> None:
+        """Reap it: at once if no one adopted it (or its adopter is gone), else when its adopter's socket ends."""
+        import shutil
+
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5.0)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
 _ZYGOTE: list[Zygote] = []
+_OFFERED: list[tuple[str, int]] = []
 
 
-def zygote_for(env: dict[str, str]) -> Zygote:
-    """This process's zygote (started in environment ``env`` if there is none, or the last one died)."""
+def offer(address: str, pid: int) -> None:
+    """A :class:`Prestarted` zygote this process may adopt the first time it needs one."""
+    _OFFERED[:] = [(address, pid)]
+
+
+def zygote_for(env: dict[str, str], timeout: float = 180.0) -> Zygote:
+    """This process's zygote: the one offered to it if it can still adopt it, else one started here in environment
+    ``env`` (again when the last one died)."""
     if _ZYGOTE and not _ZYGOTE[0].alive:
         _ZYGOTE.pop().close()
+    if not _ZYGOTE and _OFFERED:
+        address, pid = _OFFERED.pop()
+        adopted = Zygote.adopt(address, pid, timeout)
+        if adopted is not None:
+            _ZYGOTE.append(adopted)
     if not _ZYGOTE:
-        _ZYGOTE.append(Zygote(env))
+        _ZYGOTE.append(Zygote.start(env))
     return _ZYGOTE[0]
 
 
@@ -248,7 +332,15 @@ def _run_child(entry: str, argv: list[str], env: dict[str, str], fds: list[int],
 
 
 def main(argv: Sequence[str]) -> int:
-    owner, sock = int(argv[0]), socket.socket(fileno=int(argv[1]))
+    """``OWNER_PID FD``: serve the socket FD; ``OWNER_PID --listen FD PATH``: accept on the listening socket FD,
+    bound at PATH (a :class:`Prestarted` zygote), and serve the first process that connects once the imports are
+    done."""
+    owner = int(argv[0])
+    listener: socket.socket | None = None
+    if argv[1] == "--listen":
+        listener = socket.socket(fileno=int(argv[2]))
+    else:
+        sock = socket.socket(fileno=int(argv[1]))
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -264,6 +356,14 @@ def main(argv: Sequence[str]) -> int:
             __import__(name)
         except Exception:  # noqa: BLE001 - the rank imports it again and reports the failure
             pass
+    if listener is not None:  # wait for the adopter (or the starter's end), then stop listening
+        while not select.select([listener], [], [], 1.0)[0]:
+            if os.getppid() != owner:
+                return 3
+        sock, _ = listener.accept()
+        listener.close()
+        os.unlink(argv[3])  # later comers get no answer and start their own
+        _send(sock, ("adopted",))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
