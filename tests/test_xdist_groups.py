@@ -28,11 +28,14 @@ def test_right(i):
 """
 
 
-def test_each_group_runs_on_one_worker(pytester):
+@pytest.mark.parametrize("dist", [("--dist", "loadgroup"), ()], ids=["loadgroup", "no-dist-given"])
+def test_each_group_runs_on_one_worker(pytester, dist):
+    """Also with ``-n 2`` alone, which xdist runs as ``--dist load``: optbench makes loadgroup the default."""
     pytester.makepyfile(test_groups=MODULE)
     # optbench's plugin comes in through its pytest11 entry point, as in a user's suite
-    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-v", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("-n", "2", *dist, "-v", "-p", "no:randomly")
     result.assert_outcomes(passed=12)
+    assert ("runs as --dist loadgroup" in result.stdout.str()) == (not dist)
     lines = [ln for ln in result.outlines if "PASSED" in ln]
     workers: dict[str, set[str]] = {}
     for ln in lines:
@@ -62,3 +65,12 @@ def test_the_suffix_is_taken_off_for_display_and_an_at_inside_the_params_stays()
     assert without_group("t.py::test_a[x-1]@P1:adam-foreach-float64-cpu") == "t.py::test_a[x-1]"
     assert without_group("t.py::test_a[user@host]") == "t.py::test_a[user@host]"
     assert without_group("t.py::test_b") == "t.py::test_b"
+
+
+def test_a_dist_the_user_chose_is_left_alone(pytester):
+    pytester.makepyfile(test_groups=MODULE)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist=load", "-v", "-p", "no:randomly")
+    result.assert_outcomes(passed=12)
+    passed = [ln for ln in result.outlines if "PASSED" in ln]
+    assert passed and not any("]@" in ln for ln in passed), passed  # load: no group suffix
+    assert "runs as --dist loadgroup" not in result.stdout.str()

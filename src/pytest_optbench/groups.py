@@ -12,11 +12,17 @@ then computed on each worker that got one of its tests. Measured (2-core VM, 202
 
 Where xdist's suffix did not take, this writes it where pytest 9 reads it (the same node id xdist
 writes on pytest 8). A pytest whose node ids are neither is left alone: grouping then costs time, never
-a result."""
+a result.
+
+And ``-n N`` alone means ``--dist load`` to xdist, which deals a share's items to both workers, each then
+computing it: :func:`default_to_loadgroup` makes ``loadgroup`` the default where the user chose no ``--dist``
+(loadgroup is load for every item without an ``xdist_group`` mark)."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import shlex
+from typing import Any, Sequence
 
 import pytest
 
@@ -50,3 +56,25 @@ def apply_groups(config: pytest.Config, items: list[Any]) -> int:
         item._id = NodeId.parse(item.nodeid + suffix)  # parse keeps the whole string as the node id
         fixed += 1
     return fixed
+
+
+def _chose_dist(args: Sequence[str]) -> bool:
+    return any(a == "-d" or a.startswith("--dist") or a == "--distload" for a in args)
+
+
+def default_to_loadgroup(config: pytest.Config) -> bool:
+    """Turn xdist's default ``--dist load`` (what ``-n N`` implies) into ``loadgroup`` unless ``--dist`` (or
+    ``-d``, ``--distload``) was given on the command line, in PYTEST_ADDOPTS or in the ini's addopts. Returns
+    whether it did. Called in the controller's pytest_configure: xdist reads the mode when the session starts,
+    and hands it to its workers."""
+    if getattr(config.option, "dist", "no") != "load":
+        return False
+    try:
+        addopts = list(config.getini("addopts"))
+    except (ValueError, KeyError):
+        addopts = []
+    given = list(config.invocation_params.args) + shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + addopts
+    if _chose_dist([str(a) for a in given]):
+        return False
+    config.option.dist = "loadgroup"
+    return True

@@ -32,6 +32,7 @@ class OptbenchOptions:
 
 
 OPTIONS = pytest.StashKey[OptbenchOptions]()
+LOADGROUP_DEFAULT = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -101,6 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "xdist_group(name): items that share one computation run on one xdist worker (with --dist loadgroup)",
     ):
         config.addinivalue_line("markers", line)
+    from .groups import default_to_loadgroup
+
+    config.stash[LOADGROUP_DEFAULT] = default_to_loadgroup(config)
+    if (getattr(config, "workerinput", None) or {}).get("optbench_loadgroup"):  # a worker of that default: it
+        config.option.loadgroup = True  # re-parsed the command line (no --dist), so it would not mark the groups
     try:
         opts = OptbenchOptions(devices=selected_devices(config.getoption("device")))
         opts.sizes = _parse_sizes(config.getoption("sizes"))
@@ -120,6 +126,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except OptbenchError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[OPTIONS] = opts
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: tell each worker the controller runs loadgroup
+def pytest_configure_node(node: Any) -> None:
+    if node.config.stash.get(LOADGROUP_DEFAULT, False):
+        node.workerinput["optbench_loadgroup"] = True
 
 
 @pytest.hookimpl(trylast=True)  # after xdist's own hook, whose suffix pytest 9 ignores
@@ -174,6 +186,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"optbench: CUDA cases not collected ({reason}); --device all collects them as skips")
     elif reason:
         lines.append(f"optbench: {reason}")
+    if config.stash.get(LOADGROUP_DEFAULT, False):
+        lines.append("optbench: -n without --dist runs as --dist loadgroup (the checks that share one computation "
+                     "run on one worker); give --dist to choose")
     if opts and opts.user_targets:
         lines.append("optbench: user targets " + ", ".join(t.name for t in opts.user_targets))
     if opts and opts.user_optimizers:
