@@ -3,6 +3,7 @@ exit codes, files under --out, one-line errors, ``parametrize_with_checks`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -177,3 +178,15 @@ print('end', loaded(), code)
     assert lines[0] == "start [] None 2" and lines[-1] == "end [] 1", proc.stdout
     out = tmp_path / "out"
     assert (out / "results.json").exists() and (out / "profiles.json").exists() and list((out / "reproducers").iterdir())
+
+
+def test_the_rank_zygote_is_started_ahead_only_when_a_distributed_check_will_run():
+    from optbench.validation import Request, _prestart_zygote
+    from optbench.verdict import CheckItem
+
+    p5 = CheckItem("test_p05_grad_untouched", "adam-foreach-float64-cpu", "P5", "adam", run=None)
+    p18 = CheckItem("test_p18_fsdp2_parity", "adam-float64-cpu", "P18", "adam", run=None, marks=("distributed",))
+    with_dist = Request(optimizers=["torch.optim:Adam"], plans=("optimizers", "distributed"))
+    assert _prestart_zygote(Request(optimizers=["torch.optim:Adam"], plans=("optimizers",)), None) is None
+    assert _prestart_zygote(with_dist, [p5]) is None  # -k kept no distributed check
+    assert _prestart_zygote(with_dist, [p5, dataclasses.replace(p18, na="gloo is not available")]) is None

@@ -191,7 +191,7 @@ def _context() -> Any:
 
 def _run_in_pool(request: Request, workers: int, progress: Callable[[int, int, Verdict], None] | None,
                  items: list[CheckItem] | None) -> tuple[list[CheckItem], list[Verdict]]:
-    pre = _prestart_zygote(request)
+    pre = _prestart_zygote(request, items)
     try:
         return _pool_run(request, workers, progress, items, (pre.address, pre.pid) if pre else None)
     finally:
@@ -199,10 +199,13 @@ def _run_in_pool(request: Request, workers: int, progress: Callable[[int, int, V
             pre.close()
 
 
-def _prestart_zygote(request: Request) -> Any:
+def _prestart_zygote(request: Request, items: Sequence[CheckItem] | None) -> Any:
     """The rank zygote of the distributed checks (~4 s of imports), started now, beside the workers' own start,
-    where a worker would otherwise start it after its first checks (optbench/distributed/zygote.py)."""
+    where a worker would otherwise start it after its first checks (optbench/distributed/zygote.py); not when no
+    distributed check will run (``items``: the plan, where it was built here)."""
     if "distributed" not in request.plans:
+        return None
+    if items is not None and not any("distributed" in i.marks and not (i.exempt or i.na) for i in items):
         return None
     try:
         from .distributed import zygote

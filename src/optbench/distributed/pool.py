@@ -391,7 +391,7 @@ class RankPool:
         return bool(self._ranks) and all(r.proc.poll() is None for r in self._ranks)
 
     def pids(self) -> list[int]:
-        return [r.proc.pid for r in self._ranks]
+        return [pid for pid in (r.proc.pid for r in self._ranks) if pid is not None]
 
     def start(self) -> None:
         """Spawn the ranks (returns at once; :meth:`run` waits for them to join)."""

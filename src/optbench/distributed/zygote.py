@@ -6,8 +6,9 @@ every restart of the pool after a failed task. The zygote pays it once per pool 
 process where no task has ever run (no thread of ours, no process group, no CUDA context), then forks one child
 per rank on request. A child puts the three pipes it was sent on its fds 0, 1 and 2 and runs the entry point
 named in the request (the pool's ``rank_main``, the same loop as a spawned rank), so the pool's protocol,
-timeouts and blame rules are unchanged; this module knows nothing of them. This is the fork-server pattern (``multiprocessing``'s ``forkserver``), written
-out because a multiprocessing child would re-import the owner's ``__main__`` and could not keep the pipes.
+timeouts and blame rules are unchanged; this module knows nothing of them. This is the fork-server pattern
+(``multiprocessing``'s ``forkserver``), written out because a multiprocessing child would re-import the owner's
+``__main__`` and could not keep the pipes.
 
 Who reaps whom: a child is the zygote's, not the owner's, so the zygote reaps it and reports its exit status
 (:class:`Child` answers ``poll``/``wait``/``kill`` as a ``subprocess.Popen`` would). A child dies with the zygote
@@ -75,9 +76,10 @@ class Child:
         self._exited = threading.Event()
 
     @property
-    def pid(self) -> int:
+    def pid(self) -> int | None:
+        """The rank's pid once the zygote forked it; None if it never did (the zygote died first)."""
         self._forked.wait(60.0)
-        return self._pid if self._pid is not None else -1
+        return self._pid
 
     def _set_pid(self, pid: int) -> None:
         self._pid = pid
@@ -159,9 +161,8 @@ class Zygote:
 
     def fork(self, entry: str, argv: Sequence[str], env: dict[str, str]) -> Child:
         """Ask for one child running ``entry`` (``"module:function"``, called with ``argv``; its return value is the
-        exit code) in environment ``env`` (what the modules read when the rank
-        imports them; those the zygote preloaded read the zygote's, which was the pool's at its start); returns at
-        once (the pid arrives when it is forked)."""
+        exit code) in environment ``env`` (modules imported from then on read it; those the zygote preloaded read
+        the zygote's own); returns at once (the pid arrives when it is forked)."""
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -169,7 +170,8 @@ class Zygote:
         try:
             with self._lock:
                 self._pending.append(child)
-                socket.send_fds(self._sock, [pickle.dumps(("fork", entry, list(argv), dict(env)))], [in_r, out_w, err_w])
+                request = pickle.dumps(("fork", entry, list(argv), dict(env)))
+                socket.send_fds(self._sock, [request], [in_r, out_w, err_w])
         except OSError:  # the zygote is gone: the rank's pipes close at once, and the pool reports it died
             with self._lock:
                 if child in self._pending:
