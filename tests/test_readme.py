@@ -27,7 +27,7 @@ NOT_RUN = {
     'python3 -m pip install "tox>=4" && python3 -m tox':
         "the whole suite in a tox env (this test runs inside it), about 2.5 min on 2 cores",
     "optbench validate torch.optim:Adam":
-        "the whole contract on Adam with P18-P20, 10-13 s on 2 cores; the HalveGrad line runs one property the same way",
+        "the whole contract on Adam with P18-P20, 8-13 s on 2 cores; the HalveGrad line runs one property the same way",
 }
 EXIT = {"optbench validate halvegrad:HalveGrad -k p05 --no-distributed": 1}  # the README's example FAIL
 
