@@ -69,11 +69,8 @@ def default_to_loadgroup(config: pytest.Config) -> bool:
     and hands it to its workers."""
     if getattr(config.option, "dist", "no") != "load":
         return False
-    try:
-        addopts = list(config.getini("addopts"))
-    except (ValueError, KeyError):
-        addopts = []
-    given = list(config.invocation_params.args) + shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + addopts
+    given = (list(config.invocation_params.args) + shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))
+             + list(config.getini("addopts")))
     if _chose_dist([str(a) for a in given]):
         return False
     config.option.dist = "loadgroup"

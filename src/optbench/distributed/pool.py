@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import ctypes
 import io
 import itertools
 import logging
@@ -58,7 +57,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .zygote import rank_env
+from .zygote import die_with_parent_signal, rank_env
 
 WORLD_SIZE = 2
 # Seconds. Every collective (gloo/NCCL timeout) and every task (parent deadline = collective + margin).
@@ -188,13 +187,7 @@ class RankContext:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+    die_with_parent_signal()
 
     def watch() -> None:  # everywhere (and as a backstop): exit once reparented
         while True:

@@ -54,6 +54,18 @@ def rank_env() -> dict[str, str]:
     return env
 
 
+def die_with_parent_signal() -> None:
+    """Ask Linux to SIGKILL this process when its parent (the thread that forked it) ends (PR_SET_PDEATHSIG);
+    elsewhere nothing: callers also watch ``os.getppid()``."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
 def available() -> bool:
     """Whether ranks are forked from a zygote here (Linux/Unix with fd passing, not switched off)."""
     return (os.environ.get("OPTBENCH_RANK_ZYGOTE", "1") != "0" and hasattr(os, "fork")
@@ -147,7 +159,8 @@ class Zygote:
         try:
             sock.settimeout(timeout)
             sock.connect(address)
-            if pickle.loads(sock.recv(_MSG) or pickle.dumps(None)) != ("adopted",):
+            data = sock.recv(_MSG)  # empty: another process adopted it, and it closed our pending connection
+            if not data or pickle.loads(data) != ("adopted",):
                 raise OSError("not adopted")
             sock.settimeout(None)
         except (OSError, pickle.UnpicklingError):
@@ -343,13 +356,7 @@ def main(argv: Sequence[str]) -> int:
         listener = socket.socket(fileno=int(argv[2]))
     else:
         sock = socket.socket(fileno=int(argv[1]))
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+    die_with_parent_signal()
     if os.getppid() != owner:  # the owner died before prctl took effect
         return 3
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
