@@ -1,21 +1,51 @@
-"""Devices and dtypes under test."""
+"""Devices and dtypes under test.
+
+Importing this module does not import torch (the pytest plugin imports it in every pytest process, also
+where nothing of optbench's runs, and an xdist controller never runs a check): each function imports torch
+when called. On a CPU-only build of torch, ``cuda_skip_reason`` answers from the installed distribution's
+version (``+cpu``) without importing it."""
 
 from __future__ import annotations
 
-import torch
+import sys
+from typing import TYPE_CHECKING
 
 from .errors import OptbenchError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "all")
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16")
 
 
 def cuda_available() -> bool:
+    import torch
+
     return torch.cuda.is_available()
+
+
+def _cpu_only_build() -> str | None:
+    """The version of the installed torch when it is a CPU-only build (a ``+cpu`` local version, as PyTorch's
+    CPU wheels are named), read from its distribution's metadata, without importing it; else None (unknown
+    without importing: a CUDA or ROCm build, or a torch with no metadata, as a source checkout may be)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+    return version if version.endswith("+cpu") else None
 
 
 def cuda_skip_reason() -> str | None:
     """None when CUDA can be used, else the reason a CUDA test is skipped."""
+    if "torch" not in sys.modules:  # a torch already imported is asked itself (its metadata may be another's)
+        version = _cpu_only_build()
+        if version:
+            return f"CUDA not present: this torch ({version}) is a CPU-only build"
+    import torch
+
     if not torch.backends.cuda.is_built():
         return f"CUDA not present: this torch ({torch.__version__}) is a CPU-only build"
     if not torch.cuda.is_available():
@@ -34,10 +64,11 @@ def selected_devices(choice: str) -> list[str]:
 
 
 def parse_dtype(name: str) -> torch.dtype:
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise OptbenchError(f"unknown dtype {name!r}; use one of {', '.join(DTYPES)}") from None
+    if name not in DTYPE_NAMES:
+        raise OptbenchError(f"unknown dtype {name!r}; use one of {', '.join(DTYPE_NAMES)}")
+    import torch
+
+    return getattr(torch, name)
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -45,6 +76,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def parse_device(text: str) -> str:
+    import torch
+
     try:
         dev = torch.device(str(text))
     except (RuntimeError, ValueError):

@@ -2,12 +2,20 @@
 
 It is thin glue: every check lives in the ``optbench`` library. Bad option values are pytest usage
 errors (one line, exit code 4), raised at configure time before any collection happens.
+
+Loading it does not import torch: it is loaded (pytest11 entry point) by every pytest run where optbench is
+installed, and a run that uses nothing of optbench's, or an xdist controller, which runs no test, should not
+pay torch's import (~2-3 s). The devices are resolved when first asked for (collection, the header's line).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
+
+import sys
+from importlib import metadata
 
 import pytest
 
@@ -19,12 +27,17 @@ from optbench.errors import OptbenchError
 class OptbenchOptions:
     """What the command line selected, resolved once per session (``config.stash[OPTIONS]``)."""
 
-    devices: list[str]
+    device_choice: str = "auto"  # --device; the devices it names: ``devices``
     user_targets: list[Any] = field(default_factory=list)  # optbench.Target
     user_optimizers: list[Any] = field(default_factory=list)  # optbench.optimizers.OptimizerInfo
     optimizer_config: str | None = None
     sizes: list[int] | None = None
     l2_flush: bool = False
+
+    @cached_property
+    def devices(self) -> list[str]:
+        """The devices under test (resolved on first use: ``auto`` asks whether CUDA can be used)."""
+        return selected_devices(self.device_choice)
 
     @property
     def cuda_skip_reason(self) -> str | None:
@@ -108,7 +121,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if (getattr(config, "workerinput", None) or {}).get("optbench_loadgroup"):  # a worker of that default: it
         config.option.loadgroup = True  # re-parsed the command line (no --dist), so it would not mark the groups
     try:
-        opts = OptbenchOptions(devices=selected_devices(config.getoption("device")))
+        opts = OptbenchOptions(device_choice=config.getoption("device"))
         opts.sizes = _parse_sizes(config.getoption("sizes"))
         opts.l2_flush = bool(config.getoption("l2_flush"))
         opts.optimizer_config = config.getoption("optimizer_config")
@@ -176,11 +189,21 @@ def device_params(config: pytest.Config) -> list[Any]:
     return out
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
+def _torch_version() -> str:
+    """The torch under test, without importing it where its distribution says which it is."""
+    if "torch" not in sys.modules:
+        try:
+            return metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            pass
     import torch
 
+    return torch.__version__
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = config.stash.get(OPTIONS, None)
-    lines = [f"optbench: torch {torch.__version__}, devices {opts.devices if opts else '?'}"]
+    lines = [f"optbench: torch {_torch_version()}, devices {opts.devices if opts else '?'}"]
     reason = cuda_skip_reason()
     if reason and opts and "cuda" not in opts.devices:
         lines.append(f"optbench: CUDA cases not collected ({reason}); --device all collects them as skips")
