@@ -22,7 +22,7 @@ CONFTEST = """
 import os, sys
 
 def pytest_unconfigure(config):
-    who = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+    who = getattr(config, "workerinput", {}).get("workerid", "controller")  # not the env: an outer xdist sets it
     with open(os.path.join(os.path.dirname(__file__), f"torch-{who}.txt"), "w") as fh:
         fh.write(str("torch" in sys.modules))
 """
