@@ -44,12 +44,13 @@ def test_a_suite_that_uses_nothing_of_optbench_imports_no_torch_in_any_process(p
         reason), out
 
 
-def test_the_cuda_answer_without_importing_torch_is_the_answer_torch_gives():
-    """A CPU-only build is told by its distribution's version (``+cpu``); anything else imports torch and asks it."""
+def test_the_answers_without_importing_torch_are_the_answers_torch_gives():
+    """The version comes from the distribution's metadata; a CPU-only build is told by that version (``+cpu``);
+    anything else imports torch and asks it."""
     code = ("import sys; from optbench import devices; before = devices.cuda_skip_reason(); "
-            "imported = 'torch' in sys.modules; import torch; "
-            "print(repr((before, imported, devices.cuda_skip_reason(), torch.__version__)))")
+            "told = devices.torch_version(); imported = 'torch' in sys.modules; import torch; "
+            "print(repr((before, told, imported, devices.cuda_skip_reason(), torch.__version__)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    before, imported, after, version = ast.literal_eval(out.stdout)
-    assert before == after, (before, after)
+    before, told, imported, after, version = ast.literal_eval(out.stdout)
+    assert before == after and told == version, (before, after, told, version)
     assert imported == (not version.endswith("+cpu")), (version, imported)

@@ -8,6 +8,7 @@ version (``+cpu``) without importing it."""
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from .errors import OptbenchError
@@ -25,24 +26,24 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _cpu_only_build() -> str | None:
-    """The version of the installed torch when it is a CPU-only build (a ``+cpu`` local version, as PyTorch's
-    CPU wheels are named), read from its distribution's metadata, without importing it; else None (unknown
-    without importing: a CUDA or ROCm build, or a torch with no metadata, as a source checkout may be)."""
-    from importlib import metadata
+def torch_version() -> str:
+    """The installed torch's version: from its distribution's metadata while torch is not imported (a torch
+    already imported is asked itself: its metadata may be another's, as a source checkout's may be)."""
+    if "torch" not in sys.modules:
+        try:
+            return metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            pass
+    import torch
 
-    try:
-        version = metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        return None
-    return version if version.endswith("+cpu") else None
+    return torch.__version__
 
 
 def cuda_skip_reason() -> str | None:
     """None when CUDA can be used, else the reason a CUDA test is skipped."""
-    if "torch" not in sys.modules:  # a torch already imported is asked itself (its metadata may be another's)
-        version = _cpu_only_build()
-        if version:
+    if "torch" not in sys.modules:
+        version = torch_version()
+        if version.endswith("+cpu"):  # PyTorch's CPU wheels are named so: no import needed to tell
             return f"CUDA not present: this torch ({version}) is a CPU-only build"
     import torch
 

@@ -14,12 +14,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import sys
-from importlib import metadata
-
 import pytest
 
-from optbench.devices import DEVICE_CHOICES, cuda_skip_reason, selected_devices
+from optbench.devices import DEVICE_CHOICES, cuda_skip_reason, selected_devices, torch_version
 from optbench.errors import OptbenchError
 
 
@@ -189,21 +186,9 @@ def device_params(config: pytest.Config) -> list[Any]:
     return out
 
 
-def _torch_version() -> str:
-    """The torch under test, without importing it where its distribution says which it is."""
-    if "torch" not in sys.modules:
-        try:
-            return metadata.version("torch")
-        except metadata.PackageNotFoundError:
-            pass
-    import torch
-
-    return torch.__version__
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     opts = config.stash.get(OPTIONS, None)
-    lines = [f"optbench: torch {_torch_version()}, devices {opts.devices if opts else '?'}"]
+    lines = [f"optbench: torch {torch_version()}, devices {opts.devices if opts else '?'}"]
     reason = cuda_skip_reason()
     if reason and opts and "cuda" not in opts.devices:
         lines.append(f"optbench: CUDA cases not collected ({reason}); --device all collects them as skips")
