@@ -9,7 +9,9 @@ two rank interpreters importing torch and torch._dynamo (which DDP and FSDP2 imp
 one script runs exactly so (a real subprocess, its exit status checked), and the others run in one
 driver process, each in a fresh namespace (runpy, as ``python script.py`` runs it), with ``mp.spawn``
 pointed at a forkserver that has imported those modules once; the ranks still import the script by its
-path and unpickle their job, as under spawn.
+path and unpickle their job, as under spawn. One driver runs every script (the aborting one included), and the
+module is one xdist group: the checks that write the scripts (``scripts``, ~10 s of rank-pool work) and the
+driver run once per suite, not once per worker that draws one of its tests.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tests.planted.dist_bugs import PLANTED_DIST
 from tests.scripts import imported_modules
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.xdist_group("test_distributed_reproducers")
 STDLIB = {"datetime", "tempfile", "time"}  # what a generated script may import besides torch and the optimizer
 CORRECT = "Opt = torch.optim.Adam"  # the control: an optimizer correct under FSDP2, DDP, ZeRO and DCP
 # torch.optim failures declared as strict xfails in the registry (torch 2.13): Muon's P18 is a numeric
@@ -161,28 +164,53 @@ def _assert_shows(name: str, message: str | None, verdict: str, printed: str) ->
         assert re.search(r"step \d+: max \|difference\| = ", printed), printed
 
 
-def test_every_distributed_failure_reproduces_standalone_with_the_checks_numbers(scripts, tmp_path):
+ABORTS = "the REAL script, its rank 1 aborting on the first attempt"  # the name of the injected script
+_HOOK = "    torch.set_num_threads(1)  # the two ranks share the CPU, as optbench's ranks do\n"
+
+
+@pytest.fixture(scope="module")
+def ran(scripts, tmp_path_factory):
+    """Every script run once: REAL as ``python script.py`` (a real subprocess, the real mp.spawn), beside one
+    driver that runs all the others and REAL with rank 1 aborting on its first attempt (one driver: its start
+    and its forkserver's imports, ~7 s of CPU, are paid once). Returns (paths, REAL's run, the driver's
+    results, the abort marker); the tests read them."""
+    tmp = tmp_path_factory.mktemp("reproducers")
     paths: dict[str, str] = {}
-    for name, (source, message) in scripts.items():
-        opt_module = {m for m in imported_modules(source) if m not in STDLIB | {"torch"}}
-        assert opt_module <= {"tests"}, f"{name}: imports {opt_module} besides torch, {STDLIB} and the optimizer's"
-        assert message is None or message in source.split('"""')[1], f"{name}: the docstring lacks the finding"
-        path = tmp_path / f"{re.sub(r'[^a-z0-9]+', '_', name.lower())}.py"
+    for name, (source, _) in scripts.items():
+        path = tmp / f"{re.sub(r'[^a-z0-9]+', '_', name.lower())}.py"
         path.write_text(source)
         paths[name] = str(path)
+    marker = tmp / "aborted"
+    source = scripts[REAL][0]
+    assert _HOOK in source
+    inject = (f"    import os, pathlib\n    if rank == 1 and not pathlib.Path({str(marker)!r}).exists():\n"
+              f"        pathlib.Path({str(marker)!r}).touch()\n        os.abort()\n")
+    aborts = tmp / "aborts_once.py"
+    aborts.write_text(source.replace(_HOOK, inject + _HOOK))
+    paths[ABORTS] = str(aborts)
     real = _start([sys.executable, paths[REAL]])  # exactly as a maintainer runs it
-    result = tmp_path / "results.json"
+    result = tmp / "results.json"
+    # the others in the driver, their ranks forked from a server that has imported torch: the retry after the
+    # abort is the script's own code either way; `python script.py` itself is the REAL run
     driver = _start([sys.executable, "-c", _DRIVER, str(result), *(p for n, p in paths.items() if n != REAL)])
     out, err, left = _finish(real, timeout=300)
     _, derr, dleft = _finish(driver, timeout=600)
     assert not left + dleft, f"the reproducers left processes running: {left + dleft}"
-    assert real.returncode == 1, f"`python {paths[REAL]}` exited {real.returncode}:\n{err[-3000:]}"
-    _assert_shows(REAL, scripts[REAL][1], err.rstrip().splitlines()[-1], out)
     assert driver.returncode == 0 and result.exists(), derr[-3000:]
-    ran = json.loads(result.read_text())
+    return paths, (real.returncode, out, err), json.loads(result.read_text()), marker
+
+
+def test_every_distributed_failure_reproduces_standalone_with_the_checks_numbers(scripts, ran):
+    for name, (source, message) in scripts.items():
+        opt_module = {m for m in imported_modules(source) if m not in STDLIB | {"torch"}}
+        assert opt_module <= {"tests"}, f"{name}: imports {opt_module} besides torch, {STDLIB} and the optimizer's"
+        assert message is None or message in source.split('"""')[1], f"{name}: the docstring lacks the finding"
+    paths, (code, out, err), results, _ = ran
+    assert code == 1, f"`python {paths[REAL]}` exited {code}:\n{err[-3000:]}"
+    _assert_shows(REAL, scripts[REAL][1], err.rstrip().splitlines()[-1], out)
     for name, path in paths.items():
-        if name != REAL:
-            _assert_shows(name, scripts[name][1], *ran[path])
+        if name not in (REAL, ABORTS):
+            _assert_shows(name, scripts[name][1], *results[path])
 
 
 @pytest.mark.parametrize("key, name", [("P18", "fsdp2_step.py"), ("P20", "dcp_resume.py")])
@@ -195,25 +223,11 @@ def test_docs_reproducers_are_the_generated_command_line_scripts(key, name):
     assert imported_modules(path.read_text()) <= {"torch", "argparse", "importlib"} | STDLIB
 
 
-def test_a_rank_killed_outside_python_gets_the_ranks_run_once_more(scripts, tmp_path):
+def test_a_rank_killed_outside_python_gets_the_ranks_run_once_more(scripts, ran):
     """A rank that dies by a signal (a native abort; seen once in ~25 loaded runs of the suite) is not the
     optimizer's verdict: the script runs the ranks once more, says so, and still ends with the check's
-    numbers. Here rank 1 aborts on the first attempt only."""
-    source, message = scripts[REAL]
-    marker = tmp_path / "aborted"
-    hook = "    torch.set_num_threads(1)  # the two ranks share the CPU, as optbench's ranks do\n"
-    assert hook in source
-    inject = (f"    import os, pathlib\n    if rank == 1 and not pathlib.Path({str(marker)!r}).exists():\n"
-              f"        pathlib.Path({str(marker)!r}).touch()\n        os.abort()\n")
-    path = tmp_path / "aborts_once.py"
-    path.write_text(source.replace(hook, inject + hook))
-    result = tmp_path / "results.json"
-    # in the driver, as the other scripts run (their ranks forked from a server that has imported torch): the
-    # retry is the script's own code either way; `python script.py` itself is run by the test above
-    proc = _start([sys.executable, "-c", _DRIVER, str(result), str(path)])
-    _, err, left = _finish(proc, timeout=300)
-    assert not left, left
-    assert proc.returncode == 0 and result.exists(), err[-3000:]
-    verdict, out = json.loads(result.read_text())[str(path)]
+    numbers. Here rank 1 of REAL's script aborts on the first attempt only."""
+    paths, _, results, marker = ran
+    verdict, out = results[paths[ABORTS]]
     assert marker.exists() and "rank 1 was killed by SIGABRT outside Python; running the ranks once more" in out, out
-    _assert_shows(REAL, message, verdict, out)
+    _assert_shows(REAL, scripts[REAL][1], verdict, out)
