@@ -23,9 +23,9 @@ README = ROOT / "README.md"
 # Commands not run here, with the reason (each must still be in the README).
 NOT_RUN = {
     'python3 -m pip install "tox>=4" && python3 -m tox -e bench':
-        "the main job: a tox env, the validation and the benchmarks, about 4.5 min on 2 cores",
+        "the main job: a tox env, the validation and the benchmarks, about 6-7 min on 2 cores",
     'python3 -m pip install "tox>=4" && python3 -m tox':
-        "the whole suite in a tox env (this test runs inside it), about 2.5 min on 2 cores",
+        "the whole suite in a tox env (this test runs inside it), about 4-5 min on 2 cores",
     "optbench validate torch.optim:Adam":
         "the whole contract on Adam with P18-P20, 8-13 s on 2 cores; the HalveGrad line runs one property the same way",
 }
