@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ from optbench.catalogue import get_target
 from optbench.optimizers import batch as B
 from optbench.optimizers import p1 as P1
 from optbench.optimizers.contract import Case
-from optbench.optimizers.convergence import make_units, starts_for
+from optbench.optimizers.convergence import LR_GRID, make_units, starts_for
 from optbench.optimizers.info import OptConfig, OptimizerInfo
 from optbench.validation import Request, build
 from optbench.verdict import FAIL, MEASURED, PASS, run_check
@@ -231,7 +232,12 @@ def test_reading_p_grad_without_a_none_check_is_not_failed_by_the_shared_runs(tm
 
 
 @pytest.mark.parametrize("name", ["BiasedSGD", "StallingSGD"])
-def test_planted_p1_bugs_still_fail_p1_on_every_judged_target(name, tmp_path):
+def test_planted_p1_bugs_still_fail_p1_on_every_judged_target_and_say_where_the_time_went(name, tmp_path):
+    """Also where the time went, a FAIL's as a PASS's: each verdict carries its lrs' runs (``p1_time``) and its
+    seconds are its part of the session the two targets share (the first check ran it all, the other none of
+    it: both had their wall time before); the parts hold at least the runs apportioned to them."""
+    from optbench.validation import render_time, time_table
+    from optbench.verdict import SHARE
     from tests.planted.p1_bugs import PLANTED_P1
 
     verdicts = _p1_verdicts(f"{name.lower()}=tests.planted.p1_bugs:{name}", tmp_path, epochs=400)
@@ -239,6 +245,12 @@ def test_planted_p1_bugs_still_fail_p1_on_every_judged_target(name, tmp_path):
     for target, v in verdicts.items():
         assert v.outcome == FAIL, f"{name} ({PLANTED_P1[name]}) on {target}: {v.outcome} {v.message}"
         assert "did not converge" in v.message or "no lr" in v.message or "ended at" in v.message, v.message
+        runs = sum(p["seconds"] for ph in v.data["p1_time"].values() for p in ph)
+        assert len(v.data["p1_time"]) == len(LR_GRID) and v.seconds == v.data[SHARE] and v.seconds >= runs > 0
+    items = [SimpleNamespace(target=t, id=f"{name}-foreach-{t}-float64-cpu") for t in verdicts]
+    table = time_table(items, list(verdicts.values()))[name.lower()]
+    assert set(table["p1"]) == set(table["p1_seconds"]) == {"seed_quadratic-float64", "booth-float64"}, table
+    assert "| booth-float64 | " in render_time({name: table}, markdown=True)
 
 
 def test_a_correct_optimizer_gets_the_same_band_with_shared_or_separate_runs(tmp_path, monkeypatch):

@@ -243,16 +243,21 @@ def _pool_run(request: Request, workers: int, progress: Callable[[int, int, Verd
 
 
 def time_table(items: Sequence[CheckItem], verdicts: Sequence[Verdict]) -> dict[str, Any]:
-    """Seconds per subject and property and, for P1, per target and lr (the shared runs' time apportioned to
-    each (target, lr) by the epochs it ran): where a verdict's time went."""
+    """Seconds per subject and property and, for P1, per target (its verdict's seconds: its part of the session
+    its case's targets share, ``verdict.SHARE``) and per target and lr (the shared runs' time apportioned to each
+    (target, lr) by the epochs it ran): where a verdict's time went, a FAIL's as a PASS's."""
     out: dict[str, Any] = OrderedDict()
     for item, v in zip(items, verdicts):
-        sub = out.setdefault(v.subject, {"seconds": 0.0, "by_property": OrderedDict(), "p1": OrderedDict()})
+        sub = out.setdefault(v.subject, {"seconds": 0.0, "by_property": OrderedDict(), "p1": OrderedDict(),
+                                         "p1_seconds": OrderedDict()})
         sub["seconds"] += v.seconds
         key = v.prop.split(".")[0].split(":")[0]
         sub["by_property"][key] = sub["by_property"].get(key, 0.0) + v.seconds
+        name = f"{item.target}-{item.id.rsplit('-', 2)[-2]}"
+        if (v.data or {}).get("p1_time"):  # the target's whole part, its own longer runs and the probes included
+            sub["p1_seconds"][name] = round(v.seconds, 3)
         for lr, phases in ((v.data or {}).get("p1_time") or {}).items():
-            tgt = sub["p1"].setdefault(f"{item.target}-{item.id.rsplit('-', 2)[-2]}", OrderedDict())
+            tgt = sub["p1"].setdefault(name, OrderedDict())
             tgt[lr] = {"seconds": round(sum(p["seconds"] for p in phases), 4),
                        "epochs": sum(p["epochs"] for p in phases), "ended": phases[-1]["ended"],
                        "phases": phases}
@@ -294,12 +299,14 @@ def render_time(table: dict[str, Any], *, markdown: bool) -> str:
                      + (f" ({props})" if props else ""))
         if markdown and sub["p1"]:
             lrs = list(OrderedDict.fromkeys(lr for t in sub["p1"].values() for lr in t))
-            lines += ["", "  P1 per target and lr: seconds, epochs run and how the run ended (conv: converged, div: "
+            lines += ["", "  P1 per target (all: its part of the case's P1, its own longer runs and the probes "
+                      "included) and per lr: seconds, epochs run and how the run ended (conv: converged, div: "
                       "diverged, budget: ran out, stop: cannot converge at its rate; + a rerun under a schedule)", "",
-                      "  | target | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
-                      "  |---|" + "---|" * len(lrs)]
+                      "  | target | all | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
+                      "  |---|---|" + "---|" * len(lrs)]
             for tname, per in sub["p1"].items():
-                cells = []
+                total = sub["p1_seconds"].get(tname)
+                cells = ["" if total is None else f"{total:.2f} s"]
                 for lr in lrs:
                     c = per.get(lr)
                     cells.append("" if c is None else f"{c['seconds']:.2f} s, " + " + ".join(

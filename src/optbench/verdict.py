@@ -45,6 +45,7 @@ class CheckFailure(AssertionError):
     the lines that declare the property exempt, where some methods break it on purpose."""
 
     stanza: str | None = None
+    data: dict | None = None  # what the check measured on the way (the verdict's data, as a PASS's return value)
 
     def __init__(self, prop: str, where: str, message: str, reproducer: str | None = None, *,
                  title: str | None = None) -> None:
@@ -62,6 +63,8 @@ class CheckFailure(AssertionError):
 
 class NotApplicable(Exception):
     """The check does not apply to this subject; ``str()`` is the detected reason."""
+
+    data: dict | None = None  # what the check measured before it could tell (the verdict's data)
 
 
 class SubjectRaised(CheckFailure):
@@ -150,6 +153,12 @@ def harness_message(exc: BaseException) -> str:
             f"please report it with this line")
 
 
+# data key: a check whose computation is shared with other checks (P1: a case's targets share one session, run
+# by the first of them) reports its own part of it here; its verdict's ``seconds`` is that part, not the wall
+# time of its call (the whole computation for the first check, nothing for the others)
+SHARE = "share_seconds"
+
+
 def run_check(item: CheckItem) -> Verdict:
     """Run one check and classify what happened. Never raises (except KeyboardInterrupt/SystemExit)."""
     base = dict(test=item.test, id=item.id, prop=item.prop, subject=item.subject, device=item.device)
@@ -166,16 +175,18 @@ def run_check(item: CheckItem) -> Verdict:
         if isinstance(data, dict) and data.get("note"):
             message = _one_line(data["note"])
     except CheckFailure as exc:
-        outcome, message, repro, stanza = FAIL, exc.one_line, exc.reproducer, exc.stanza
+        outcome, message, repro, stanza, data = FAIL, exc.one_line, exc.reproducer, exc.stanza, exc.data
     except Blocked as exc:
         outcome, message, repro = BLOCKED, _one_line(str(exc)), None
         if exc.known:
             outcome, message = XFAIL, f"known: {_one_line(exc.known)} | observed: {message}"
     except NotApplicable as exc:
-        outcome, message, repro = NA, _one_line(str(exc)), None
+        outcome, message, repro, data = NA, _one_line(str(exc)), None, exc.data
     except Exception as exc:  # noqa: BLE001 - anything else is optbench's own defect
         outcome, message, repro = ERROR, harness_message(exc), None
     secs = time.perf_counter() - t0
+    if isinstance(data, dict) and SHARE in data:  # a computation shared with other checks: this check's part of it
+        secs = data[SHARE]
     if item.known and outcome in (FAIL, BLOCKED):
         outcome, message = XFAIL, f"known: {_one_line(item.known)} | observed: {message}"
     elif item.known and outcome in (PASS, MEASURED):

@@ -22,6 +22,7 @@ target are the ones a run of that target alone takes (tests/test_p1_batch.py).
 from __future__ import annotations
 
 import math
+import time as _time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ import torch
 from ..devices import dtype_name
 from ..loop import OptimizerRaised
 from ..schedules import AUTO
-from ..verdict import NotApplicable
+from ..verdict import SHARE, CheckFailure, NotApplicable
 from . import contract as C
 from . import convergence as CV
 from . import witness
@@ -250,6 +251,7 @@ class _TargetP1:
     ok: list = field(default_factory=list)
     outcome: Any = None  # the data dict, or the exception to raise
     time: dict = field(default_factory=dict)  # lr -> {"epochs", "seconds", "ended"}: where the time went
+    own_seconds: float = 0.0  # spent on this target alone (its verdict's longer runs: _slow_or_stuck)
 
 
 class Session:
@@ -294,8 +296,6 @@ class Session:
         its own run raises. A shared run that raises is retried with one optimizer per slot (nothing retires
         inside a shared optimizer then), then target by target, so that the exception is the optimizer's own
         and lands on the target where it happens."""
-        import time as _time
-
         case = self.case
         per = {tr.target.name: self._units(tr, tr.lrs, tr.epochs) for tr in trs}
         units = [u for us in per.values() for u in us]
@@ -367,6 +367,27 @@ class Session:
     # ---- the decisions
 
     def compute(self) -> None:
+        t0 = _time.perf_counter()  # recorded in the verdicts' seconds; nothing is decided on it
+        self._compute()
+        self._share(_time.perf_counter() - t0)
+
+    def _share(self, total: float) -> None:
+        """Each target's part of the session's ``total`` seconds, in its verdict's data (``verdict.SHARE``, also on
+        a FAIL or N/A, with ``p1_time``): its own longer runs, plus the shared runs, probes and witness in
+        proportion to the epochs its units ran there (``p1_time``), so that the parts add up to the session."""
+        trs = list(self.runs.values())
+        apportioned = {tr.target.name: sum(p["seconds"] for ph in tr.time.values() for p in ph) for tr in trs}
+        shared = max(total - sum(tr.own_seconds for tr in trs), 0.0)
+        weight = sum(apportioned.values())
+        for tr in trs:
+            part = tr.own_seconds + shared * (apportioned[tr.target.name] / weight if weight else 1 / len(trs))
+            extra = {"p1_time": tr.time, SHARE: round(part, 4)}
+            if isinstance(tr.outcome, dict):
+                tr.outcome.update(extra)
+            elif isinstance(tr.outcome, (CheckFailure, NotApplicable)):
+                tr.outcome.data = {**(tr.outcome.data or {}), **extra}
+
+    def _compute(self) -> None:
         from ..catalogue import get_target
 
         case, info, cfg = self.case, self.case.info, self.case.config
@@ -419,7 +440,9 @@ class Session:
             if tr in hover and tr.outcome is None and not tr.ok and (tr not in redo or hovers(tr.res)):
                 self._after_hover(tr, scheduled[tr.target.name])
             if tr.outcome is None:
+                t0 = _time.perf_counter()
                 tr.outcome = self._finish(tr)
+                tr.own_seconds += _time.perf_counter() - t0
 
     def _early_hover(self, target: Any, units: list, dists: dict[int, torch.Tensor]) -> bool:
         """run_units' early_hover: at mid-budget, nothing of a judged target has converged and its lrs hover
