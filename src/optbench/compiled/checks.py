@@ -61,6 +61,7 @@ Nothing here imports pytest.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -276,14 +277,10 @@ def _noop() -> None:
     pass
 
 
+@functools.cache
 def _patched() -> None:
     """torch.compile's once-per-process patch of torch.optim applied (module docstring), whatever ran before."""
-    if not _PATCHED:
-        torch.compile(_noop, backend="eager")()  # the eager backend: Dynamo only, nothing for Inductor to build
-        _PATCHED.append(True)
-
-
-_PATCHED: list[bool] = []
+    torch.compile(_noop, backend="eager")()  # the eager backend: Dynamo only, nothing for Inductor to build
 
 
 def _compile_run(case: Case) -> CompiledRun:
