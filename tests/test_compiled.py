@@ -373,3 +373,13 @@ def test_a_step_compiled_first_in_its_process_gets_the_verdict_it_gets_after_oth
     infos = [i for i in builtin_registry() if i.name == "lbfgs"]
     after = [run_check(item).outcome for item in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))]
     assert first == after == [NA, NA, MEASURED], (first, after)
+
+
+def test_a_break_at_optbenchs_own_call_of_step_is_named_not_given_optbenchs_file_and_line():
+    """A step torch.compile does not trace breaks at the compiled function's call of ``opt.step()``, a line of
+    optbench's: the message names that place, never ``optbench/compiled/checks.py:NNN`` (meaningless to a user,
+    and it moved with every edit of that file)."""
+    call = GraphBreak("Skip calling `torch.compiler.disable()`d function", file=K.__file__,
+                      line=next(iter(K._CALL_LINES)))
+    (named,) = K.attribute([call])
+    assert named.where == "the compiled function's call of step()" and "checks.py" not in named.text(), named.text()

@@ -189,7 +189,8 @@ def attribute(breaks: Sequence[GraphBreak]) -> list[GraphBreak]:
             out.append(dataclasses.replace(b, owner="closure"))
         elif b.file == here and b.line in _CALL_LINES:
             if not inside:
-                out.append(dataclasses.replace(b, func="the compiled function's call of step()"))
+                # named, not as optbench's file:line, which a user cannot act on and which moves with every edit
+                out.append(dataclasses.replace(b, file="", line=0, func="the compiled function's call of step()"))
         else:
             out.append(b)
     return out

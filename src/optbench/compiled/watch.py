@@ -48,8 +48,8 @@ class GraphBreak:
 
     @property
     def where(self) -> str:
-        if not self.file:
-            return "(place not reported by this torch)"
+        if not self.file:  # a place of optbench's own (``attribute``) is named, not its file:line
+            return self.func or "(place not reported by this torch)"
         name = f" in {self.func}" if self.func else ""
         return f"{short_path(self.file)}:{self.line}{name}"
 
