@@ -490,8 +490,8 @@ class Session:
         elif len(lrs) > 1:
             band = (f"{target.name}: converged for lr in [{ok_lrs[0]:.3g}, {ok_lrs[-1]:.3g}] ({len(ok_lrs)} of "
                     f"{len(lrs)} grid lrs){note}" if ok_lrs else f"{target.name}: no lr of the grid converged{note}")
-        data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule,
-                "p1_time": tr.time}
+        # "p1_time" and the target's seconds are added by _share, for a FAIL and an N/A as for this
+        data = {"lr_band": band, "profiles": tr.records, "converged": bool(ok_lrs), "schedule": res.schedule}
         if case.info.registry:  # the report's notes say where the lr came from (optimizers/registered.py)
             data["note"] = " ".join(case.info.detected)
         if not ok_lrs and tr.judge:
