@@ -323,15 +323,16 @@ def test_a_one_group_optimizer_is_probed_with_one_optimizer_per_start():
 
 def test_a_coupling_the_probes_miss_is_caught_by_the_witness_and_run_apart():
     """D-Adaptation's d is one number over every parameter and stays at d0 for the probes' three steps: P7 and
-    the rows probe passed and P1 shared d across every target, lr and start. The witness (one start run again
-    alone) sees the shared run differ; the case is then run apart, and P1 reads exactly the runs it would
-    have made had the probes failed."""
-    from tests.planted.p1_bugs import LateCountScaledSGD
+    the rows probe passed and P1 shared d across every target, lr and start. P6's and P7's second look (32 steps)
+    now see D-Adaptation; a statistic that holds still longer still escapes them (LaterCountScaledSGD: 64 steps).
+    The witness (one start run again alone) sees the shared run differ; the case is then run apart, and P1 reads
+    exactly the runs it would have made had the probes failed."""
+    from tests.planted.p1_bugs import LaterCountScaledSGD
 
     targets = (("seed_quadratic", True), ("booth", True))
-    case = _case(LateCountScaledSGD, elementwise=None)
+    case = _case(LaterCountScaledSGD, elementwise=None)
     key = P1._case_key(case)
-    assert P1.probe(case, "P6") and P1.probe(case, "P7"), "the premise: the probes' three steps see no coupling"
+    assert P1.probe(case, "P6") and P1.probe(case, "P7"), "the premise: the probes' 32 steps see no coupling"
     shared = P1.Session(case, targets)
     shared.compute()
     assert P1._PROBES[key + ("witness",)] is False

@@ -110,6 +110,42 @@ def test_p6_and_p7_keep_their_exact_meaning_for_p1():
         C.check_p7(_case("GlobalRngNoise"))
 
 
+def test_a_statistic_that_acts_only_later_or_at_a_larger_lr_is_seen_by_the_second_look():
+    """P6 and P7 pass the contract's first 3 steps at lr 0.01 for these (the first look alone passed them, as it
+    passed D-Adaptation); the second look (32 steps at the contract's lr, then at lr 1) fails them with the cause,
+    says where it looked, and writes a reproducer that runs those steps at that lr."""
+    from optbench.optimizers import coupling as K
+
+    clip = _case("LargeStepClip")
+    assert K._p7_compare(clip, K.STEPS, None, finite_only=False) is None  # the first look: equal
+    assert K._p6_compare(clip, K.STEPS, None, finite_only=False) is None
+    with pytest.raises(C.PropertyFailure) as p7:
+        C.check_p7(clip)
+    msg = str(p7.value)
+    assert p7.value.trait and "at step 1 at lr 1 (equal over the first 3 steps at the contract's lr 0.01" in msg, msg
+    assert "coupled through a norm-like global statistic" in msg, msg
+    assert p7.value.details == {"lr": 1.0, "steps": 1}
+    with pytest.raises(C.PropertyFailure) as p6:
+        C.check_p6(clip)
+    assert p6.value.trait and "the groups interact through a shared statistic" in str(p6.value), str(p6.value)
+
+    (late,) = load_user_optimizers(["latecount=tests.planted.p1_bugs:LateCountScaledSGD"], rootdir=str(ROOT))
+    with pytest.raises(C.PropertyFailure) as count:  # lr scaled by the number of elements from step 9 on
+        C.check_p7(C.Case(late, late.configs[0], "foreach", torch.float64, "cpu"))
+    msg = str(count.value)
+    assert "at step 9 at lr 0.01 (equal over the first 3 steps" in msg, msg
+    assert "any neighbour's presence changes parameter 0's steps, whatever its gradient" in msg, msg
+    from optbench.optimizers.reproducer import script
+
+    repro = script(count.value, C.Case(late, late.configs[0], "foreach", torch.float64, "cpu"))
+    assert "train(Opt(ps, **KWARGS), ps, loss, 9)" in repro and "lr=0.01" in repro, repro
+
+    with pytest.raises(C.PropertyFailure) as stacked:  # the first look fails it; the cause is the batch
+        C.check_p7(_case("StackedByShape"))
+    assert stacked.value.trait and "not beside one of another shape" in str(stacked.value), str(stacked.value)
+    assert C.check_p7(_case("StackedByShape", torch.float32)) is None  # in float32 the batch changes nothing
+
+
 def test_a_trait_stanza_pasted_into_pyproject_declares_the_exemption(tmp_path):
     (item,) = _items("GlobalClip", ("P7",))
     v = run_check(item)

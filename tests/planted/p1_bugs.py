@@ -114,17 +114,19 @@ def own_step_too_small(params, lr=None):
 
 
 class LateCountScaledSGD(torch.optim.SGD):
-    """SGD whose steps after the eighth are scaled by min(1, 4 / the number of parameter elements that have a
-    gradient, over every group): one number of all the parameters that holds still for the probes' three steps,
-    as D-Adaptation's d holds at d0. Alone on a target of dimension <= 4 it is SGD and converges; sharing an
-    optimizer with the other starts, lrs and targets of P1 it crawls. Not a bug P1 should report: its runs must
-    be run apart (optimizers/witness.py), and then it converges as SGD does."""
+    """SGD whose steps after the eighth (``AFTER``) are scaled by min(1, 4 / the number of parameter elements that
+    have a gradient, over every group): one number of all the parameters that holds still for the contract's
+    first three steps, as D-Adaptation's d holds at d0. Alone on a target of dimension <= 4 it is SGD and
+    converges; sharing an optimizer with the other starts, lrs and targets of P1 it crawls. Not a bug P1 should
+    report: P6's and P7's second look (32 steps) fail it, a trait, and P1 runs it apart."""
+
+    AFTER = 8
 
     @torch.no_grad()
     def step(self, closure=None):
         g0 = self.param_groups[0]
         g0["steps_taken"] = g0.get("steps_taken", 0) + 1
-        if g0["steps_taken"] <= 8:
+        if g0["steps_taken"] <= self.AFTER:
             return super().step(closure)
         total = sum(p.numel() for g in self.param_groups for p in g["params"] if p.grad is not None)
         scale = min(1.0, 4.0 / max(total, 1))
@@ -136,6 +138,13 @@ class LateCountScaledSGD(torch.optim.SGD):
         finally:
             for g, lr in zip(self.param_groups, lrs):
                 g["lr"] = lr
+
+
+class LaterCountScaledSGD(LateCountScaledSGD):
+    """The same from step 65 on: past P6's and P7's second look (32 steps), so only P1's witness (one start run
+    again alone for the whole budget) sees that the shared runs differ, and runs the case apart."""
+
+    AFTER = 64
 
 
 class TrainsSmallOnly(torch.optim.SGD):

@@ -146,6 +146,62 @@ class GlobalClip(_Adam):
         return st["m"] / (1 - b1 ** t)  # momentum, not normalised: the clip's scale shows in the step
 
 
+class LargeStepClip(_Adam):
+    """Trait: Adam whose step over all parameters is clipped to a global norm ``max_step`` (a trust region over
+    the whole model). Adam's step is about lr per element, so at the contract's lr 0.01 the contract problem's
+    20 elements step by ~0.045 and no step is clipped: the first steps see independent parameters (and groups).
+    At lr 1 every step is clipped, and each parameter's step depends on the others' (P7's second look)."""
+
+    def __init__(self, params, lr=1e-3, max_step=0.5, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.max_step = max_step
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        ps = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+        before = [p.detach().clone() for p in ps]
+        loss = super().step(closure)
+        norm = math.sqrt(sum(float(((p - b).double() ** 2).sum()) for p, b in zip(ps, before)))
+        if norm > self.max_step:
+            for p, b in zip(ps, before):
+                p.copy_(b + (p - b) * (self.max_step / norm))
+        return loss
+
+
+class StackedByShape(_Adam):
+    """Trait of an implementation: the updates of parameters of one shape are computed as one stacked batch in
+    float32 (a "fast path", as foreach Newton-Schulz implementations stack same-shape matrices), a parameter alone
+    in its own dtype. Each update depends only on its own state, but in float64 a parameter beside another of its
+    shape is rounded to float32: P7 FAILs, and the cause is the batch, not a shared statistic."""
+
+    def _update(self, st: dict, t: int, b1: float, b2: float, eps: float) -> torch.Tensor:
+        return st["upd"]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        by_shape: dict = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault(tuple(p.shape), []).append(p)
+        for ps in by_shape.values():
+            for p in ps:
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.tensor(0.0)
+                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                t = int(st["step"].item()) + 1
+                b1, b2 = self.defaults["betas"]
+                m = st["m"] * b1 + p.grad * (1 - b1)
+                v = st["v"] * b2 + p.grad * p.grad * (1 - b2)
+                st["upd"] = (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + self.defaults["eps"])
+            if len(ps) > 1:  # the batch: stacked and computed in float32
+                batch = torch.stack([self.state[p]["upd"] for p in ps]).float()
+                for p, u in zip(ps, batch.unbind()):
+                    self.state[p]["upd"] = u.to(p.dtype)
+        return super().step(closure)
+
+
 # ---- P6 -------------------------------------------------------------------------------------------
 
 
@@ -361,6 +417,12 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "SharedStateDict": ("P7", "FAIL", "state is shared between parameters (state["),
     "GlobalClip": ("P7", "FAIL", "a trait of the method, not a bug: the parameters are coupled through a norm-like "
                                  "global statistic"),
+    "LargeStepClip": ("P7", "FAIL", "at lr 1 (equal over the first 3 steps at the contract's lr 0.01: what couples "
+                                    "them acts later or at a larger lr): max |Δx| = "),
+    "LargeStepClip.P6": ("P6", "FAIL", "(equal over the first 3 steps at the contract's lr 0.01: what couples them "
+                                       "acts later or at a larger lr)"),
+    "StackedByShape": ("P7", "FAIL", "a trait of the implementation, not a bug: parameters of one shape are computed "
+                                     "as one batch"),
     "FirstGroupLr": ("P6", "FAIL", "one group's lr is applied to the other, a bug"),
     "GlobalClip.P6": ("P6", "FAIL", "a trait of the method, not a bug: the groups interact through a shared statistic"),
     "InitFirstStep": ("P2", "PASS", "the first step only initialises state"),

@@ -13,6 +13,9 @@ parameters, the same seed), so it holds for a stochastic optimizer as for a dete
   random numbers in a different order, which no seed aligns: :class:`~.findings.DrawOrder`, a pass of the
   property with what was compared instead.
 
+Both look twice: the contract's first 3 steps at its lr, then :data:`LATE_STEPS` steps at that lr and at
+:data:`LATE_LR`, for a statistic over every parameter that holds still at first (D-Adaptation's d).
+
 :func:`rng_use` tells how an optimizer uses the global RNG (the same seed gives the same run, another seed
 another run).
 """
@@ -52,11 +55,21 @@ class RngUse:
         return self.kind in ("global", "own")
 
     @property
+    def draws(self) -> bool:
+        """Whether it draws from a global generator or one of its own at all: a joint and a separate run then draw in
+        another order, which can matter at a later step even where the probe's runs did not depend on the seed
+        (pytorch-optimizer's DASH: a power iteration from random vectors, rounded to bfloat16, every 10 steps)."""
+        return self.stochastic or bool(self.drawn) or bool(self.own)
+
+    @property
     def note(self) -> str:
         if self.kind == "own":
             return (f"draws random numbers from a torch.Generator of its own ({', '.join(self.own)}), seeded at "
                     f"construction: two instances draw the same numbers")
         gens = ", ".join(self.drawn) or "the global RNG"
+        if self.kind == "none":
+            return (f"draws random numbers from {gens}, though its runs did not depend on the seed over the probe's "
+                    f"steps (every run optbench compares starts from one seed, torch.manual_seed({rng.SEED}))")
         return (f"draws random numbers from {gens}: the same seed gives the same run and another seed another run "
                 f"(every run optbench compares starts from one seed, torch.manual_seed({rng.SEED}))")
 
@@ -72,6 +85,28 @@ def _drawing_run(case: Case, steps: int, seed: int) -> tuple[Any, list[str], lis
     opt = case.make(prob.params)
     traj = _run(case, prob, opt, steps)
     return traj, rng.which_drawn(before, rng.get_state()), rng.generators_of(opt)
+
+
+def draws_within(case: Case, steps: int, lr: float | None) -> bool:
+    """Whether a run of ``steps`` steps at ``lr`` (None: the contract's) draws from a global generator (P6's and P7's
+    second look, past the horizon of :func:`rng_use`)."""
+    with rng.isolated():
+        rng.reseed()
+        prob = Problem(case)
+        before = rng.get_state()
+        try:
+            _run(case, prob, case.make(prob.params, **_lr_kw(lr)), steps)
+        except OptimizerRaised:
+            return False
+        return bool(rng.which_drawn(before, rng.get_state()))
+
+
+def _uses(case: Case, steps: int, lr: float | None) -> RngUse:
+    """:func:`rng_use`, and for a second look whether the longer run draws (then :attr:`RngUse.draws`)."""
+    use = rng_use(case)
+    if lr is not None and not use.draws and draws_within(case, steps, lr):
+        use = RngUse(use.kind, ("the global RNG (past the first steps)",), use.own)
+    return use
 
 
 def rng_use(case: Case) -> RngUse:
@@ -99,8 +134,9 @@ def classify_rng(case: Case, ta: Any, tb: Any, tc: Any, drawn: Sequence[str], ow
     return RngUse("own" if own else "none", tuple(drawn), tuple(own))
 
 
-def _group_kwargs(case: Case, which: int) -> dict[str, Any]:
-    lr = case.info.contract_lr * (1.0 if which == 0 else 3.0)
+def _group_kwargs(case: Case, which: int, lr: float | None = None) -> dict[str, Any]:
+    """Group ``which``'s hyperparameters: lr the contract's (or ``lr``) times 1 or 3; weight decay 0 or 0.05."""
+    lr = (case.info.contract_lr if lr is None else lr) * (1.0 if which == 0 else 3.0)
     kw: dict[str, Any] = {"lr": lr}
     if accepts(case.info, case.config, "weight_decay"):
         kw["weight_decay"] = 0.0 if which == 0 else 0.05
@@ -110,13 +146,14 @@ def _group_kwargs(case: Case, which: int) -> dict[str, Any]:
 P6_PARAMS = (0, 2)  # one parameter per group, of different shapes
 
 
-def grouped_run(case: Case, steps: int, *, group_kw: Sequence[dict[str, Any]] | None = None, **problem: Any):
+def grouped_run(case: Case, steps: int, *, group_kw: Sequence[dict[str, Any]] | None = None, lr: float | None = None,
+                **problem: Any):
     """One optimizer over two param groups (parameters 0 and 2, hyperparameters ``group_kw``), reseeded. A group
     lr of 0 the constructor refuses is given as the contract lr and set to 0 after construction, as a scheduler
     does. Returns the trajectory of the two parameters."""
     rng.reseed()
     prob = Problem(case, **problem)
-    kws = group_kw if group_kw is not None else [_group_kwargs(case, 0), _group_kwargs(case, 1)]
+    kws = group_kw if group_kw is not None else [_group_kwargs(case, 0, lr), _group_kwargs(case, 1, lr)]
     ps = [prob.params[i] for i in P6_PARAMS]
     try:
         opt = case.make([{"params": [p], **kw} for p, kw in zip(ps, kws)])
@@ -146,24 +183,50 @@ def alone_run(case: Case, i: int, steps: int, **kw: Any):
     return _loop(case, prob.loss_fn([i]), [prob.params[i]], opt, steps, check_finite=False)
 
 
-def joint_run(case: Case, steps: int, which: Sequence[int] | None = None, **problem: Any):
-    """The parameters ``which`` (default all) under one optimizer, reseeded."""
+def joint_run(case: Case, steps: int, which: Sequence[int] | None = None, *, lr: float | None = None,
+              **problem: Any):
+    """The parameters ``which`` (default all) under one optimizer (at ``lr``, default the contract's), reseeded."""
     rng.reseed()
     prob = Problem(case, **problem)
     idx = list(range(len(prob.params))) if which is None else list(which)
     ps = [prob.params[i] for i in idx]
-    return _loop(case, prob.loss_fn(idx), ps, case.make(ps), steps, check_finite=False)
+    return _loop(case, prob.loss_fn(idx), ps, case.make(ps, **_lr_kw(lr)), steps, check_finite=False)
 
 
-def _p6_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float] | None:
-    """(step, group, max |Δx|) where a param group differs from its parameter under its own optimizer, or None."""
-    tj = grouped_run(case, steps)
-    sides = [alone_run(case, i, steps, **_group_kwargs(case, gi)) for gi, i in enumerate(P6_PARAMS)]
+def _lr_kw(lr: float | None) -> dict[str, Any]:
+    return {} if lr is None else {"lr": lr}
+
+
+def _p6_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> tuple[int, int, float] | None:
+    tj = grouped_run(case, steps, lr=lr)
+    sides = [alone_run(case, i, steps, **_group_kwargs(case, gi, lr)) for gi, i in enumerate(P6_PARAMS)]
+    live = [True, True]
     for k in range(1, steps + 1):
         for gi, ts in enumerate(sides):
             a, b = [tj.xs[k][gi]], [ts.xs[k][0]]
+            if finite_only and not (live[gi] and _finite(a) and _finite(b)):
+                live[gi] = False
+                continue
             if not _same(case, a, b, 1.0 + float(a[0].abs().max())):
                 return k, gi, max_diff(a, b)
+    return None
+
+
+def _p6_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float, float | None] | None:
+    """(step, group, max |Δx|, base lr) where a param group differs from its parameter under its own optimizer, or
+    None; the base lr (group 0's; group 1 has 3x) is None within the contract's first ``steps`` steps, else that of
+    the second look (as P7's: :data:`LATE_STEPS` steps at the contract's lr, then with group 1 at :data:`LATE_LR`)."""
+    first = _p6_compare(case, steps, None, finite_only=False)
+    if first is not None:
+        return (*first, None)
+    for lr in _late_lrs(case):
+        base = None if lr is None else lr / 3.0
+        try:
+            late = _p6_compare(case, LATE_STEPS, base, finite_only=True)
+        except OptimizerRaised:  # a step at this lr raises: other checks see it; P6 has no evidence here
+            continue
+        if late is not None:
+            return (*late, case.info.contract_lr if base is None else base)
     return None
 
 
@@ -184,18 +247,60 @@ def check_p6(case: Case) -> None:
         raise NotApplicable(f"{case.name} takes one param group only: constructing it with two raised "
                             f"{type(exc.original).__name__}: {' '.join(str(exc.original).split())}") from None
     if mismatch is not None:
-        raise diagnose_p6(case, *mismatch)
+        k, gi, diff, lr = mismatch
+        raise diagnose_p6(case, k, gi, diff, STEPS if lr is None else LATE_STEPS, lr=lr)
 
 
-def _p7_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float] | None:
-    """(parameter, step, max |Δx|) where a parameter optimized jointly differs from optimized alone, or None."""
-    tj = joint_run(case, steps)
+# P7 looks twice. First STEPS steps at the contract's lr (every planted and upstream bug of shared state shows
+# there). Then LATE_STEPS steps at the contract's lr and at LATE_LR, for a statistic over every parameter that holds
+# still at first: D-Adaptation's d stays at d0 = 1e-6 until the steps grow it. Measured on pytorch-optimizer 4.1.0
+# (joint vs alone, float64, the contract's problem): DAdaptAdam parts at step 26 at lr 0.01 and at step 3 at lr 1;
+# DAdaptLion, DAdaptAdaGrad and DAdaptAdan agree for 64 steps at lr 0.01 and part at steps 5, 5 and 3 at lr 1, the
+# default lr of D-Adaptation and Prodigy (lr multiplies d) and the upper decade of P1's grid, whose shared runs
+# this property licenses. torch.optim's optimizers agree bit for bit for 64 steps at lrs 0.01 to 3.16. A run
+# that leaves the finite numbers (a large lr can diverge) is compared up to its last finite step.
+LATE_STEPS = 32
+LATE_LR = 1.0
+
+
+def _late_lrs(case: Case) -> list[float | None]:
+    """The lrs of P7's second look (None: the contract's)."""
+    lrs: list[float | None] = [None]
+    if accepts(case.info, case.config, "lr") and case.info.contract_lr != LATE_LR:
+        lrs.append(LATE_LR)
+    return lrs
+
+
+def _finite(xs: Sequence[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(x).all()) for x in xs)
+
+
+def _p7_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> tuple[int, int, float] | None:
+    tj = joint_run(case, steps, lr=lr)
     for i in range(len(tj.xs[0])):
-        ts = alone_run(case, i, steps)
+        ts = alone_run(case, i, steps, **_lr_kw(lr))
         for k in range(1, steps + 1):
             a, b = [tj.xs[k][i]], [ts.xs[k][0]]
+            if finite_only and not (_finite(a) and _finite(b)):
+                break
             if not _same(case, a, b, 1.0 + float(a[0].abs().max())):
                 return i, k, max_diff(a, b)
+    return None
+
+
+def _p7_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float, float | None] | None:
+    """(parameter, step, max |Δx|, lr) where a parameter optimized jointly differs from optimized alone, or None;
+    lr is None at the contract's lr within its first ``steps`` steps, else the lr of the second look."""
+    first = _p7_compare(case, steps, None, finite_only=False)
+    if first is not None:
+        return (*first, None)
+    for lr in _late_lrs(case):
+        try:
+            late = _p7_compare(case, LATE_STEPS, lr, finite_only=True)
+        except OptimizerRaised:  # a step at this lr raises: other checks see it; P7 has no evidence here
+            continue
+        if late is not None:
+            return (*late, case.info.contract_lr if lr is None else lr)
     return None
 
 
@@ -205,10 +310,12 @@ def check_p7(case: Case) -> None:
 
     Raises whenever it does not (bit for bit on CPU), whatever the cause, which the exception names
     (:func:`.coupling.diagnose_p7`): state shared between parameters (a bug), a global statistic (a trait), or
-    the order of random draws (:class:`DrawOrder`)."""
+    the order of random draws (:class:`DrawOrder`). Compared over the contract's first steps, then further out and
+    at a larger lr (:data:`LATE_STEPS`, :data:`LATE_LR`), where a statistic that holds still at first acts."""
     mismatch = _p7_mismatch(case)
     if mismatch is not None:
-        raise diagnose_p7(case, *mismatch)
+        i, k, diff, lr = mismatch
+        raise diagnose_p7(case, i, k, diff, STEPS if lr is None else LATE_STEPS, lr=lr)
 
 
 def _passes_order_independently(check: Callable[[Case], None]) -> Callable[[Case], dict[str, Any] | None]:
@@ -241,10 +348,14 @@ def _moved(traj: Any, i: int) -> float:
     return max(float((x[i].double() - traj.xs[0][i].double()).abs().max()) for x in traj.xs[1:])
 
 
-def _param_diff(case: Case, t1: Any, i1: int, t2: Any, i2: int) -> tuple[int, float] | None:
-    """The first step where parameter ``i1`` of ``t1`` and ``i2`` of ``t2`` differ (the case's rule), with max |Δx|."""
+def _param_diff(case: Case, t1: Any, i1: int, t2: Any, i2: int, finite_only: bool = False
+                ) -> tuple[int, float] | None:
+    """The first step where parameter ``i1`` of ``t1`` and ``i2`` of ``t2`` differ (the case's rule), with max |Δx|
+    (``finite_only``: up to the last step where both are finite)."""
     for k in range(1, min(len(t1.xs), len(t2.xs))):
         a, b = [t1.xs[k][i1]], [t2.xs[k][i2]]
+        if finite_only and not (_finite(a) and _finite(b)):
+            return None
         if not _same(case, a, b, 1.0 + float(a[0].abs().max())):
             return k, max_diff(a, b)
     return None
@@ -256,22 +367,23 @@ def _unseeded(prop: str, case: Case, base: str) -> PropertyFailure:
                            offer=False)
 
 
-def _p6_not_honoured(case: Case, steps: int) -> tuple[str, str] | None:
+def _p6_not_honoured(case: Case, steps: int, lr: float | None = None) -> tuple[str, str] | None:
     """(diagnosis, reason) when a group's hyperparameter is not honoured, tested within one optimizer."""
-    kws = [_group_kwargs(case, 0), _group_kwargs(case, 1)]
+    kws = [_group_kwargs(case, 0, lr), _group_kwargs(case, 1, lr)]
+    fin = lr is not None  # P6's second look: a run that diverged is compared up to its last finite step
     for gi, kw in enumerate(kws):  # a group's own hyperparameters mean what the constructor's mean
         rng.reseed()
         prob = Problem(case)
         p = prob.params[P6_PARAMS[gi]]
         own = _loop(case, prob.loss_fn([P6_PARAMS[gi]]), [p], case.make([{"params": [p], **kw}]), steps,
                     check_finite=False)
-        d = _param_diff(case, own, 0, alone_run(case, P6_PARAMS[gi], steps, **kw), 0)
+        d = _param_diff(case, own, 0, alone_run(case, P6_PARAMS[gi], steps, **kw), 0, fin)
         if d is not None:
             return (f"a param group given {kw} in its own dict steps differently from the same values given to the "
                     f"constructor (at step {d[0]}: max |Δx| = {d[1]:.3g}): the constructor transforms them before "
                     f"storing them in defaults (e.g. rescales lr) and a group's own values skip it, a bug",
                     "a param group's own lr or weight_decay is not transformed like the constructor's")
-    base = grouped_run(case, steps)
+    base = grouped_run(case, steps, group_kw=kws)
     for g in (0, 1):
         other = 1 - g
         frozen = [dict(kw, lr=0.0) if gi == g else kw for gi, kw in enumerate(kws)]
@@ -289,15 +401,16 @@ def _p6_not_honoured(case: Case, steps: int) -> tuple[str, str] | None:
                     f"other, a bug", "one param group's lr is applied to another")
     for g in (0, 1):
         changed = [dict(kw, lr=kw["lr"] * 2) if gi == g else kw for gi, kw in enumerate(kws)]
-        if _moved(base, g) > 0 and _param_diff(case, base, g, grouped_run(case, steps, group_kw=changed), g) is None:
+        if _moved(base, g) > 0 and _param_diff(case, base, g, grouped_run(case, steps, group_kw=changed), g,
+                                               fin) is None:
             return (f"changing param group {g}'s lr from {kws[g]['lr']:g} to {changed[g]['lr']:g} does not change its "
                     f"steps: the group's lr is not honoured, a bug (is lr read from self.defaults instead of the "
                     f"group?)", f"param group {g}'s lr is not honoured")
     if "weight_decay" in kws[1]:
         no_wd = [kws[0], dict(kws[1], weight_decay=0.0)]
-        if _param_diff(case, base, 1, grouped_run(case, steps, group_kw=no_wd), 1) is None:
+        if _param_diff(case, base, 1, grouped_run(case, steps, group_kw=no_wd), 1, fin) is None:
             with_wd = alone_run(case, P6_PARAMS[1], steps, **kws[1])
-            if _param_diff(case, with_wd, 0, alone_run(case, P6_PARAMS[1], steps, **no_wd[1]), 0) is not None:
+            if _param_diff(case, with_wd, 0, alone_run(case, P6_PARAMS[1], steps, **no_wd[1]), 0, fin) is not None:
                 return (f"changing param group 1's weight_decay from {kws[1]['weight_decay']:g} to 0 does not change "
                         f"its steps, though it does under its own optimizer: the group's weight_decay is not honoured, "
                         f"a bug (read from self.defaults?)", "param group 1's weight_decay is not honoured")
@@ -311,12 +424,12 @@ def _alone_or_none(case: Case, i: int, steps: int, **kw: Any) -> Any:
         return None
 
 
-def _p6_interaction(case: Case, steps: int) -> str | None:
+def _p6_interaction(case: Case, steps: int, lr: float | None = None) -> str | None:
     """Whether a group's steps change when only the other group's gradients change (one optimizer, same draws)."""
-    base = grouped_run(case, steps)
+    base = grouped_run(case, steps, lr=lr)
     for g in (0, 1):
         other = 1 - g
-        d = _param_diff(case, base, g, grouped_run(case, steps, perturb=[P6_PARAMS[other]]), g)
+        d = _param_diff(case, base, g, grouped_run(case, steps, lr=lr, perturb=[P6_PARAMS[other]]), g, lr is not None)
         if d is not None:
             return (f"group {g}'s steps change when only group {other}'s gradients change (at step {d[0]}: max |Δx| = "
                     f"{d[1]:.3g})")
@@ -338,31 +451,37 @@ ORDER_NOTE = ("{what} draw their random numbers in a different order, which no s
               "held: {held}")
 
 
-def diagnose_p6(case: Case, k: int, gi: int, diff: float, steps: int = STEPS) -> Exception:
-    """The cause of a param group that differs from its parameter under its own optimizer."""
-    base = (f"param group {gi} ({_group_kwargs(case, gi)}) differs from the same parameter under its own optimizer "
-            f"at step {k}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
-    use = rng_use(case)
+def diagnose_p6(case: Case, k: int, gi: int, diff: float, steps: int = STEPS, *, lr: float | None = None
+                ) -> Exception:
+    """The cause of a param group that differs from its parameter under its own optimizer (at step ``k``; ``lr``:
+    group 0's lr in P6's second look, whose ``steps`` steps the diagnosis runs, else None)."""
+    at = "" if lr is None else (f" (equal over the first {STEPS} steps at the contract's lr "
+                                f"{case.info.contract_lr:g}: what couples them acts later or at a larger lr)")
+    base = (f"param group {gi} ({_group_kwargs(case, gi, lr)}) differs from the same parameter under its own "
+            f"optimizer at step {k}{at}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
+    found = {} if lr is None else {"lr": lr, "steps": k}  # what the reproducer repeats
+    use = _uses(case, steps, lr)
     if use.kind == "unseeded":
         return _unseeded("P6", case, base)
     try:
         for c, told in _resolved(case):
-            bug = _p6_not_honoured(c, steps)
+            bug = _p6_not_honoured(c, steps, lr)
             if bug is not None:
-                return PropertyFailure("P6", case, f"{base}: {bug[0]}{told}", reason=bug[1])
-            inter = _p6_interaction(c, steps)
+                return PropertyFailure("P6", case, f"{base}: {bug[0]}{told}", reason=bug[1], **found)
+            inter = _p6_interaction(c, steps, lr)
             if inter is not None:
                 inter += told
                 break
     except OptimizerRaised as exc:
-        return PropertyFailure("P6", case, f"{base} (telling its cause raised inside the optimizer: {exc})")
+        return PropertyFailure("P6", case, f"{base} (telling its cause raised inside the optimizer: {exc})", **found)
     if inter is not None:
         return PropertyFailure("P6", case, f"{base}: a trait of the method, not a bug: the groups interact through a "
                                            f"shared statistic ({inter}; e.g. a global gradient norm or clip over all "
                                            f"parameters), while each group's hyperparameters are honoured (a group at "
                                            f"lr=0 stays frozen while the other moves)", trait=True,
-                               reason="param groups interact through a shared statistic (e.g. a global gradient norm)")
-    if use.stochastic:
+                               reason="param groups interact through a shared statistic (e.g. a global gradient norm)",
+                               **found)
+    if use.draws:
         held = ("a group at lr=0 stays frozen while the other moves, changing a group's lr changes its steps, and "
                 "changing one group's gradients leaves the other group's steps unchanged")
         note = f"{use.note}; " + ORDER_NOTE.format(what="one optimizer with two param groups and two optimizers",
@@ -371,7 +490,7 @@ def diagnose_p6(case: Case, k: int, gi: int, diff: float, steps: int = STEPS) ->
     return PropertyFailure("P6", case, f"{base}: each group's hyperparameters are honoured and neither group's steps "
                                        f"depend on the other's gradients: does the update depend on how many groups or "
                                        f"parameters the optimizer holds (e.g. a counter advanced once per group)?",
-                           reason="the update depends on how many param groups the optimizer holds")
+                           reason="the update depends on how many param groups the optimizer holds", **found)
 
 
 def _shared_state(case: Case) -> str | None:
@@ -393,11 +512,11 @@ def _shared_state(case: Case) -> str | None:
     return None
 
 
-def _zero_neighbour(case: Case, i: int, j: int, steps: int) -> float | None:
+def _zero_neighbour(case: Case, i: int, j: int, steps: int, lr: float | None = None) -> float | None:
     """max |Δx| of parameter ``i`` between a run beside ``j`` whose gradient is exactly zero and a run alone, when
     beyond the case's tolerance (a zero term may round a sum differently), else None."""
-    t = joint_run(case, steps, [i, j], zero=[j])
-    a = alone_run(case, i, steps)
+    t = joint_run(case, steps, [i, j], lr=lr, zero=[j])
+    a = alone_run(case, i, steps, **_lr_kw(lr))
     for k in range(1, steps + 1):
         d = max_diff([t.xs[k][0]], [a.xs[k][0]])
         if d > rel_tol(case.dtype) * (1.0 + float(a.xs[k][0].abs().max())):
@@ -405,12 +524,18 @@ def _zero_neighbour(case: Case, i: int, j: int, steps: int) -> float | None:
     return None
 
 
-def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> Exception:
-    """The cause of a parameter that differs when optimized jointly with others."""
+def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, lr: float | None = None
+                ) -> Exception:
+    """The cause of a parameter that differs when optimized jointly with others (at step ``k`` of a run at ``lr``:
+    None for the contract's first steps, else P7's second look, whose ``steps`` steps at ``lr`` the diagnosis runs:
+    a statistic that acted late in one run may act later still in another)."""
     shapes = [tuple(s) for s in Problem(case).shapes]
+    at = "" if lr is None else (f" at lr {lr:g} (equal over the first {STEPS} steps at the contract's lr "
+                                f"{case.info.contract_lr:g}: what couples them acts later or at a larger lr)")
     base = (f"parameter {i} (shape {shapes[i]}) optimized jointly with the others differs from optimizing it alone at "
-            f"step {k}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
-    use = rng_use(case)
+            f"step {k}{at}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
+    found = {} if lr is None else {"lr": lr, "steps": k}  # what the reproducer repeats
+    use = _uses(case, steps, lr)
     if use.kind == "unseeded":
         return _unseeded("P7", case, base)
     same = [j for j in range(len(shapes)) if j != i and shapes[j] == shapes[i]]
@@ -420,18 +545,19 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
         if shared is not None:
             return PropertyFailure("P7", case, f"{base}: state is shared between parameters ({shared}), a bug (create "
                                                f"each parameter's state in self.state[p])",
-                                   reason="state is shared between parameters")
+                                   reason="state is shared between parameters", **found)
         for c, told in _resolved(case):
-            tj = joint_run(c, steps)
-            d_same = _param_diff(c, tj, i, joint_run(c, steps, perturb=same), i) if same else None
-            d_other = _param_diff(c, tj, i, joint_run(c, steps, perturb=others), i) if others else None
+            tj = joint_run(c, steps, lr=lr)
+            fin = lr is not None  # the second look: a run that diverged is compared up to its last finite step
+            d_same = _param_diff(c, tj, i, joint_run(c, steps, lr=lr, perturb=same), i, fin) if same else None
+            d_other = _param_diff(c, tj, i, joint_run(c, steps, lr=lr, perturb=others), i, fin) if others else None
             if d_same or d_other:
                 break
         zero = None
-        if (d_same or d_other) and not use.stochastic:  # a zero-gradient neighbour changes the draws' order
-            zero = _zero_neighbour(c, i, same[0] if same else others[0], steps)
+        if (d_same or d_other) and not use.draws:  # a zero-gradient neighbour changes the draws' order
+            zero = _zero_neighbour(c, i, same[0] if same else others[0], steps, lr)
     except OptimizerRaised as exc:
-        return PropertyFailure("P7", case, f"{base} (telling its cause raised inside the optimizer: {exc})")
+        return PropertyFailure("P7", case, f"{base} (telling its cause raised inside the optimizer: {exc})", **found)
     if d_same is not None and d_other is None:
         z = f"; a neighbour whose gradient is zero still changes its update (max |Δx| = {zero:.3g})" if zero else ""
         return PropertyFailure("P7", case, f"{base}: state is shared between parameters of the same shape, a bug: "
@@ -439,9 +565,9 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
                                            f"{same[0]} (same shape) change (max |Δx| = {d_same[1]:.3g}), not when those "
                                            f"of a parameter of another shape do{z} (is state keyed by shape, or a "
                                            f"buffer reused across parameters?){told}",
-                               reason="state is shared between parameters of the same shape")
+                               reason="state is shared between parameters of the same shape", **found)
     if d_same is not None or d_other is not None:
-        if use.stochastic:
+        if use.draws:
             kind = "a global statistic"
         elif zero is None:
             kind = "a norm-like global statistic: a neighbour whose gradient is zero leaves it unchanged"
@@ -454,12 +580,41 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS) -> 
                                            f"gradients change, of {'any shape' if d_other else 'its shape'}: max |Δx| "
                                            f"= {d[1]:.3g}), and no state tensor is shared between parameters{told}",
                                trait=True, reason="parameters are coupled through a global statistic (e.g. a global "
-                                                  "gradient norm)")
-    if use.stochastic:
+                                                  "gradient norm)", **found)
+    if use.draws:
         held = "no state tensor is shared, and changing the other parameters' gradients leaves each parameter's steps unchanged"
         note = f"{use.note}; " + ORDER_NOTE.format(what="a joint run and separate runs", held=held)
         return DrawOrder(f"{base}: {note}", note)
+    try:  # whose presence changes it, when no neighbour's gradient does
+        by_same = _presence(c, i, same, steps, lr)
+        by_other = _presence(c, i, others, steps, lr)
+    except OptimizerRaised:
+        by_same = by_other = None
+    if by_same is not None and by_other is None:
+        return PropertyFailure("P7", case, f"{base}: a trait of the implementation, not a bug: parameters of one shape "
+                                           f"are computed as one batch (e.g. stacked into one matmul or Newton-Schulz "
+                                           f"iteration), which rounds differently from a parameter alone: parameter "
+                                           f"{i}'s steps change when a parameter of its shape is beside it (max |Δx| = "
+                                           f"{by_same:.3g}), whatever that parameter's gradient, and not beside one of "
+                                           f"another shape{told}", trait=True,
+                               reason="parameters of one shape are computed as one batch, which rounds differently",
+                               **found)
+    present = "" if by_same is None and by_other is None else (
+        f" (any neighbour's presence changes parameter {i}'s steps, whatever its gradient: max |Δx| = "
+        f"{max(d for d in (by_same, by_other) if d is not None):.3g})")
     return PropertyFailure("P7", case, f"{base}: no state is shared and no parameter's steps depend on another's "
-                                       f"gradients: does the update depend on how many parameters the optimizer holds "
-                                       f"(e.g. a step counter advanced once per parameter)?",
-                           reason="the update depends on how many parameters the optimizer holds")
+                                       f"gradients{present}: does the update depend on how many parameters the "
+                                       f"optimizer holds (e.g. a step counter advanced once per parameter, or a "
+                                       f"statistic over every element that their values do not change, such as a "
+                                       f"count or a sum of signs)?",
+                           reason="the update depends on how many parameters the optimizer holds", **found)
+
+
+def _presence(case: Case, i: int, neighbours: Sequence[int], steps: int, lr: float | None) -> float | None:
+    """max |Δx| of parameter ``i`` between a run beside the first of ``neighbours`` and a run alone, or None where
+    they agree (or there is no such neighbour)."""
+    if not neighbours:
+        return None
+    d = _param_diff(case, joint_run(case, steps, [i, neighbours[0]], lr=lr), 0, alone_run(case, i, steps, **_lr_kw(lr)),
+                    0, lr is not None)
+    return None if d is None else d[1]
