@@ -101,3 +101,29 @@ def test_the_reproducer_of_an_eval_that_raises_before_the_first_step_raises_it_t
                           text=True, timeout=300)
     result = json.loads(proc.stdout.strip().splitlines()[-1])[str(path)]
     assert result[0].startswith("KeyError"), result
+
+
+def test_a_p15_reproducer_compares_the_two_implementations_or_precisions_the_check_compared(tmp_path):
+    """P15's reproducers compared the failing implementation with itself ("foreach vs None": the failure did not
+    say what the other side was), so they passed where the check failed (6 of the collection's 126)."""
+    infos = load_user_optimizers(["lrslip=tests.planted.bugs:ForeachLrSlip", "eps32=tests.planted.bugs:Float32Eps"],
+                                 rootdir=str(ROOT))
+    items = [i for i in optimizer_checks(Selection(optimizers=infos, devices=("cpu",))) if i.prop == "P15"]
+    wanted = {("lrslip", "test_p15_impl_parity"): "foreach vs forloop", ("eps32", "test_p15_dtype_parity"): "float64 vs float32"}
+    scripts: dict[str, str] = {}
+    for item in items:
+        if (item.subject, item.test) not in wanted or scripts and any(item.subject in k for k in scripts.values()):
+            continue
+        v = run_check(item)
+        assert v.outcome == FAIL and v.reproducer, (item.nodeid, v.outcome, v.message)
+        path = tmp_path / f"{item.subject}.py"
+        path.write_text(v.reproducer)
+        scripts[str(path)] = f"{item.subject}:{wanted[(item.subject, item.test)]}"
+    assert len(scripts) == 2, scripts
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, *scripts], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for path, (how, printed) in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+        sides = scripts[path].split(":")[1]
+        assert how.startswith("AssertionError: P15") and sides in printed, (scripts[path], how, printed)

@@ -6,6 +6,8 @@ HandAdam is kept in the per-param state; ``StepOutsideState`` reads a Python att
 
 from __future__ import annotations
 
+import torch
+
 from .correct import HandAdam
 
 
@@ -34,3 +36,40 @@ PLANTED: dict[str, tuple[str, str, str]] = {
 
 for _name, (_bug, _prop, _doc) in PLANTED.items():
     globals()[_name] = _planted(_name, _bug, f"Planted bug ({_prop}): {_doc}.")
+
+
+# P15 (implementation and dtype parity) needs an optimizer with two paths: two small SGDs, outside PLANTED.
+
+
+class ForeachLrSlip(torch.optim.SGD):
+    """Planted bug (P15, implementations): the foreach path steps with lr * 1.001 (a constant folded wrong), the
+    for-loop path with lr."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        lrs = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            if g.get("foreach"):
+                g["lr"] = g["lr"] * 1.001
+        try:
+            return super().step(closure)
+        finally:
+            for g, lr in zip(self.param_groups, lrs):
+                g["lr"] = lr
+
+
+class Float32Eps(torch.optim.Adam):
+    """Planted bug (P15, dtypes): eps is 0.1 for float32 parameters ("float32 needs a larger eps") and 1e-8 for
+    float64, so the two precisions take different steps from the first."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        eps = [g["eps"] for g in self.param_groups]
+        for g in self.param_groups:
+            if any(p.dtype == torch.float32 for p in g["params"]):
+                g["eps"] = 0.1
+        try:
+            return super().step(closure)
+        finally:
+            for g, e in zip(self.param_groups, eps):
+                g["eps"] = e

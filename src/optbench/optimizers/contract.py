@@ -605,7 +605,7 @@ def check_p15_impls(case: Case, other_impl: str) -> None:
         if max_diff(ta.xs[k], tb.xs[k]) > tol:
             raise PropertyFailure("P15", case, f"{case.impl} and {other_impl} disagree at step {k}: max |Δx| = "
                                                f"{max_diff(ta.xs[k], tb.xs[k]):.3g} > {tol:.1e}; last points "
-                                               f"{_fmt(ta.xs[k][0])} vs {_fmt(tb.xs[k][0])}")
+                                               f"{_fmt(ta.xs[k][0])} vs {_fmt(tb.xs[k][0])}", other=other_impl)
 
 
 @rng.forked
@@ -625,7 +625,7 @@ def check_p15_dtypes(case: Case) -> None:
         if d > tol:
             raise PropertyFailure("P15", case, f"float32 and float64 disagree at step {k}: max |Δx| = {d:.3g} > "
                                                f"{tol:.1e} (1e3·eps32·k·scale); float64 {_fmt(ta.xs[k][0])} vs "
-                                               f"float32 {_fmt(tb.xs[k][0])}")
+                                               f"float32 {_fmt(tb.xs[k][0])}", other="float32")
 
 
 @rng.forked

@@ -312,7 +312,7 @@ for k in range(5):
     d = max_diff(a[k], b[k])
     tol = $p15_tol
     print(f"step {k + 1}: max |dx| $a_name vs $b_name = {d:.3g} (tol {tol:.1e})")
-    assert d <= tol, "P15: the two implementations disagree"
+    assert d <= tol, "P15: $a_name and $b_name disagree"
 ''',
     "P16": '''
 for set_to_none in (True, False):
