@@ -170,9 +170,13 @@ def test_the_ddp_rounding_tolerance_admits_ulps_and_still_fails_a_per_partition_
     ("NestedStateDict", "does not return torch's layout", "a key that is not a parameter"),
     # SGDSaI: grad.norm() of a sharded gradient kept as state, a pending Partial DTensor that dcp.save refuses
     ("PartialNormInState", "a DTensor with a Partial placement", "kept as a plain tensor"),
-], ids=["state-key", "nested-layout", "partial-dtensor"])
+    # Gravity: the optimizer's own code raises (ZeroDivisionError) in the lr=0 step get_state_dict initialises with
+    ("NoiseOverLr", "it initialises the state with one lr=0 step on zero gradients) raised ZeroDivisionError",
+     "reshards DTensor state"),
+], ids=["state-key", "nested-layout", "partial-dtensor", "optimizer-raises-at-lr-0"])
 def test_p20_names_the_cause_of_a_checkpoint_that_dcp_refuses(planted, says, not_says):
-    """Each of these raised inside torch.distributed.checkpoint; P20's hint must name its own cause, not another's."""
+    """Each of these raised inside torch.distributed.checkpoint (or, for NoiseOverLr, inside the optimizer in a step
+    DCP drives); P20's hint must name its own cause, not another's."""
     infos = load_user_optimizers([f"p=tests.planted.dist_bugs:{planted}"], rootdir=str(ROOT))
     [item] = [it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))
               if it.test == "test_p20_dcp_resume"]

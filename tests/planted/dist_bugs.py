@@ -184,3 +184,18 @@ class PartialNormInState(torch.optim.SGD):
                 if p.grad is not None:
                     self.state[p]["gnorm"] = p.grad.norm()
         return super().step(closure)
+
+
+class NoiseOverLr(torch.optim.SGD):
+    """Draws each parameter's initial noise state with std = 0.1 / lr (Gravity's ``std=alpha / lr``): at lr = 0
+    the constructor of the state raises ZeroDivisionError. torch.distributed.checkpoint's get_state_dict
+    initialises a fresh optimizer's state with one lr=0 step, so P20 fails there, inside the optimizer's own code:
+    its message must say so, not blame a resharding of DTensor state."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and "v" not in self.state[p]:
+                    self.state[p]["v"] = torch.empty_like(p).normal_(mean=0.0, std=0.1 / group["lr"])
+        return super().step(closure)

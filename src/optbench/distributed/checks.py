@@ -188,7 +188,10 @@ def _raise_subject(prop: str, case: Case, raised: dict[int, SubjectRaised] | Sub
         text += (" (optimizer.state holds a DTensor with a Partial placement: an unreduced norm or sum of a sharded "
                  "gradient, e.g. grad.norm(), stored as state; reduce it before storing it (.full_tensor(), or "
                  ".redistribute(placements=[Replicate()])))")
-    elif prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what):
+    elif prop in _HINTS and ("dcp." in first.what or "state_dict" in first.what) and \
+            first.where.startswith("torch/distributed/"):
+        # DCP or DTensor refused the state; an exception of the optimizer's own code in a step DCP drives (Gravity's
+        # ZeroDivisionError at get_state_dict's lr=0 initialising step) has nothing to do with resharding
         text += f" ({_HINTS[prop]})"
     failure = PropertyFailure(prop, case, text)
     failure.cause = (first.exc_type, first.message)  # one root cause, one finding (optimizers.plan.blocked_by_root)
