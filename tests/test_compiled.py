@@ -301,6 +301,21 @@ def test_guard_text_is_the_failed_guard_on_one_line():
     assert guard_text(reason) == "self.param_groups[0]['lr'] == 0.0033 # for group in self.param_groups: # optim/adam.py:229"
 
 
+def test_a_guard_on_optbench_own_compiled_function_reads_as_the_users_expression_not_optbench_file_and_line():
+    """A2Grad's P21 FAIL named 'step_fn (optbench/compiled/checks.py:126)', a line of optbench's that moves with every
+    edit, and Dynamo's own source location, and spelled the optimizer as optbench's variable (run.opt)."""
+    from optbench.compiled import checks
+    from optbench.compiled.watch import _frame_name
+
+    reason = ("0/0: run.opt.state[list(dict.keys(run.opt.state))[0]]['alpha_k'] == 0.2857142857142857 "
+              "# (_dynamo/output_graph.py:3375 in remove_tensorify_specialized_graphargs)")
+    assert guard_text(reason) == "opt.state[list(dict.keys(opt.state))[0]]['alpha_k'] == 0.2857142857142857"
+    own = checks._Run.body.__code__
+    assert _frame_name(own) == "the compiled function around opt.step()"
+    theirs = torch.optim.Adam.step.__code__
+    assert _frame_name(theirs).startswith(f"{theirs.co_name} (torch/optim/"), _frame_name(theirs)
+
+
 def _raise_from(filename: str, inner=None):
     """Raise a RuntimeError whose innermost traceback frame is in ``filename`` (compiled from source under that
     name, as torch.compile's generated runtime code is), called through ``inner`` when given."""

@@ -25,6 +25,7 @@ Nothing here imports pytest; torch._dynamo is imported on first use only.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -145,8 +146,7 @@ class Watch:
                 if new:
                     # one reason per cache entry, the newest entry's first: the guard that failed last time's graph,
                     # e.g. "self.param_groups[0]['lr'] == 0.0033"
-                    rec.guards.append(f"{code.co_name} ({short_path(code.co_filename)}:{code.co_firstlineno}): "
-                                      f"{guard_text(new[0])}")
+                    rec.guards.append(f"{_frame_name(code)}: {guard_text(new[0])}")
             self.steps.append(rec)
 
     def graphs_after(self, warmup: int) -> int:
@@ -180,10 +180,26 @@ def short_path(path: str) -> str:
     return "/".join(parts[-3:])
 
 
+_OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the optbench package
+
+
+def _frame_name(code: Any) -> str:
+    """Where a guard was installed: the function and its file:line, or, for optbench's own compiled function (the
+    wrapper around ``opt.step()``, whose lines move with every edit and which no user can act on), just that."""
+    if os.path.abspath(code.co_filename).startswith(_OWN + os.sep):
+        return "the compiled function around opt.step()"
+    return f"{code.co_name} ({short_path(code.co_filename)}:{code.co_firstlineno})"
+
+
 def guard_text(reason: str) -> str:
-    """The failed guard of one Dynamo recompile reason, on one line, without its "2/0: " prefix."""
+    """The failed guard of one Dynamo recompile reason, on one line, without its "2/0: " prefix; optbench's own
+    names for the optimizer and its scheduler (``run.opt``, ``run.sched``) read as ``opt`` and ``scheduler``, and a
+    source comment that points into Dynamo itself (where the guard was made, not what it guards) is dropped."""
     first = str(reason).strip().splitlines()[0] if str(reason).strip() else ""
     first = re.sub(r"^\d+/\d+:\s*", "", first)
+    first = re.sub(r"\brun\.opt\b", "opt", first)
+    first = re.sub(r"\brun\.sched\b", "scheduler", first)
+    first = re.sub(r"\s*#\s*\((?:torch/)?_dynamo/[^)]*\)", "", first)
     return " ".join(first.split())
 
 
