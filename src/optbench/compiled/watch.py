@@ -220,7 +220,13 @@ def _reason_lines(text: str) -> tuple[str, str]:
             break
         if not kind and not line.startswith(("Graph break", "Hint:", "Developer debug context")):
             kind = line
-    return kind, explanation
+    return no_address(kind), no_address(explanation)
+
+
+def no_address(text: str) -> str:
+    """``<function LBFGS.step at 0x7f81...>`` -> ``<function LBFGS.step>``: a memory address differs from run to
+    run, and a verdict's message must not."""
+    return re.sub(r" at 0x[0-9a-fA-F]+(?=>)", "", text)
 
 
 def _parse_breaks(messages: Sequence[str], fallback: dict[str, int]) -> list[GraphBreak]:
@@ -326,7 +332,7 @@ def one_line(exc: BaseException, limit: int = 400) -> str:
     """``Type: message`` on one line, without Dynamo's long "from user code" and hint sections."""
     text = str(exc).split("\n\nfrom user code:")[0].split("\n\nSet TORCHDYNAMO_VERBOSE")[0]
     text = re.split(r"\n\s*Hint:", text)[0]
-    text = " ".join(text.split())
+    text = no_address(" ".join(text.split()))
     if len(text) > limit:
         text = text[:limit] + " ..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
