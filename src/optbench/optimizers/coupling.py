@@ -197,6 +197,50 @@ def _lr_kw(lr: float | None) -> dict[str, Any]:
     return {} if lr is None else {"lr": lr}
 
 
+# P6 and P7 look twice. First STEPS steps at the contract's lr (every planted and upstream bug of shared state shows
+# there). Then LATE_STEPS steps at the contract's lr and at LATE_LR, for a statistic over every parameter that holds
+# still at first: D-Adaptation's d stays at d0 = 1e-6 until the steps grow it. Measured on pytorch-optimizer 4.1.0
+# (joint vs alone, float64, the contract's problem): DAdaptAdam parts at step 26 at lr 0.01 and at step 3 at lr 1;
+# DAdaptLion, DAdaptAdaGrad and DAdaptAdan agree for 64 steps at lr 0.01 and part at steps 5, 5 and 3 at lr 1, the
+# default lr of D-Adaptation and Prodigy (lr multiplies d) and the upper decade of P1's grid, whose shared runs this
+# property licenses. Every registry config of torch.optim agrees bit for bit over both looks (its P6 and P7 pass;
+# Adam and SGD for 64 steps at lrs 0.01 to 3.16 too). A run that leaves the finite numbers (a large lr can diverge)
+# is compared up to its last finite step.
+LATE_STEPS = 32
+LATE_LR = 1.0
+
+
+def _late_lrs(case: Case) -> list[float | None]:
+    """The lrs of the second look (None: the contract's)."""
+    lrs: list[float | None] = [None]
+    if accepts(case.info, case.config, "lr") and case.info.contract_lr != LATE_LR:
+        lrs.append(LATE_LR)
+    return lrs
+
+
+def _finite(xs: Sequence[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(x).all()) for x in xs)
+
+
+def _looks(case: Case, compare: Callable[..., tuple | None], steps: int, scale: float = 1.0) -> tuple | None:
+    """``compare``'s mismatch with the lr it was found at: None within the first look (``steps`` steps at the
+    contract's lr, every step compared), else the second look's (:data:`LATE_STEPS` steps at each of
+    :func:`_late_lrs` times ``scale``, compared while both runs are finite). A step that raises at a second-look
+    lr is other checks' finding: no evidence here."""
+    first = compare(case, steps, None, finite_only=False)
+    if first is not None:
+        return (*first, None)
+    for lr in _late_lrs(case):
+        at = None if lr is None else lr * scale
+        try:
+            late = compare(case, LATE_STEPS, at, finite_only=True)
+        except OptimizerRaised:
+            continue
+        if late is not None:
+            return (*late, case.info.contract_lr if at is None else at)
+    return None
+
+
 def _p6_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> tuple[int, int, float] | None:
     tj = grouped_run(case, steps, lr=lr)
     sides = [alone_run(case, i, steps, **_group_kwargs(case, gi, lr)) for gi, i in enumerate(P6_PARAMS)]
@@ -214,20 +258,8 @@ def _p6_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> 
 
 def _p6_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float, float | None] | None:
     """(step, group, max |Δx|, base lr) where a param group differs from its parameter under its own optimizer, or
-    None; the base lr (group 0's; group 1 has 3x) is None within the contract's first ``steps`` steps, else that of
-    the second look (as P7's: :data:`LATE_STEPS` steps at the contract's lr, then with group 1 at :data:`LATE_LR`)."""
-    first = _p6_compare(case, steps, None, finite_only=False)
-    if first is not None:
-        return (*first, None)
-    for lr in _late_lrs(case):
-        base = None if lr is None else lr / 3.0
-        try:
-            late = _p6_compare(case, LATE_STEPS, base, finite_only=True)
-        except OptimizerRaised:  # a step at this lr raises: other checks see it; P6 has no evidence here
-            continue
-        if late is not None:
-            return (*late, case.info.contract_lr if base is None else base)
-    return None
+    None; the base lr is group 0's (group 1 has 3x), None within the first look, else the second look's."""
+    return _looks(case, _p6_compare, steps, scale=1.0 / 3.0)
 
 
 @rng.forked
@@ -251,30 +283,6 @@ def check_p6(case: Case) -> None:
         raise diagnose_p6(case, k, gi, diff, STEPS if lr is None else LATE_STEPS, lr=lr)
 
 
-# P7 looks twice. First STEPS steps at the contract's lr (every planted and upstream bug of shared state shows
-# there). Then LATE_STEPS steps at the contract's lr and at LATE_LR, for a statistic over every parameter that holds
-# still at first: D-Adaptation's d stays at d0 = 1e-6 until the steps grow it. Measured on pytorch-optimizer 4.1.0
-# (joint vs alone, float64, the contract's problem): DAdaptAdam parts at step 26 at lr 0.01 and at step 3 at lr 1;
-# DAdaptLion, DAdaptAdaGrad and DAdaptAdan agree for 64 steps at lr 0.01 and part at steps 5, 5 and 3 at lr 1, the
-# default lr of D-Adaptation and Prodigy (lr multiplies d) and the upper decade of P1's grid, whose shared runs
-# this property licenses. torch.optim's optimizers agree bit for bit for 64 steps at lrs 0.01 to 3.16. A run
-# that leaves the finite numbers (a large lr can diverge) is compared up to its last finite step.
-LATE_STEPS = 32
-LATE_LR = 1.0
-
-
-def _late_lrs(case: Case) -> list[float | None]:
-    """The lrs of P7's second look (None: the contract's)."""
-    lrs: list[float | None] = [None]
-    if accepts(case.info, case.config, "lr") and case.info.contract_lr != LATE_LR:
-        lrs.append(LATE_LR)
-    return lrs
-
-
-def _finite(xs: Sequence[torch.Tensor]) -> bool:
-    return all(bool(torch.isfinite(x).all()) for x in xs)
-
-
 def _p7_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> tuple[int, int, float] | None:
     tj = joint_run(case, steps, lr=lr)
     for i in range(len(tj.xs[0])):
@@ -290,18 +298,8 @@ def _p7_compare(case: Case, steps: int, lr: float | None, finite_only: bool) -> 
 
 def _p7_mismatch(case: Case, steps: int = STEPS) -> tuple[int, int, float, float | None] | None:
     """(parameter, step, max |Δx|, lr) where a parameter optimized jointly differs from optimized alone, or None;
-    lr is None at the contract's lr within its first ``steps`` steps, else the lr of the second look."""
-    first = _p7_compare(case, steps, None, finite_only=False)
-    if first is not None:
-        return (*first, None)
-    for lr in _late_lrs(case):
-        try:
-            late = _p7_compare(case, LATE_STEPS, lr, finite_only=True)
-        except OptimizerRaised:  # a step at this lr raises: other checks see it; P7 has no evidence here
-            continue
-        if late is not None:
-            return (*late, case.info.contract_lr if lr is None else lr)
-    return None
+    lr is None within the first look, else the second look's."""
+    return _looks(case, _p7_compare, steps)
 
 
 @rng.forked
