@@ -36,13 +36,30 @@ print(json.dumps(out))
 """
 
 
+# P15 needs two paths (implementations or precisions): two small SGDs, and what their reproducers must compare. Until
+# the failure carried the other side, every P15 script compared the failing side with itself ("foreach vs None")
+# and passed where the check failed (6 of the third-party collection's 126).
+P15_PLANTED = {"lrslip": ("ForeachLrSlip", "test_p15_impl_parity", "foreach vs forloop"),
+               "eps32": ("Float32Eps", "test_p15_dtype_parity", "float64 vs float32")}
+
+
 def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_when_run(tmp_path):
     specs = [f"{n.lower()}=tests.planted.bugs:{n}" for n in PLANTED]
+    specs += [f"{key}=tests.planted.bugs:{cls}" for key, (cls, _, _) in P15_PLANTED.items()]
     infos = load_user_optimizers(specs, rootdir=str(ROOT))
     items = optimizer_checks(Selection(optimizers=infos, devices=("cpu",)))
     want = {n.lower(): prop for n, (_, prop, _) in PLANTED.items()}
     scripts: dict[str, str] = {}
+    sides: dict[str, str] = {}  # P15 script -> the two sides it must print
     for item in items:
+        if item.subject in P15_PLANTED and item.test == P15_PLANTED[item.subject][1] and \
+                not any(item.subject in nodeid for nodeid in scripts.values()):
+            v = run_check(item)
+            assert v.outcome == FAIL and v.reproducer, (item.nodeid, v.outcome, v.message)
+            path = tmp_path / f"{item.subject}_{item.test}.py"
+            path.write_text(v.reproducer)
+            scripts[str(path)], sides[str(path)] = item.nodeid, P15_PLANTED[item.subject][2]
+            continue
         # each bug's own property, primary implementation; float32 for P9 (state created in float64)
         dtype = "float32" if want.get(item.subject) == "P9" else "float64"
         if item.prop != want.get(item.subject) or item.id != f"{item.subject}-default-{dtype}-cpu":
@@ -55,7 +72,7 @@ def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_w
         path = tmp_path / f"{item.subject}_{item.test}.py"
         path.write_text(v.reproducer)
         scripts[str(path)] = item.nodeid
-    assert {Path(p).name.split("_test_")[0] for p in scripts} == set(want), sorted(scripts.values())
+    assert {Path(p).name.split("_test_")[0] for p in scripts} == set(want) | set(P15_PLANTED), sorted(scripts.values())
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run([sys.executable, "-c", _DRIVER, *scripts], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -66,6 +83,7 @@ def test_planted_bugs_reproducers_import_only_torch_and_the_optimizer_and_fail_w
     for path, (how, printed) in results.items():
         # the violation shows as the property's own assertion, or as the exception the optimizer raised
         assert how.startswith("AssertionError: P") or "StepOutsideState" in how, (scripts[path], how, printed)
+        assert path not in sides or sides[path] in printed, (scripts[path], printed)  # P15: the two sides compared
 
 
 def test_a_reproducer_of_a_step_calling_its_closure_under_no_grad_shows_the_property(tmp_path):
@@ -102,28 +120,3 @@ def test_the_reproducer_of_an_eval_that_raises_before_the_first_step_raises_it_t
     result = json.loads(proc.stdout.strip().splitlines()[-1])[str(path)]
     assert result[0].startswith("KeyError"), result
 
-
-def test_a_p15_reproducer_compares_the_two_implementations_or_precisions_the_check_compared(tmp_path):
-    """P15's reproducers compared the failing implementation with itself ("foreach vs None": the failure did not
-    say what the other side was), so they passed where the check failed (6 of the collection's 126)."""
-    infos = load_user_optimizers(["lrslip=tests.planted.bugs:ForeachLrSlip", "eps32=tests.planted.bugs:Float32Eps"],
-                                 rootdir=str(ROOT))
-    items = [i for i in optimizer_checks(Selection(optimizers=infos, devices=("cpu",))) if i.prop == "P15"]
-    wanted = {("lrslip", "test_p15_impl_parity"): "foreach vs forloop", ("eps32", "test_p15_dtype_parity"): "float64 vs float32"}
-    scripts: dict[str, str] = {}
-    for item in items:
-        if (item.subject, item.test) not in wanted or scripts and any(item.subject in k for k in scripts.values()):
-            continue
-        v = run_check(item)
-        assert v.outcome == FAIL and v.reproducer, (item.nodeid, v.outcome, v.message)
-        path = tmp_path / f"{item.subject}.py"
-        path.write_text(v.reproducer)
-        scripts[str(path)] = f"{item.subject}:{wanted[(item.subject, item.test)]}"
-    assert len(scripts) == 2, scripts
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, *scripts], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for path, (how, printed) in json.loads(proc.stdout.strip().splitlines()[-1]).items():
-        sides = scripts[path].split(":")[1]
-        assert how.startswith("AssertionError: P15") and sides in printed, (scripts[path], how, printed)
