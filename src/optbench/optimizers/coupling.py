@@ -449,15 +449,22 @@ ORDER_NOTE = ("{what} draw their random numbers in a different order, which no s
               "held: {held}")
 
 
+def _second_look(case: Case, k: int, lr: float | None) -> tuple[str, dict[str, Any]]:
+    """For a mismatch of the second look (``lr`` not None): the words that say where it was found, and the details
+    the reproducer repeats (that lr, ``k`` steps); for the first look, nothing."""
+    if lr is None:
+        return "", {}
+    return (f" (equal over the first {STEPS} steps at the contract's lr {case.info.contract_lr:g}: what couples "
+            f"them acts later or at a larger lr)", {"lr": lr, "steps": k})
+
+
 def diagnose_p6(case: Case, k: int, gi: int, diff: float, steps: int = STEPS, *, lr: float | None = None
                 ) -> Exception:
     """The cause of a param group that differs from its parameter under its own optimizer (at step ``k``; ``lr``:
     group 0's lr in P6's second look, whose ``steps`` steps the diagnosis runs, else None)."""
-    at = "" if lr is None else (f" (equal over the first {STEPS} steps at the contract's lr "
-                                f"{case.info.contract_lr:g}: what couples them acts later or at a larger lr)")
+    at, found = _second_look(case, k, lr)
     base = (f"param group {gi} ({_group_kwargs(case, gi, lr)}) differs from the same parameter under its own "
             f"optimizer at step {k}{at}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
-    found = {} if lr is None else {"lr": lr, "steps": k}  # what the reproducer repeats
     use = _uses(case, steps, lr)
     if use.kind == "unseeded":
         return _unseeded("P6", case, base)
@@ -528,11 +535,10 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, 
     None for the contract's first steps, else P7's second look, whose ``steps`` steps at ``lr`` the diagnosis runs:
     a statistic that acted late in one run may act later still in another)."""
     shapes = [tuple(s) for s in Problem(case).shapes]
-    at = "" if lr is None else (f" at lr {lr:g} (equal over the first {STEPS} steps at the contract's lr "
-                                f"{case.info.contract_lr:g}: what couples them acts later or at a larger lr)")
+    at, found = _second_look(case, k, lr)
+    at = at and f" at lr {lr:g}{at}"
     base = (f"parameter {i} (shape {shapes[i]}) optimized jointly with the others differs from optimizing it alone at "
             f"step {k}{at}: max |Δx| = {diff:.3g}, expected equal {_cmp_word(case)}")
-    found = {} if lr is None else {"lr": lr, "steps": k}  # what the reproducer repeats
     use = _uses(case, steps, lr)
     if use.kind == "unseeded":
         return _unseeded("P7", case, base)
