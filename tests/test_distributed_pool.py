@@ -235,3 +235,26 @@ def test_a_prestarted_zygote_is_adopted_by_the_first_process_that_needs_ranks_an
     proc = subprocess.run([sys.executable, "-c", child], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.stdout.split() == ["True", "True", "False", "0", "True", "False"], proc.stdout + proc.stderr
+
+
+def test_a_rank_of_a_dead_zygote_is_never_signalled_its_pid_may_be_a_strangers_now():
+    """Once its zygote is gone, a rank died with it and was reaped by init; with pid_max 32768 its pid can belong to
+    another process within seconds (a rank of the next pool, once, killed mid-task with exit code -9). kill() then
+    sends nothing; while the zygote lives it kills as before."""
+
+    class _Zyg:
+        pid, alive = 0, False
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child = zygote.Child(_Zyg(), None, None, None)
+        child._set_pid(stranger.pid)  # the stale pid, now another process's
+        child.kill()
+        with pytest.raises(subprocess.TimeoutExpired):  # still running a second later: not signalled
+            stranger.wait(1.0)
+        _Zyg.alive = True
+        child.kill()
+        assert stranger.wait(10) == -signal.SIGKILL
+    finally:
+        stranger.kill()
+        stranger.wait(10)

@@ -113,7 +113,11 @@ class Child:
         return self.returncode
 
     def kill(self) -> None:
-        if self.returncode is None and self._pid is not None:
+        """SIGKILL the rank while its zygote lives (until the zygote reaps it, its pid is its own). Once the zygote
+        is gone the rank died with it (PR_SET_PDEATHSIG), was reaped by init, and its pid may already belong to
+        another process (pid_max is 32768 here): signalling it then could kill a stranger, e.g. a rank of a new
+        pool."""
+        if self.returncode is None and self._pid is not None and self._zygote.alive:
             try:
                 os.kill(self._pid, signal.SIGKILL)
             except ProcessLookupError:
