@@ -10,6 +10,7 @@ pay torch's import (~2-3 s). The devices are resolved when first asked for (coll
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -81,6 +82,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="benchmark parameter counts, e.g. 1,1e3,1e6 (default: 1,1e3,1e5,1e6,1e7 on CPU, up to 1e8 on CUDA)",
     )
     group.addoption("--l2-flush", action="store_true", default=False, help="flush the cache before each timed round")
+    group.addoption(
+        "--p1-limit",
+        default=None,
+        metavar="MINUTES",
+        help="P1 runs projected to take longer are N/A with the figures, not run (default 15, or $OPTBENCH_P1_LIMIT; "
+             "0: no limit)",
+    )
 
 
 def _parse_sizes(text: str | None) -> list[int] | None:
@@ -122,6 +130,12 @@ def pytest_configure(config: pytest.Config) -> None:
         opts.sizes = _parse_sizes(config.getoption("sizes"))
         opts.l2_flush = bool(config.getoption("l2_flush"))
         opts.optimizer_config = config.getoption("optimizer_config")
+        from optbench.p1_limit import ENV, limit_s, parse_minutes
+
+        if config.getoption("p1_limit") is not None:  # read where P1 runs: this process, its xdist workers
+            parse_minutes(config.getoption("p1_limit"), "--p1-limit")
+            os.environ[ENV] = config.getoption("p1_limit")
+        limit_s()  # a bad $OPTBENCH_P1_LIMIT: a usage error now, not an error in every P1 check
         if config.getoption("target"):
             from optbench.target_spec import load_targets
 

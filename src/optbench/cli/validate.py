@@ -2,6 +2,7 @@
 
     optbench validate [NAME=]module:attr ... [--target module:attr ...] [--config FILE]
                       [--device cpu|cuda|all] [-n N] [--out DIR] [-k TEXT] [--no-distributed] [--no-compile]
+                      [--p1-limit MINUTES]
 
 Prints one verdict table per optimizer (property x case: PASS, FAIL, N/A, EXEMPT, XFAIL, MEASURED),
 then every finding with its one-line diagnosis and a standalone reproducer, and writes the same as
@@ -50,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="skip the distributed properties P18-P20 (they start two gloo processes)")
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="skip P21, the step under torch.compile (Inductor compiles C++ on CPU: a few seconds each)")
+    p.add_argument("--p1-limit", default=None, metavar="MINUTES",
+                   help="P1 runs projected to take longer than this are N/A with the figures, not run (default 15, "
+                        "or $OPTBENCH_P1_LIMIT; 0: no limit)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     return p
 
@@ -93,6 +97,12 @@ def main(args: argparse.Namespace) -> int:
     if not args.optimizers and not args.target:
         raise OptbenchError("nothing to validate: name optimizers as module:attr (e.g. optbench validate "
                             "myopt:MyAdam) or targets with --target module:attr")
+    from ..p1_limit import ENV, limit_s, parse_minutes
+
+    if args.p1_limit is not None:  # read by P1 in the workers, which inherit this environment
+        parse_minutes(args.p1_limit, "--p1-limit")
+        os.environ[ENV] = args.p1_limit
+    limit_s()  # a bad $OPTBENCH_P1_LIMIT is bad input, said here rather than by every P1 check
     workers = default_workers() if args.workers is None else args.workers
     if workers < 1:
         raise OptbenchError(f"-n {args.workers}: give a number of workers >= 1")

@@ -304,11 +304,14 @@ def _layout(slots: list[_Slot], groups_exact: bool, params_exact: bool, schedule
 def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_exact: bool,
               weight_decay: float = 0.0, check_grad: bool = True, early_stop: bool = True,
               schedule: Mapping[str, Any] | None = None, hopeless: bool = False, lockstep: bool = True,
-              early_hover: Callable[[Any, list[Unit], dict[int, torch.Tensor]], bool] | None = None) -> None:
+              early_hover: Callable[[Any, list[Unit], dict[int, torch.Tensor]], bool] | None = None,
+              limit_s: float | None = None) -> None:
     """Run every unit (filling its result fields) in as few optimizer runs as the flags allow (module doc).
     ``lockstep=False`` runs each instance alone: what the batched runs are tested against. ``early_hover``
     (target, its units, their |x - x*| per start now) is asked at mid-budget, on a gated target where nothing
-    has converged: if it says the lrs hover, they all stop there (``Unit.hover_stop``)."""
+    has converged: if it says the lrs hover, they all stop there (``Unit.hover_stop``). ``limit_s``: the first
+    run is timed over its first epochs, and raises :class:`optbench.p1_limit.TooCostly` if every run
+    to its budget is projected to take longer (:mod:`optbench.p1_limit`)."""
     info = case.info
     slots = [_Slot(u, ss, _new_param(case, u.target, u.starts[ss]))
              for u in units for ss in ([list(range(u.starts.shape[0]))] if u.batch_starts
@@ -322,9 +325,19 @@ def run_units(case: Any, units: Sequence[Unit], *, groups_exact: bool, params_ex
         # its own seeded RNG state, so the order changes nothing else
         runs = [[inst] for inst in sorted(layout, key=lambda inst: -(inst[0][0].unit.lr or 0.0))]  # inst[group][slot]
     gate: dict[str, int] = {}
+    meter = None
+    if limit_s is not None:
+        from ..p1_limit import Meter
+
+        n_lrs = len({u.lr for u in units})
+        what = (f"this P1 run ({len({id(u.target) for u in units})} target(s) x {n_lrs} lr(s), "
+                f"{sum(u.starts.shape[0] for u in units) // max(len(units), 1)} starts each: {len(layout)} optimizer "
+                f"instance(s))")
+        meter = Meter(limit_s, max(u.epochs for u in units), len(runs), what, name=case.info.name)
     for run in runs:
         _run(case, run, weight_decay=weight_decay, check_grad=check_grad, early_stop=early_stop, schedule=schedule,
-             hopeless=hopeless, early_hover=early_hover, gate=gate)
+             hopeless=hopeless, early_hover=early_hover, gate=gate, meter=meter)
+        meter = None  # the first run decides for them all
 
 
 def _run(case: Any, layout: list[list[list[_Slot]]], **opts: Any) -> None:
@@ -485,6 +498,8 @@ class _Drive:
 
     def _hook(self, epoch: int) -> bool:
         book, opts = self.book, self.opts
+        if opts["meter"] is not None:
+            opts["meter"].tick(epoch)
         xe = self.eval_rows() if self.modes else None
         ended = [bi for bi, b in enumerate(book.blocks) if epoch == b.epochs]
         if ended:  # the budget is spent: x is the point after the last step, judged there

@@ -108,6 +108,7 @@ def run_p1(
     early_stop: bool = True,
     schedule: Mapping[str, Any] | None = None,
     hopeless: bool = False,
+    limit_s: float | None = None,
 ) -> P1Result:
     """Run P1 on one target for every lr in ``lrs`` over ``starts`` (S, d); stop early once all have converged.
 
@@ -117,7 +118,7 @@ def run_p1(
     stepped after each optimizer step."""
     units = make_units(case, target, starts, lrs, epochs, batch_starts=batch_starts, x_star=x_star, f_star=f_star)
     run_units(case, units, groups_exact=batch_groups, params_exact=False, weight_decay=weight_decay,
-              check_grad=check_grad, early_stop=early_stop, schedule=schedule, hopeless=hopeless)
+              check_grad=check_grad, early_stop=early_stop, schedule=schedule, hopeless=hopeless, limit_s=limit_s)
     return P1Result.from_units(units, schedule)
 
 

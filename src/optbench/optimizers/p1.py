@@ -35,6 +35,7 @@ from ..schedules import AUTO
 from ..verdict import SHARE, CheckFailure, NotApplicable
 from . import contract as C
 from . import convergence as CV
+from .. import p1_limit
 from . import witness
 from .batch import run_units
 from .contract import Case, PropertyFailure
@@ -162,7 +163,8 @@ def _slow_or_stuck(case: Case, target: Any, starts: torch.Tensor, lrs: list, epo
         return [], note
     long_epochs = SLOW_FACTOR * epochs
     schedule = None if res.schedule is None else AUTO
-    longer = CV.run_p1(case, target, starts, [lrs[g] for g in slow_lrs], long_epochs, schedule=schedule, **kw)
+    longer = CV.run_p1(case, target, starts, [lrs[g] for g in slow_lrs], long_epochs, schedule=schedule,
+                       limit_s=p1_limit.limit_s(), **kw)  # raises p1_limit.TooCostly (an N/A) past P1's limit
 
     def slow(j: int) -> str:
         g = slow_lrs[j]
@@ -305,7 +307,11 @@ class Session:
         t0 = _time.perf_counter()  # recorded in the verdict's "where the time went"; nothing is decided on it
         try:
             run_units(case, units, groups_exact=groups_exact, params_exact=params_exact,
-                      weight_decay=self.weight_decay, schedule=schedule, hopeless=hopeless, early_hover=early_hover)
+                      weight_decay=self.weight_decay, schedule=schedule, hopeless=hopeless, early_hover=early_hover,
+                      limit_s=p1_limit.limit_s())
+        except p1_limit.TooCostly as exc:  # every target of this run: N/A, with the figures (optbench/p1_limit.py)
+            names = ", ".join(t.target.name for t in trs)
+            return {tr.target.name: p1_limit.TooCostly(f"on {names}: not judged here: {exc}") for tr in trs}
         except OptimizerRaised:
             if groups_exact or params_exact:
                 return self._run(trs, schedule, hopeless=hopeless, phase=phase, shared=False, early_hover=early_hover)
@@ -481,6 +487,9 @@ class Session:
                       weight_decay=self.weight_decay, x_star=self.x_star, f_star=self.f_star)
             try:
                 ok_lrs, note = _slow_or_stuck(case, target, tr.starts, lrs, tr.epochs, kw, res, note)
+            except p1_limit.TooCostly as exc:
+                return p1_limit.TooCostly(f"on {target.name}: nothing converged within its budget; not judged here: "
+                                          f"the longer run that tells a slow method from a stuck one, {exc}")
             except (NotApplicable, OptimizerRaised) as exc:
                 return exc
         band = None
