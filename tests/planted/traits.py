@@ -16,6 +16,10 @@ P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept ou
     GlobalRngNoise         passes P6 P7 P8 P13 P14 P17: noise from torch's global RNG (a stochastic method)
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
+    NestedSilentFloat32    bug: the same in nested state (state[p][0]['m'], heavyball's layout)
+P8  NestedStorageDtype     bug: nested state in the float32 its ``storage_dtype="float32"`` declares (P9 passes),
+                           not cast back after load_state_dict, which casts it to the parameter's float64
+    SettingAsAttribute     bug: a setting kept as an instance attribute, which copy.deepcopy leaves behind
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
@@ -39,6 +43,8 @@ from .conventions import _SGD  # plain SGD with coupled weight decay; subclasses
 
 class _Adam(Optimizer):
     """Adam (coupled L2 weight decay, maximize); subclasses override one hook."""
+
+    restores_dtype = True  # casts its moments back to their dtype after load_state_dict cast them
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, maximize=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize))
@@ -81,7 +87,7 @@ class _Adam(Optimizer):
                     st["step"] = torch.tensor(0.0)
                     st["m"] = torch.zeros_like(p, dtype=dt)
                     st["v"] = torch.zeros_like(p, dtype=dt)
-                elif st["m"].dtype != dt:  # load_state_dict casts floating state to the parameter's dtype
+                elif st["m"].dtype != dt and self.restores_dtype:  # load_state_dict casts them to the param's
                     st["m"], st["v"] = st["m"].to(dt), st["v"].to(dt)
                 st["step"] += 1
                 t = int(st["step"].item())
@@ -297,6 +303,44 @@ class SilentFloat32State(_Adam):
         return torch.float32
 
 
+class NestedSilentFloat32(SilentFloat32State):
+    """Bug: SilentFloat32State's float32 moments, in nested state: one dict per view of the parameter under
+    state[p] (heavyball's layout), where a check that reads only state[p]['m'] sees nothing."""
+
+    def _state(self, p: torch.Tensor) -> dict:
+        return self.state[p].setdefault(0, {})
+
+
+class NestedStorageDtype(_Adam):
+    """Bug: moments kept, nested, in the dtype ``storage_dtype`` names (a string, as heavyball's does; P9 reads it
+    as declared and passes), but not cast back after torch.optim.Optimizer.load_state_dict cast them to the
+    parameter's dtype: a resumed float64 run continues in float64, and differs."""
+
+    restores_dtype = False
+
+    def __init__(self, params, lr=1e-3, storage_dtype: str = "float32", **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["storage_dtype"] = storage_dtype
+
+    def _state(self, p: torch.Tensor) -> dict:
+        return self.state[p].setdefault(0, {})
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return getattr(torch, self.defaults["storage_dtype"])
+
+
+class SettingAsAttribute(_Adam):
+    """Bug: a setting kept as an instance attribute (``self.scale``): torch.optim.Optimizer.__getstate__ keeps
+    defaults, state and param_groups only, so a deep copy of the optimizer has no ``scale`` and its step raises."""
+
+    def __init__(self, params, lr=1e-3, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.scale = 1.0
+
+    def _lr(self, group: dict) -> float:
+        return group["lr"] * self.scale
+
+
 # ---- P5 -------------------------------------------------------------------------------------------
 
 
@@ -432,6 +476,14 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "GlobalRngNoise": ("P17", "PASS", "draws random numbers from torch's CPU generator"),
     "StateDtypeArg": ("P9", "PASS", "as state_dtype=torch.float32 declares"),
     "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
+    "NestedSilentFloat32": ("P9", "FAIL", "state[0]['m'] of parameter 0 is float32, the param float64, and no "
+                                          "constructor argument declares"),
+    "NestedStorageDtype": ("P8", "FAIL", "(state[0]['m'] of parameter 0 is float32, the parameter float64: torch.optim."
+                                         "Optimizer.load_state_dict casts floating-point state to its parameter's dtype"),
+    "NestedStorageDtype.P9": ("P9", "PASS", "state[0]['m'] float32 as storage_dtype=torch.float32 declares"),
+    "SettingAsAttribute.deepcopy": ("P8", "FAIL", "self.scale, an instance attribute of the optimizer, is not in the "
+                                                  "copy (torch.optim.Optimizer.__getstate__ keeps defaults, state and "
+                                                  "param_groups only"),
     "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
     "LrUnused": ("P3", "FAIL", "the 3 steps are the same bit for bit: lr is not used"),
     "Float32RoundTrip": ("P3", "FAIL", "moved at step 1 to their float32 rounding"),

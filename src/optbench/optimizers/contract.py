@@ -33,6 +33,7 @@ from .findings import (BY_DESIGN, DrawOrder, PropertyFailure, exemption_stanza, 
                        optimizer_finding, raised_cause, root_cause, root_finding)
 from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_word, _dense, _fmt,  # noqa: F401
                       _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, float32_written,
+                      state_tensors,
                       fresh_run, max_diff, rel_tol, step_takes_closure)
 
 # ---------------------------------------------------------------------------------------------
@@ -329,9 +330,10 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
         opt = case.make(prob.params)
         _run(case, prob, opt, k_steps)
         saved_rng = rng.get_state()
-        cast = [f"state[{k!r}] of parameter {i} is {dtype_name(v.dtype)}"
-                for i, p in enumerate(prob.params) for k, v in opt.state.get(p, {}).items()
-                if torch.is_tensor(v) and v.is_floating_point() and v.dtype != p.dtype and k != "step"]
+        holder: dict[str, Any] | None = None  # the deep copy, once made
+        cast = [f"{label} of parameter {i} is {dtype_name(v.dtype)}"
+                for i, p in enumerate(prob.params) for label, k, v in state_tensors(opt.state.get(p, {}))
+                if v.is_floating_point() and v.dtype != p.dtype and k != "step"]
         try:
             if how == "state_dict":
                 buf = io.BytesIO()
@@ -353,7 +355,8 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
             rng.set_state(saved_rng)
             t2 = _run(case, fresh, opt2, n_steps)
         except OptimizerRaised as exc:
-            raise optimizer_finding("P8", case, exc, f"resuming through {how}", how=how) from None
+            lost = _lost_by_deepcopy(exc, opt, holder["opt"]) if holder is not None else ""
+            raise optimizer_finding("P8", case, exc, f"resuming through {how}{lost}", how=how) from None
         for j in range(1, n_steps + 1):
             a, b = t2.xs[j], tr.xs[k_steps + j]
             if not _same(case, a, b, 1.0 + max(float(x.abs().max()) for x in b)):
@@ -375,6 +378,19 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
                                                   f"restored with the checkpoint ({why})", how=how)
 
 
+def _lost_by_deepcopy(exc: OptimizerRaised, opt: Any, copied: Any) -> str:
+    """Why a deep copy's step() raised AttributeError, where that is a setting the constructor kept as an instance
+    attribute: torch.optim.Optimizer.__getstate__ returns defaults, state and param_groups only, so
+    ``copy.deepcopy`` leaves every other attribute behind ("" where the exception is anything else)."""
+    err = exc.original
+    name = getattr(err, "name", None) if isinstance(err, AttributeError) else None
+    if not name or name not in vars(opt) or name in vars(copied):
+        return ""
+    return (f": self.{name}, an instance attribute of the optimizer, is not in the copy (torch.optim.Optimizer."
+            f"__getstate__ keeps defaults, state and param_groups only; keep settings in defaults, or define "
+            f"__getstate__/__setstate__)")
+
+
 @rng.forked
 def check_p9(case: Case) -> dict[str, Any] | None:
     """Every floating-point state tensor shaped like its param has the param's dtype (or one the constructor
@@ -386,30 +402,30 @@ def check_p9(case: Case) -> dict[str, Any] | None:
     declared = declared_dtypes(case)
     used: dict[str, str] = {}
     for i, p in enumerate(prob.params):
-        for key, val in opt.state.get(p, {}).items():
-            if not (torch.is_tensor(val) and val.shape == p.shape):
+        for label, _, val in state_tensors(opt.state.get(p, {})):  # nested state too (heavyball: state[p][0][...])
+            if val.shape != p.shape:
                 continue
             if val.device != p.device:
-                raise PropertyFailure("P9", case, f"state[{key!r}] of parameter {i} is on {val.device}, expected the "
+                raise PropertyFailure("P9", case, f"{label} of parameter {i} is on {val.device}, expected the "
                                                   f"param's device {p.device} (create state with torch.zeros_like(p))",
-                                      reason=f"state[{key!r}] is kept on {val.device}")
+                                      reason=f"{label} is kept on {val.device}")
             if val.dtype == p.dtype or not (val.dtype.is_floating_point or val.dtype.is_complex):
                 continue  # integer or boolean state (quantized moments, masks) is not a copy of the parameter
             args = [n for n, d in declared.items() if d == val.dtype]
             if args:
-                used[str(key)] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
+                used[label] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
                 continue
             decl = (f"the constructor's dtype arguments declare {', '.join(f'{n}={d}' for n, d in declared.items())}"
                     if declared else "no constructor argument declares a state dtype")
             lower = torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits if p.dtype.is_floating_point else False
-            raise PropertyFailure("P9", case, f"state[{key!r}] of parameter {i} is {dtype_name(val.dtype)}, the param "
+            raise PropertyFailure("P9", case, f"{label} of parameter {i} is {dtype_name(val.dtype)}, the param "
                                               f"{dtype_name(p.dtype)}, and {decl}: "
                                               f"{'precision is silently lost' if lower else 'silently another dtype'} "
                                               f"(create state with torch.zeros_like(p), or take a state_dtype argument)",
-                                  reason=f"state[{key!r}] is kept in {dtype_name(val.dtype)} whatever the parameter's "
+                                  reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's "
                                          f"dtype")
     if used:
-        return {"note": "state kept in a declared dtype: " + "; ".join(f"state[{k!r}] {v}" for k, v in used.items())}
+        return {"note": "state kept in a declared dtype: " + "; ".join(f"{k} {v}" for k, v in used.items())}
     return None
 
 

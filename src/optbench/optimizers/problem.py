@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -285,6 +285,21 @@ def fresh_run(case: Case, steps: int, *, seed: int = rng.SEED, **problem: Any):
 def case_key(case: Case) -> tuple[str, str, str, str, str]:
     """What identifies a case across processes (an id would be recycled once its object is collected)."""
     return (case.info.source or case.info.name, case.config.name, case.impl, dtype_name(case.dtype), case.device)
+
+
+def state_tensors(state: Any, label: str = "state", key: Any = None) -> Iterator[tuple[str, Any, torch.Tensor]]:
+    """Every tensor of one parameter's optimizer state, however nested (heavyball keeps ``state[p][0]['exp_avg']``,
+    one dict per view of the parameter), as (its label, ``state[0]['exp_avg']``; the innermost key; the tensor).
+    The innermost key is what torch.optim.Optimizer.load_state_dict reads when it casts a value (it keeps
+    ``'step'``, and casts every other floating-point tensor to the parameter's dtype, at any depth)."""
+    if torch.is_tensor(state):
+        yield label, key, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            yield from state_tensors(v, f"{label}[{k!r}]", k)
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from state_tensors(v, f"{label}[{i}]", None)
 
 
 def declared_dtypes(case: Case) -> dict[str, torch.dtype]:

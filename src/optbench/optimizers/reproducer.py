@@ -222,10 +222,23 @@ DECLARED = $declared  # state dtypes the constructor's dtype arguments declare
 ps, loss = make_problem()
 opt = Opt(ps, **KWARGS)
 train(opt, ps, loss, 2)
+
+
+def tensors(state, label="state"):  # every tensor of the state, however nested (state[p][0]['exp_avg'])
+    if torch.is_tensor(state):
+        yield label, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            yield from tensors(v, f"{label}[{k!r}]")
+    elif isinstance(state, (list, tuple)):
+        for j, v in enumerate(state):
+            yield from tensors(v, f"{label}[{j}]")
+
+
 for i, p in enumerate(ps):
-    for key, val in opt.state[p].items():
-        if torch.is_tensor(val) and val.shape == p.shape and (val.dtype.is_floating_point or val.device != p.device):
-            print(f"param {i} state[{key!r}]: {val.dtype} on {val.device} (param: {p.dtype} on {p.device})")
+    for label, val in tensors(opt.state[p]):
+        if val.shape == p.shape and (val.dtype.is_floating_point or val.device != p.device):
+            print(f"param {i} {label}: {val.dtype} on {val.device} (param: {p.dtype} on {p.device})")
             assert val.device == p.device, "P9: state on another device than its param"
             assert val.dtype == p.dtype or val.dtype in DECLARED, "P9: state in another dtype than its param, undeclared"
 ''',
