@@ -21,6 +21,7 @@ An exception raised by the optimizer's own ``zero_grad``/``step`` is re-raised a
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,13 +34,20 @@ LossFn = Callable[[], torch.Tensor]
 EpochHook = Callable[[int, torch.Tensor], "bool | None"]
 
 
+def no_address(text: str) -> str:
+    """``<function LBFGS.step at 0x7f81...>`` -> ``<function LBFGS.step>``: a memory address differs from run to
+    run, and a verdict's message must not."""
+    return re.sub(r" at 0x[0-9a-fA-F]+(?=>)", "", text)
+
+
 class OptimizerRaised(Exception):
-    """The optimizer's own code raised; ``call`` names the call (``step()``...), ``original`` the exception."""
+    """The optimizer's own code raised; ``call`` names the call (``step()``...), ``original`` the exception (its
+    message on one line, without memory addresses: Dynamo's errors name ``<function einsum at 0x7f...>``)."""
 
     def __init__(self, call: str, original: BaseException) -> None:
         self.call = call
         self.original = original
-        msg = " ".join(str(original).split())
+        msg = no_address(" ".join(str(original).split()))
         super().__init__(f"{call} raised {type(original).__name__}: {msg}" if msg else f"{call} raised "
                          f"{type(original).__name__}")
 

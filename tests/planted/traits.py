@@ -27,8 +27,11 @@ P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coor
     SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
 --  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
                            one finding, every other float64 check BLOCKED by it
+--  MatrixStepRaises       bug: steps a 1-D parameter, raises on every 2-D one (heavyball's PSGDKron under compile):
+                           one finding, the checks it blocks marked so, never "a structure of its own" (N/A)
 --  TakesModel             correct, not drivable by a generic check: its constructor takes the model (LOMO-style)
     NeedsCreateGraph       correct, not drivable: step() differentiates the gradient (an AdaHessian-style Hessian)
+    PairedFactors          correct, not drivable: its parameters come in factor pairs (LoRA-RITE); any one steps
 """
 
 from __future__ import annotations
@@ -420,6 +423,17 @@ class Float64Raises(_Adam):
         return super().step(closure)
 
 
+class MatrixStepRaises(_Adam):
+    """Bug: a 1-D parameter steps, every 2-D parameter raises (heavyball's PSGDKron: its compiled Kronecker
+    preconditioner update fails for matrices). One parameter stepping is no sign of a structure of its own."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if any(p.dim() > 1 for group in self.param_groups for p in group["params"]):
+            raise RuntimeError("MatrixStepRaises: the preconditioner update fails for a matrix")
+        return super().step(closure)
+
+
 # ---- what no generic check can drive: every check N/A with the reason ----------------------------
 
 
@@ -453,6 +467,25 @@ class NeedsCreateGraph(Optimizer):
                 (hz,) = torch.autograd.grad(p.grad, p, grad_outputs=z)
                 with torch.no_grad():
                     p.sub_(p.grad / (hz * z).abs().clamp_min(1.0), alpha=group["lr"])
+
+
+class PairedFactors(Optimizer):
+    """Correct, for the parameters it is meant for: a LoRA-RITE-style method whose step reads its parameters as
+    factor pairs (A, B) with A @ B defined, so any one parameter steps alone but an unpaired list raises."""
+
+    def __init__(self, params, lr=1e-3):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            ps = [p for p in group["params"] if p.grad is not None]
+            for a, b in zip(ps[::2], ps[1::2]):
+                scale = 1.0 / (1.0 + (a @ b).norm())  # the pair's product: (3, 2) @ (3, 2) is undefined
+                a.sub_(a.grad, alpha=group["lr"] * float(scale))
+                b.sub_(b.grad, alpha=group["lr"] * float(scale))
+            if len(ps) % 2:
+                ps[-1].sub_(ps[-1].grad, alpha=group["lr"])
 
 
 # class name: (property, verdict it must get, words its message must contain)
@@ -490,6 +523,11 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "Float32RoundTrip.P13": ("P13", "FAIL", "a float32 rounding: step() computes the float64 parameters in float32"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
+    "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "
+                                       "fails for a matrix"),
+    "PairedFactors": ("P2", "N/A", "in one group raise (RuntimeError: mat1 and mat2 shapes cannot be multiplied "
+                                   "(3x2 and 3x2)), while each of those shapes alone steps: it takes its parameters "
+                                   "only in a structure of its own"),
     "TakesModel": ("P2", "N/A", "its constructor takes a model (an nn.Module) instead of parameters"),
     "NeedsCreateGraph": ("P2", "N/A", "it needs the loss backpropagated with loss.backward(create_graph=True)"),
 }

@@ -31,6 +31,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..loop import no_address
+
 QUIET = ("torch._subclasses.fake_tensor", "torch._dynamo.variables.tensor", "torch._dynamo.variables.ctx_manager")
 _LOC = re.compile(r"in user code at (?P<file>.+?):(?P<line>\d+)\s*$", re.M)
 _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
@@ -221,12 +223,6 @@ def _reason_lines(text: str) -> tuple[str, str]:
         if not kind and not line.startswith(("Graph break", "Hint:", "Developer debug context")):
             kind = line
     return no_address(kind), no_address(explanation)
-
-
-def no_address(text: str) -> str:
-    """``<function LBFGS.step at 0x7f81...>`` -> ``<function LBFGS.step>``: a memory address differs from run to
-    run, and a verdict's message must not."""
-    return re.sub(r" at 0x[0-9a-fA-F]+(?=>)", "", text)
 
 
 def _parse_breaks(messages: Sequence[str], fallback: dict[str, int]) -> list[GraphBreak]:

@@ -117,9 +117,27 @@ SHAPES = ((3, 2), (3, 2), (2, 4))  # the contract's parameters (optimizers.probl
 def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, closure: bool, sparse: bool,
                      dtype: torch.dtype) -> str | None:
     """Why the contract's parameters cannot be given, when one parameter steps but the contract's three (of
-    shapes (3, 2), (3, 2), (2, 4), in one group) make the constructor or a step raise: the optimizer takes its
-    parameters only in a structure of its own (LoRA-RITE: alternating factor pairs)."""
-    ps = [torch.full(s, 0.25, dtype=dtype, requires_grad=True) for s in SHAPES]
+    shapes (3, 2), (3, 2), (2, 4), in one group) make the constructor or a step raise, while each of those shapes
+    alone steps: the optimizer takes its parameters only in a structure of its own (LoRA-RITE: alternating factor
+    pairs). Where a parameter of one of those shapes raises alone (heavyball's PSGDKron steps a 1-D parameter and
+    raises on every 2-D one), the structure is not the cause: None, and the checks report what the step raises
+    as the optimizer's finding (one root cause, the checks it blocks marked as such)."""
+    exc = _group_raises([torch.full(s, 0.25, dtype=dtype, requires_grad=True) for s in SHAPES], factory, kw,
+                        closure=closure, sparse=sparse)
+    if exc is None:
+        return None
+    for shape in dict.fromkeys(SHAPES):
+        if _group_raises([torch.full(shape, 0.25, dtype=dtype, requires_grad=True)], factory, kw, closure=closure,
+                         sparse=sparse) is not None:
+            return None
+    return (f"one parameter steps, but three of shapes {', '.join(str(s) for s in SHAPES)} in one group raise "
+            f"({_short(exc)}), while each of those shapes alone steps: it takes its parameters only in a structure "
+            f"of its own (e.g. paired factors), which the checks' parameters are not")
+
+
+def _group_raises(ps: list[torch.Tensor], factory: Callable[..., Any], kw: Mapping[str, Any], *, closure: bool,
+                  sparse: bool) -> BaseException | None:
+    """What constructing the optimizer over ``ps`` (one group) and taking one step raises, or None."""
     try:
         opt = factory(ps, **kw)
         if has_modes(opt):
@@ -138,9 +156,7 @@ def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, clos
         else:
             opt.step()
     except Exception as exc:  # noqa: BLE001 - the probe classifies what the optimizer does
-        return (f"one parameter steps, but three of shapes {', '.join(str(s) for s in SHAPES)} in one group raise "
-                f"({_short(exc)}): it takes its parameters only in a structure of its own (e.g. paired factors), "
-                f"which the checks' parameters are not")
+        return exc
     return None
 
 

@@ -14,7 +14,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..loop import OptimizerRaised
+from ..loop import OptimizerRaised, no_address
 from ..verdict import CheckFailure, NotApplicable
 from .info import PROPERTIES
 
@@ -86,7 +86,7 @@ def optimizer_finding(prop: str, case: "Case", exc: OptimizerRaised, doing: str 
 
 def raised_cause(exc: OptimizerRaised) -> tuple[str, str]:
     """What identifies one root cause among findings: the exception's type and its one-line message."""
-    return type(exc.original).__name__, " ".join(str(exc.original).split())
+    return type(exc.original).__name__, no_address(" ".join(str(exc.original).split()))
 
 
 class DrawOrder(NotApplicable):
