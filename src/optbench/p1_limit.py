@@ -108,5 +108,5 @@ class Meter:
                 f"an epoch, measured over {n} epoch{'s' if n != 1 else ''} after the first, x {self.epochs} epochs"
                 + (f" x {self.runs} runs" if self.runs > 1 else "") + f"), over P1's limit of {_span(self.limit)} a "
                 f"run; declare its lr (lr = ...: one lr instead of the grid) or a smaller budget (epochs = ...) in "
-                f"its [tool.optbench.optimizers.{self.name}] table, or raise the limit ({ENV} or --p1-limit, minutes; 0: "
-                f"none)")
+                f"its [tool.optbench.optimizers.{self.name}] table, or raise the limit ({ENV} or --p1-limit, "
+                f"minutes; 0: none)")
