@@ -23,6 +23,8 @@ P8  NestedStorageDtype     bug: nested state in the float32 its ``storage_dtype=
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
+    InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
+                           (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so
 P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coordinates (|x| shrinks, an |x_i| grows)
     SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
 --  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
@@ -384,6 +386,21 @@ class Float32RoundTrip(_Adam):
         p.copy_(p32)
 
 
+class InitInStep(_Adam):
+    """Trait: its first step replaces each parameter with an initialisation of its own (a seeded orthogonal
+    matrix, as heavyball's Scion does for the norm-constrained method it implements), then steps as Adam."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None and not self.state[p]:
+                    init = torch.empty(p.shape, dtype=torch.float64)
+                    torch.nn.init.orthogonal_(init, generator=torch.Generator().manual_seed(i))
+                    p.copy_(init)
+        return super().step(closure)
+
+
 class PreconditionedDecay(_SGD):
     """Trait: the direction (gradient plus coupled decay) is multiplied by the preconditioner I + 11ᵀ over each
     tensor's elements (positive definite: it mixes coordinates, as Shampoo's Kronecker factors do), so with a zero
@@ -521,6 +538,11 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "LrUnused": ("P3", "FAIL", "the 3 steps are the same bit for bit: lr is not used"),
     "Float32RoundTrip": ("P3", "FAIL", "moved at step 1 to their float32 rounding"),
     "Float32RoundTrip.P13": ("P13", "FAIL", "a float32 rounding: step() computes the float64 parameters in float32"),
+    "InitInStep": ("P3", "FAIL", "step 1 sets the parameters to the same values from x0 and from x0 + 3 under the "
+                                 "same gradient: it overwrites them with values of its own"),
+    "InitInStep.P13": ("P13", "FAIL", "trajectory at step 1: max |Δx| = 3 > 1.1e-12: step 1 sets the parameters to "
+                                      "the same values from x0 and from x0 + 3 under the same gradient: it overwrites "
+                                      "them with values of its own, whatever they were"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
     "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "

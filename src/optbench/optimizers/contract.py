@@ -192,9 +192,33 @@ def check_p3(case: Case) -> None:
                                               f"(a step size of the method's own, e.g. a relative step)",
                                   reason="lr is not used: the step size is the method's own", trait=True,
                                   how=how, step=k)
+        over = _first_step_overwrites(case) if k == 1 else None
+        if over:
+            raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step 1 ({moved}): {over}",
+                                  reason=OVERWRITES, trait=True, how=how, step=k)
         raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k}: {moved} (expected 0; is a "
                                           f"term of the update not multiplied by lr, e.g. eps or weight decay, or is lr "
                                           f"divided by?)", reason="the parameters move at lr=0", how=how, step=k)
+
+
+OVERWRITES = "step() overwrites the parameters at its first step (an initialisation of its own)"
+
+
+def _first_step_overwrites(case: Case) -> str | None:
+    """Why a first step moved what it should not have, where the reason is that it does not step from the parameters
+    at all: one step from x0 and one from x0 + SHIFT, under the same gradient (P13's shifted problem), end at the
+    same values bit for bit. heavyball's Scion replaces each matrix by an orthogonal initialisation of its own in
+    its first step (utils.scion_auto_init_param_). None where the two differ or a run raises."""
+    try:
+        tb = fresh_run(case, 1)
+        ts = fresh_run(case, 1, shift=SHIFT)
+    except OptimizerRaised:
+        return None
+    if not all(torch.equal(a, b) for a, b in zip(tb.xs[1], ts.xs[1])):
+        return None
+    return (f"step 1 sets the parameters to the same values from x0 and from x0 + {SHIFT:g} under the same gradient: "
+            f"it overwrites them with values of its own, whatever they were (an initialisation inside step(), e.g. an "
+            f"orthogonal init), so the caller's weights are replaced")
 
 
 def lr_run(case: Case, lr: float, steps: int = 3) -> tuple[Any, str]:
@@ -559,6 +583,11 @@ def check_p13(case: Case) -> None:
                                                f"{SHIFT:g} larger, rounds differently; a precision bug (compute in the "
                                                f"parameter's dtype), not a dependence on the parameter's magnitude",
                                   reason="step() computes float64 parameters in float32")
+        over = _first_step_overwrites(case) if diff > tol and k == 1 else None
+        if over:
+            raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
+                                               f"trajectory at step 1: max |Δx| = {diff:.3g} > {tol:.1e}: {over}",
+                                  reason=OVERWRITES, trait=True)
         if diff > tol:
             raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
                                                f"trajectory at step {k}: max |Δx| = {diff:.3g} > {tol:.1e}: the step "
