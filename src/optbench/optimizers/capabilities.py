@@ -20,7 +20,7 @@ import inspect
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +48,13 @@ def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
     return ((x - 0.5) ** 2).sum()
 
 
-def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[str, Any], *, closure: bool,
-         sparse: bool, dtype: torch.dtype = torch.float64) -> tuple[Any, BaseException | None]:
-    """Construct over one parameter and take one step; (optimizer, None) or (optimizer or None, exception)."""
-    p = torch.full(shape, 0.25, dtype=dtype, requires_grad=True)
+def _try(factory: Callable[..., Any], shapes: Sequence[tuple[int, ...]], kwargs: Mapping[str, Any], *,
+         closure: bool, sparse: bool, dtype: torch.dtype = torch.float64) -> tuple[Any, BaseException | None]:
+    """Construct over one parameter of each shape (one group) and take one step; (optimizer, None) or (optimizer or
+    None, exception)."""
+    ps = [torch.full(shape, 0.25, dtype=dtype, requires_grad=True) for shape in shapes]
     try:
-        opt = factory([p], **kwargs)
+        opt = factory(ps, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the probe classifies what the constructor does
         return None, exc
     if not isinstance(opt, torch.optim.Optimizer):
@@ -65,16 +66,16 @@ def _try(factory: Callable[..., Any], shape: tuple[int, ...], kwargs: Mapping[st
             def fn() -> torch.Tensor:
                 with torch.enable_grad():  # a step() under no_grad may call it without enable_grad
                     opt.zero_grad()
-                    value = _loss(p, sparse)
+                    value = sum(_loss(p, sparse) for p in ps)
                     value.backward()
                 return value
 
             opt.zero_grad()  # as the training loop does: the gradient is there before step(closure) too
-            _loss(p, sparse).backward()
+            sum(_loss(p, sparse) for p in ps).backward()
             opt.step(fn)
         else:
             opt.zero_grad()
-            _loss(p, sparse).backward()
+            sum(_loss(p, sparse) for p in ps).backward()
             opt.step()
     except Exception as exc:  # noqa: BLE001
         return opt, exc
@@ -122,42 +123,15 @@ def _needs_structure(factory: Callable[..., Any], kw: Mapping[str, Any], *, clos
     pairs). Where a parameter of one of those shapes raises alone (heavyball's PSGDKron steps a 1-D parameter and
     raises on every 2-D one), the structure is not the cause: None, and the checks report what the step raises
     as the optimizer's finding (one root cause, the checks it blocks marked as such)."""
-    exc = _group_raises([torch.full(s, 0.25, dtype=dtype, requires_grad=True) for s in SHAPES], factory, kw,
-                        closure=closure, sparse=sparse)
+    _, exc = _try(factory, SHAPES, kw, closure=closure, sparse=sparse, dtype=dtype)
     if exc is None:
         return None
     for shape in dict.fromkeys(SHAPES):
-        if _group_raises([torch.full(shape, 0.25, dtype=dtype, requires_grad=True)], factory, kw, closure=closure,
-                         sparse=sparse) is not None:
+        if _try(factory, [shape], kw, closure=closure, sparse=sparse, dtype=dtype)[1] is not None:
             return None
     return (f"one parameter steps, but three of shapes {', '.join(str(s) for s in SHAPES)} in one group raise "
             f"({_short(exc)}), while each of those shapes alone steps: it takes its parameters only in a structure "
             f"of its own (e.g. paired factors), which the checks' parameters are not")
-
-
-def _group_raises(ps: list[torch.Tensor], factory: Callable[..., Any], kw: Mapping[str, Any], *, closure: bool,
-                  sparse: bool) -> BaseException | None:
-    """What constructing the optimizer over ``ps`` (one group) and taking one step raises, or None."""
-    try:
-        opt = factory(ps, **kw)
-        if has_modes(opt):
-            opt.train()
-        opt.zero_grad()
-        sum(_loss(p, sparse) for p in ps).backward()
-        if closure:
-            def fn() -> torch.Tensor:
-                with torch.enable_grad():
-                    opt.zero_grad()
-                    value = sum(_loss(p, sparse) for p in ps)
-                    value.backward()
-                return value
-
-            opt.step(fn)
-        else:
-            opt.step()
-    except Exception as exc:  # noqa: BLE001 - the probe classifies what the optimizer does
-        return exc
-    return None
 
 
 def _wrapped_optimizer_arg(factory: Callable[..., Any]) -> str | None:
@@ -240,7 +214,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
         shape = (3, 2) if matrix else (4,)
         with rng.isolated():
             before = rng.get_state()
-            opt, exc = _try(factory, shape, kw, closure=closure, sparse=sparse, dtype=dtype)
+            opt, exc = _try(factory, [shape], kw, closure=closure, sparse=sparse, dtype=dtype)
             drawn = rng.which_drawn(before, rng.get_state())
         if opt is not None and not isinstance(opt, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: calling it returned {type(opt).__name__}, not a "
