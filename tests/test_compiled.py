@@ -3,9 +3,13 @@ its diagnosis and by no other; the correct CompileAdam passes with fullgraph = t
 the registry and the user's config; the front ends carry the tier (``--no-compile``, ``compile=``); what torch
 writes is parsed into breaks and guards; optbench's own errors stay ERROR.
 
-Cost: one compiled run per planted optimizer (Inductor; the runs of ``itemadam`` and ``itemadam_fg`` are one,
-memoized, as they differ only in what is judged), ``CountingAdam`` stops after the 6 steps that show its
-recompilations. The parsing tests use recorded log text and need no compile.
+Cost: one compiled run per planted optimizer (the runs of ``itemadam`` and ``itemadam_fg`` are one, memoized, as
+they differ only in what is judged), ``CountingAdam`` stops after the 6 steps that show its recompilations. The
+correct ``CompileAdam`` and the parity bug ``CompileBranchAdam`` (whose reproducer is run) compile with Inductor,
+the default; the other planted optimizers test the decision logic under ``compile_backend = "aot_eager"`` (Dynamo
+and AOTAutograd, no C++ compile), which gives every one of their verdicts that Inductor gives (measured on torch
+2.13: the same outcomes, graph counts and guards) at a quarter of the cost of a machine's cold Inductor cache.
+The parsing tests use recorded log text and need no compile.
 """
 
 from __future__ import annotations
@@ -35,9 +39,24 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
 [optimizers.compileadam]
 fullgraph = true
+[optimizers.itemadam]
+compile_backend = "aot_eager"
 [optimizers.itemadam_fg]
 fullgraph = true
+compile_backend = "aot_eager"
+[optimizers.countingadam]
+compile_backend = "aot_eager"
+[optimizers.stackingadam]
+compile_backend = "aot_eager"
 """
+INDUCTOR = ("compileadam", "compilebranchadam")  # the default backend, end to end
+
+
+def _aot_eager(tmp_path, spec: str):
+    """``spec`` loaded with ``compile_backend = "aot_eager"`` (the decision logic, without Inductor's C++ compile)."""
+    cfg = tmp_path / "optbench.toml"
+    cfg.write_text(f'[optimizers.{spec.split("=")[0]}]\ncompile_backend = "aot_eager"\n')
+    return load_user_optimizers([spec], config_file=str(cfg), rootdir=str(ROOT))
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +106,18 @@ def test_the_correct_adam_compiles_to_one_graph_with_no_break_and_equals_eager(v
     assert brk.data["scheduler_breaks"] and "lr_scheduler.py" in brk.data["scheduler_breaks"][0]["explanation"]
 
 
+def test_each_run_uses_its_configs_backend_and_its_reproducer_compiles_with_it(verdicts):
+    for (subject, test), v in verdicts.items():
+        if test == "test_p21_compiled_parity" and v.data:
+            want = "inductor" if subject in INDUCTOR else "aot_eager"
+            assert v.data["backend"] == want, (subject, v.data)
+    stack = verdicts[("stackingadam", "test_p21_compiled_parity")]
+    assert "backend 'aot_eager', as its config declares" in stack.message
+    assert "BACKEND = 'aot_eager'" in stack.reproducer and "backend=BACKEND" in stack.reproducer
+    branch = verdicts[("compilebranchadam", "test_p21_compiled_parity")]
+    assert "default backend, Inductor" in branch.message and "BACKEND = 'inductor'" in branch.reproducer
+
+
 def test_a_compile_only_crash_names_the_optimizers_frame_and_blocks_the_other_checks(verdicts):
     v = verdicts[("stackingadam", "test_p21_compiled_parity")]
     assert "tests/planted/compile_bugs.py:" in v.message and " in step" in v.message
@@ -131,10 +162,10 @@ class FloatLRSGD(torch.optim.Optimizer):
                     p.add_(p.grad, alpha=-group["lr"])
 
 
-def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_at_every_scheduled_step():
-    # a scalar argument (alpha=-lr) cannot become a graph input: Inductor specializes it, so every lr a scheduler
-    # sets is a new graph (the case the recipe's tensor lr is for)
-    infos = load_user_optimizers(["floatsgd=tests.test_compiled:FloatLRSGD"], rootdir=str(ROOT))
+def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_at_every_scheduled_step(tmp_path):
+    # a scalar argument (alpha=-lr) cannot become a graph input: AOTAutograd specializes it (under Inductor and
+    # aot_eager alike), so every lr a scheduler sets is a new graph (the case the recipe's tensor lr is for)
+    infos = _aot_eager(tmp_path, "floatsgd=tests.test_compiled:FloatLRSGD")
     items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
     v = run_check(items["test_p21_recompiles"])
     assert v.outcome == FAIL, v.message
@@ -145,11 +176,11 @@ def test_an_optimizer_refusing_a_tensor_lr_runs_with_a_float_lr_and_recompiles_a
     assert run_check(items["test_p21_compiled_parity"]).outcome == PASS  # the run is right, only slow
 
 
-def test_an_optimizer_without_lr_compiles_with_no_scheduler_and_is_judged_on_its_own_guards():
+def test_an_optimizer_without_lr_compiles_with_no_scheduler_and_is_judged_on_its_own_guards(tmp_path):
     """No lr hyperparameter (A2Grad, AliG): LinearLR would need group['lr'], so the run has no scheduler (it was
     N/A with "the eager step raises", which no other check reported); a step with nothing that changes per step
     compiles once, and a recompilation is never blamed on the harness's own scheduling flag."""
-    infos = load_user_optimizers(["own=tests.planted.p1_bugs:OwnStepGD"], rootdir=str(ROOT))
+    infos = _aot_eager(tmp_path, "own=tests.planted.p1_bugs:OwnStepGD")
     items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
     parity = run_check(items["test_p21_compiled_parity"])
     assert parity.outcome == PASS and "no lr hyperparameter" in parity.data["summary"], (parity.message, parity.data)
@@ -157,12 +188,12 @@ def test_an_optimizer_without_lr_compiles_with_no_scheduler_and_is_judged_on_its
     assert rec.outcome == MEASURED and rec.data["graphs_per_step"][K.WARMUP:] == [0] * (K.STEPS - K.WARMUP), rec.data
 
 
-def test_a_step_calling_the_closure_under_no_grad_is_compiled_and_measured():
+def test_a_step_calling_the_closure_under_no_grad_is_compiled_and_measured(tmp_path):
     """AliG calls closure() inside its @torch.no_grad step: optbench's closures enable grad themselves, as the
     contract's do (P21 and the state-bytes measurement were N/A "the eager step raises" on optbench's backward)."""
     from optbench.optimizers.memory import memory_checks
 
-    infos = load_user_optimizers(["nogc=tests.planted.conventions:NoGradClosure"], rootdir=str(ROOT))
+    infos = _aot_eager(tmp_path, "nogc=tests.planted.conventions:NoGradClosure")
     items = {i.test: i for i in compiled_checks(Selection(optimizers=infos, devices=("cpu",)))}
     v = run_check(items["test_p21_compiled_parity"])
     assert v.outcome == PASS, v.message
@@ -208,16 +239,18 @@ def test_plan_gives_three_checks_per_config_marked_compile_with_the_registrys_de
     assert sorted(len(t) for t in tasks(items)) == [3] * len(builtin_registry())
 
 
-def test_no_cpp_compiler_is_not_applicable_with_the_fix(monkeypatch):
+def test_no_cpp_compiler_is_not_applicable_with_the_fix_except_for_a_backend_that_generates_no_code(monkeypatch):
     import torch._inductor.cpp_builder as cb
 
     monkeypatch.setattr(cb, "get_cpp_compiler", lambda: "no-such-cxx")
     device_na.cache_clear()
     try:
         reason = device_na("cpu")
+        others = [device_na("cpu", b) for b in ("aot_eager", "eager")]
     finally:
         device_na.cache_clear()
     assert "C++ compiler" in reason and "apt-get install g++" in reason
+    assert others == [None, None]
 
 
 def test_fullgraph_is_a_config_key_and_a_bad_value_is_one_line(tmp_path):
@@ -229,6 +262,20 @@ def test_fullgraph_is_a_config_key_and_a_bad_value_is_one_line(tmp_path):
     bad.write_text('[optimizers.a]\nfullgraph = "yes"\n')
     with pytest.raises(ConfigError, match="fullgraph = 'yes'; use true or false"):
         load_user_optimizers(["a=torch.optim:Adam"], config_file=str(bad))
+
+
+def test_compile_backend_is_a_config_key_kept_with_the_registry_entry_and_a_bad_value_is_one_line(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[optimizers.a]\ncompile_backend = "aot_eager"\n')
+    [info] = load_user_optimizers(["a=torch.optim:Adam"], config_file=str(good))
+    assert info.compile_backend == "aot_eager" and info.registry == "adam"  # still validated with the entry
+    [default] = load_user_optimizers(["a=torch.optim:Adam"])
+    assert default.compile_backend == "inductor"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[optimizers.a]\ncompile_backend = "tvm"\n')
+    with pytest.raises(ConfigError, match="compile_backend = 'tvm'; use 'inductor', 'aot_eager', 'eager'") as err:
+        load_user_optimizers(["a=torch.optim:Adam"], config_file=str(bad))
+    assert "\n" not in str(err.value)
 
 
 def test_validate_runs_p21_unless_no_compile_and_always_records_memory():

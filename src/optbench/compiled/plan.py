@@ -24,7 +24,7 @@ from ..devices import cuda_skip_reason, parse_dtype
 from ..optimizers.contract import Case, PropertyFailure
 from ..optimizers.info import OptConfig, OptimizerInfo
 from ..verdict import CheckItem
-from .checks import check_p21_graph_breaks, check_p21_parity, check_p21_recompiles, compile_dtype
+from .checks import backend, check_p21_graph_breaks, check_p21_parity, check_p21_recompiles, compile_dtype
 
 IMPL = "default"
 MARKS = ("compile",)
@@ -46,8 +46,9 @@ def _known(info: OptimizerInfo, config: OptConfig, keys: tuple[str, ...], impl: 
 
 
 @functools.lru_cache(maxsize=None)
-def device_na(device: str) -> str | None:
-    """Why torch.compile's default backend cannot run on ``device`` here, or None."""
+def device_na(device: str, backend: str = "inductor") -> str | None:
+    """Why torch.compile with ``backend`` (Inductor by default) cannot run on ``device`` here, or None. Only
+    Inductor generates code (C++ on CPU, Triton on CUDA); the other backends need Dynamo alone."""
     import torch
 
     reason = cuda_skip_reason() if device.startswith("cuda") else None
@@ -61,6 +62,8 @@ def device_na(device: str) -> str | None:
                     f"{torch.__version__}")
     except Exception as exc:  # noqa: BLE001 - an import failure of torch._dynamo says the same
         return f"torch.compile is not available in this torch build ({type(exc).__name__}: {exc})"
+    if backend != "inductor":
+        return None
     if device.startswith("cuda"):
         from torch.utils._triton import has_triton
 
@@ -111,7 +114,8 @@ def compiled_checks(selection: Any) -> list[CheckItem]:
                         test=test, id=f"{subject}-{IMPL}-{dt}-{device}", prop="P21", subject=subject,
                         run=functools.partial(with_reproducer, check, case), exempt=exempt,
                         known=None if exempt else _known(info, config, keys, IMPL, dt),
-                        na=None if exempt else device_na(device), device=device, marks=MARKS, measure=measured,
+                        na=None if exempt else device_na(device, backend(case)), device=device, marks=MARKS,
+                        measure=measured,
                         # the three checks read one compiled run (memoized per process): one process runs them, or a
                         # second one compiles the same step again (pytest-xdist workers, validate -n)
                         share=f"p21-{info.name}-{subject}-{device}"))

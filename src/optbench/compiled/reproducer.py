@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..optimizers.reproducer import _header, _kwargs
-from .checks import SCHEDULE_FROM, SCHEDULER, SHAPES, STEPS, WARMUP
+from .checks import SCHEDULE_FROM, SCHEDULER, SHAPES, STEPS, WARMUP, backend
 
 _RUN = '''
 import torch._dynamo
@@ -29,6 +29,7 @@ torch._inductor.config.fallback_random = True  # random draws as in eager, as op
 STEPS, SCHEDULE_FROM, WARMUP = {steps}, {schedule_from}, {warmup}
 TENSOR_LR = {tensor_lr}  # the run used a tensor lr (the recipe's advice) where the optimizer accepts one
 NO_LR = {no_lr}  # the optimizer has no lr hyperparameter: constructed as given, no scheduler
+BACKEND = {backend!r}  # torch.compile's backend ("inductor", the default; "aot_eager": no code generation)
 
 
 def run(compiled, fullgraph=False):
@@ -54,7 +55,7 @@ def run(compiled, fullgraph=False):
         if holder["on"] and sched is not None:
             sched.step()
 
-    step = torch.compile(step_fn, fullgraph=fullgraph) if compiled else step_fn
+    step = torch.compile(step_fn, fullgraph=fullgraph, backend=BACKEND) if compiled else step_fn
     modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
     if modes:
         opt.train()
@@ -132,7 +133,7 @@ def script(failure: Any, case: Any) -> str | None:
     call = "        opt.step(closure)" if case.info.closure else "        opt.step()"
     sched_kw = ", ".join(f"{k}={v!r}" for k, v in SCHEDULER.items() if k != "name")
     run = _RUN.format(steps=STEPS, schedule_from=SCHEDULE_FROM, warmup=WARMUP,
-                      tensor_lr=details.get("lr", "tensor") == "tensor", no_lr=details.get("lr") == "none", call=call, sched_name=SCHEDULER["name"],
-                      sched_kw=sched_kw)
+                      tensor_lr=details.get("lr", "tensor") == "tensor", no_lr=details.get("lr") == "none", call=call,
+                      sched_name=SCHEDULER["name"], sched_kw=sched_kw, backend=backend(case))
     rel = f"REL = {rel_tol(case.dtype)!r}  # the contract's relative tolerance for {str(case.dtype)[6:]}\n"
     return header + run + rel + _BODIES[kind]

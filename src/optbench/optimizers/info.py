@@ -94,6 +94,18 @@ class OptConfig:
     step_bytes_fp32: float | None = None
 
 
+# P21's backends (config key ``compile_backend``), the steps of PyTorch's own bisection of a torch.compile
+# problem ("torch.compile Troubleshooting": eager, then aot_eager, then inductor): a parity FAIL or crash under
+# Inductor that aot_eager does not show is Inductor's code generation; one that aot_eager shows too is Dynamo's
+# or AOTAutograd's tracing of the step.
+COMPILE_BACKENDS = {
+    "inductor": "torch.compile's default: Dynamo, AOTAutograd and Inductor's generated code (C++ on CPU, Triton "
+                "on CUDA)",
+    "aot_eager": "Dynamo and AOTAutograd, the graph run by eager kernels: no code generation, no C++ compiler needed",
+    "eager": "Dynamo alone, the captured graph run as it is (a float lr that AOTAutograd re-specializes is not seen)",
+}
+
+
 @dataclass
 class OptimizerInfo:
     """What the suite knows about one optimizer. ``.name`` is the id used in test ids."""
@@ -129,6 +141,8 @@ class OptimizerInfo:
     random_starts: int | None = None  # P1 random starts (None: K_BATCHED when batched, K_SEPARATE otherwise)
     detected: tuple[str, ...] = ()  # conventions detected by probing a user optimizer (shown in reports)
     fullgraph: bool = False  # P21: the step compiles to one graph (torch.compile(..., fullgraph=True)); a break FAILs
+    # P21: the torch.compile backend (COMPILE_BACKENDS); Inductor, the default, is what users compile with
+    compile_backend: str = "inductor"
     # why no generic check can drive it (detected: it takes a model object, or needs backward(create_graph=True)):
     # every check is N/A with this reason
     unsupported: str | None = None

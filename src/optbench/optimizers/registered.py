@@ -11,9 +11,9 @@ the user's name, when:
 * the constructor kwargs the user's config gives (none, as it comes) are, with the class defaults filled in, one of
   the entry's configs (torch.optim.AdamW as it comes has weight_decay 0.01; the registry's plain AdamW config has
   0.0: no match, and it is validated as any user optimizer is);
-* the user's table sets nothing but ``kwargs``, ``exemptions``, ``known`` and ``fullgraph`` (exemptions and known
-  bugs are added to the entry's). A table that sets P1's lr, budgets, targets or capabilities asks for that
-  validation, and gets it.
+* the user's table sets nothing but ``kwargs``, ``exemptions``, ``known``, ``fullgraph`` and ``compile_backend``
+  (exemptions and known bugs are added to the entry's). A table that sets P1's lr, budgets, targets or
+  capabilities asks for that validation, and gets it.
 
 Where the class is the registry's but the rest does not hold, the optimizer is validated as it comes, and only
 the entry's known bugs of the class (:func:`class_known`: the OptimizerInfo's own, not a config's, such as
@@ -30,7 +30,7 @@ from typing import Any, Mapping
 from .info import OptimizerInfo, builtin_registry
 
 # the user's settings that keep the registry's entry; any other key (lr, epochs, budgets, ...) is the user's P1
-KEEPS = frozenset({"kwargs", "exemptions", "known", "fullgraph"})
+KEEPS = frozenset({"kwargs", "exemptions", "known", "fullgraph", "compile_backend"})
 _IMPL_KEYS = ("foreach", "fused")  # select an implementation: each impl of the entry is run anyway
 
 
@@ -81,6 +81,7 @@ def registry_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any])
         exemptions={**reg.exemptions, **{str(k): str(v) for k, v in dict(entry.get("exemptions", {})).items()}},
         known={**reg.known, **{str(k): str(v) for k, v in dict(entry.get("known", {})).items()}},
         fullgraph=bool(entry.get("fullgraph", reg.fullgraph)),
+        compile_backend=str(entry.get("compile_backend", reg.compile_backend)),
         user=True,
         source=spec_text,
         registry=entry_id,

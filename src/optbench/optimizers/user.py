@@ -21,6 +21,7 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
     profile_targets = ["rosenbrock_2d"]    # hard targets run and recorded, never judged (default: Rosenbrock,
                                            # Beale, Himmelblau)
     fullgraph = true          # P21: the step compiles to one graph; any graph break in it is a FAIL (default false)
+    compile_backend = "aot_eager"  # P21's torch.compile backend: "inductor" (default), "aot_eager", "eager"
     [tool.optbench.optimizers.myadam.exemptions]
     P13 = "scales the step by the parameter norm (LAMB trust ratio)"   # a reason is required
     [tool.optbench.optimizers.myadam.known]   # known bugs: strict xfails (XFAIL; a fix turns them into XPASS)
@@ -30,8 +31,8 @@ without it, from ``[tool.optbench.optimizers.NAME]`` in ``<rootdir>/pyproject.to
     epochs = 5000
 
 A class of optbench's registry (torch.optim's own) named with no config, or with only kwargs, exemptions, known
-bugs or fullgraph, is validated with the registry's entry for it (:mod:`optbench.optimizers.registered`); with
-other kwargs, as it comes, with the known bugs of its class.
+bugs, fullgraph or compile_backend, is validated with the registry's entry for it
+(:mod:`optbench.optimizers.registered`); with other kwargs, as it comes, with the known bugs of its class.
 
 Every error is one line (:class:`ConfigError` / :class:`SpecError`); the plugin turns it into a pytest
 usage error (exit code 4).
@@ -51,7 +52,7 @@ from ..errors import ConfigError, SpecError
 from ..schedules import parse_schedule
 from ..spec import Spec, load_module, load_spec, parse_spec
 from .capabilities import Capabilities, detect
-from .info import PROPERTIES, Budget, OptConfig, OptimizerInfo
+from .info import COMPILE_BACKENDS, PROPERTIES, Budget, OptConfig, OptimizerInfo
 from .p1 import PROFILE_TARGETS, correctness_targets
 from .registered import class_known, registry_info
 
@@ -67,7 +68,7 @@ except ModuleNotFoundError:  # pragma: no cover
 
 _KEYS = {"lr", "epochs", "contract_lr", "kwargs", "weight_decay", "elementwise", "closure", "matrix_only",
          "targets", "exemptions", "known", "budgets", "sparse_grad", "impls", "schedule", "profile_targets",
-         "fullgraph"}
+         "fullgraph", "compile_backend"}
 _EXEMPT_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?$")
 # as the registry's: P5, P8.deepcopy, P5@foreach, P2@float32, P1:<target>
 _KNOWN_RE = re.compile(r"^P(\d+)(?:\.[a-z_0-9]+)?(?::[A-Za-z_][\w.\-]*)?(?:@[a-z_0-9]+)?$")
@@ -122,6 +123,10 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
                               f"wrong, e.g. {key} = \"modifies p.grad in place\"")
     if not isinstance(entry.get("fullgraph", False), bool):
         raise ConfigError(f"{where}: optimizers.{name}.fullgraph = {entry['fullgraph']!r}; use true or false")
+    backend = entry.get("compile_backend", "inductor")
+    if backend not in COMPILE_BACKENDS:
+        raise ConfigError(f"{where}: optimizers.{name}.compile_backend = {backend!r}; use "
+                          f"{', '.join(repr(b) for b in COMPILE_BACKENDS)} (the default is 'inductor')")
     wd = entry.get("weight_decay", None)
     if wd not in (None, "coupled", "decoupled", "none"):
         raise ConfigError(f"{where}: optimizers.{name}.weight_decay = {wd!r}; use \"coupled\", \"decoupled\" or \"none\"")
@@ -205,6 +210,7 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         extra_kwargs=kwargs,
         known={**class_known(obj), **{str(k): str(v) for k, v in dict(entry.get("known", {})).items()}},
         fullgraph=bool(entry.get("fullgraph", False)),
+        compile_backend=str(entry.get("compile_backend", "inductor")),
     )
 
 
