@@ -25,6 +25,9 @@ P3  LrUnused               trait: lr in its defaults, but its step size is its o
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
     InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
                            (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so
+P13 SignOfNoise            trait or bug, named as what it is: a step that takes the sign of rounding noise (the
+                           rounding error of p + g): rounding amplified by the step, which runs from x0 moved by a few
+                           ulps show
 P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coordinates (|x| shrinks, an |x_i| grows)
     SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
 --  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
@@ -361,6 +364,19 @@ class GradToNone(_Adam):
         return loss
 
 
+class SignOfNoise(_Adam):
+    """Rounding amplified by the step: Adam plus half a sign step of a quantity that is 0 in exact arithmetic, the
+    rounding error of p + g ((p + g) - p - g), as a sign or an elementwise normalisation of values that are zero
+    up to rounding does (FOCUS's sign(p - p̄) at step 1, SOAP's normalised rotated gradient). A few ulps of x0
+    move each step by up to lr, and P13's shifted run (x0 + 3 rounds otherwise) differs by as much. P13 FAILs,
+    named as rounding amplified by the step, not as a dependence on the parameter's magnitude."""
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        g = p.grad
+        noise = (p + g) - p - g
+        p.add_(upd + 0.5 * torch.sign(noise), alpha=-lr)
+
+
 # ---- P3, P12, P13: what a moving lr=0 or a growing coordinate really is ----------------------------
 
 
@@ -543,6 +559,8 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "InitInStep.P13": ("P13", "FAIL", "trajectory at step 1: max |Δx| = 3 > 1.1e-12: step 1 sets the parameters to "
                                       "the same values from x0 and from x0 + 3 under the same gradient: it overwrites "
                                       "them with values of its own, whatever they were"),
+    "SignOfNoise": ("P13", "FAIL", "rounding amplified by the step: the same run from x0 moved by 1-8 ulps "
+                                   "(2.2e-16 relative each) moves the parameters by"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
     "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "

@@ -25,7 +25,7 @@ import torch
 
 from ..devices import dtype_name
 from ..loop import OptimizerRaised, call_optimizer, needs_closure, training_closure
-from . import rng
+from . import rng, rounding
 # re-exported: the contract's names, imported from here by the plans, P1 and the distributed checks
 from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, classify_rng,  # noqa: F401
                        property_p6, property_p7, rng_use)
@@ -588,6 +588,11 @@ def check_p13(case: Case) -> None:
             raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
                                                f"trajectory at step 1: max |Δx| = {diff:.3g} > {tol:.1e}: {over}",
                                   reason=OVERWRITES, trait=True)
+        amplified = rounding.explains(case, k, diff, steps) if diff > tol else None
+        if amplified:
+            raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
+                                               f"trajectory at step {k}: max |Δx| = {diff:.3g} > {tol:.1e}: {amplified}",
+                                  reason=rounding.REASON)
         if diff > tol:
             raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "
                                                f"trajectory at step {k}: max |Δx| = {diff:.3g} > {tol:.1e}: the step "
@@ -632,6 +637,11 @@ def check_p14(case: Case) -> dict[str, Any] | None:
         return {"note": f"{use.note}; a transposed parameter differs (step {d[0]}: max |Δx| = {d[1]:.3g}) because "
                         f"tensors laid out like it draw their numbers in memory order; a non-contiguous parameter in "
                         f"the same memory order (every other column) steps exactly like a contiguous one"}
+    amplified = rounding.explains(case, d[0], d[1], steps)
+    if amplified:
+        raise PropertyFailure("P14", case, f"non-contiguous (transposed) params differ from contiguous at step {d[0]}: "
+                                           f"max |Δx| = {d[1]:.3g} (expected equal to rel. {rel_tol(case.dtype):.0e}): "
+                                           f"{amplified}", reason=rounding.REASON)
     raise PropertyFailure("P14", case, f"non-contiguous (transposed) params differ from contiguous at step {d[0]}: "
                                        f"max |Δx| = {d[1]:.3g} (expected equal to rel. {rel_tol(case.dtype):.0e}; is "
                                        f"the update written into a reshape() copy instead of the param?)")
@@ -648,6 +658,11 @@ def check_p15_impls(case: Case, other_impl: str) -> None:
         scale = 1.0 + max(float(x.abs().max()) for x in ta.xs[k])
         tol = rel_tol(case.dtype) * scale
         if max_diff(ta.xs[k], tb.xs[k]) > tol:
+            amplified = rounding.explains(case, k, max_diff(ta.xs[k], tb.xs[k]), steps)
+            if amplified:
+                raise PropertyFailure("P15", case, f"{case.impl} and {other_impl} disagree at step {k}: max |Δx| = "
+                                                   f"{max_diff(ta.xs[k], tb.xs[k]):.3g} > {tol:.1e}: {amplified}",
+                                      reason=rounding.REASON, other=other_impl)
             raise PropertyFailure("P15", case, f"{case.impl} and {other_impl} disagree at step {k}: max |Δx| = "
                                                f"{max_diff(ta.xs[k], tb.xs[k]):.3g} > {tol:.1e}; last points "
                                                f"{_fmt(ta.xs[k][0])} vs {_fmt(tb.xs[k][0])}", other=other_impl)
@@ -667,6 +682,11 @@ def check_p15_dtypes(case: Case) -> None:
         # over k steps, amplified at most ~10x by adaptive denominators on this well-scaled problem.
         tol = 1e3 * eps32 * k * (1.0 + max(float(x.abs().max()) for x in ta.xs[k]))
         d = max_diff(ta.xs[k], tb.xs[k])
+        amplified = rounding.explains(c32, k, d, steps) if d > tol else None
+        if amplified:
+            raise PropertyFailure("P15", case, f"float32 and float64 disagree at step {k}: max |Δx| = {d:.3g} > "
+                                               f"{tol:.1e} (1e3·eps32·k·scale): in float32, {amplified}",
+                                  reason=rounding.REASON, other="float32")
         if d > tol:
             raise PropertyFailure("P15", case, f"float32 and float64 disagree at step {k}: max |Δx| = {d:.3g} > "
                                                f"{tol:.1e} (1e3·eps32·k·scale); float64 {_fmt(ta.xs[k][0])} vs "
