@@ -146,6 +146,25 @@ def test_parity_reproducer_runs_on_its_own_and_fails_where_the_check_failed(verd
     assert "step 1: max |compiled - eager| =" in capsys.readouterr().out
 
 
+def test_a_parity_difference_that_a_few_ulps_of_x0_reproduce_in_eager_is_named_as_rounding_amplified():
+    """pytorch-optimizer's SOAP: compiled and eager differ by 0.011 at step 2, and eager runs from x0 moved by a
+    few ulps differ by 0.146 there (its rank-deficient first preconditioner); the parity FAIL asked about a branch
+    on is_compiling(). The eager probe alone (no compile): the sign of rounding noise is named, Adam is not."""
+    from optbench.optimizers.contract import Case
+
+    def probe(spec):
+        [info] = load_user_optimizers([spec], rootdir=str(ROOT))
+        case = Case(info, info.configs[0], "default", torch.float32, "cpu")
+        lr = lambda: torch.tensor(info.contract_lr)  # noqa: E731 - as the compiled run builds it
+        want = K._eager(case, lr())
+        shapes = [tuple(x.shape) for x in want[0]]
+        return K._amplified(case, lr, want, (1, 0, shapes[0], 0.01, (0, 0), 0.0, 0.0, 1e-4))
+
+    text = probe("noise=tests.planted.traits:SignOfNoise")
+    assert text and text.startswith("rounding amplified by the step") and "at step 1" in text, text
+    assert probe("compileadam=tests.planted.compile_bugs:CompileAdam") is None
+
+
 class FloatLRSGD(torch.optim.Optimizer):
     """Plain SGD whose constructor refuses a tensor lr: its scheduled lr is a Python float in the graph."""
 

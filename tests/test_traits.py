@@ -148,6 +148,41 @@ def test_a_statistic_that_acts_only_later_or_at_a_larger_lr_is_seen_by_the_secon
     assert C.check_p7(_case("StackedByShape", torch.float32)) is None  # in float32 the batch changes nothing
 
 
+def test_rounding_amplified_by_the_step_is_measured_from_a_few_ulps_of_x0_and_a_bug_is_not_covered_by_it():
+    """The probe behind P13/P14/P15's wording: runs from x0 moved by 1-8 ulps. SignOfNoise (the sign of rounding
+    noise) moves by lr-sized amounts; a correct Adam moves by ulps, so a step-sized difference there stays a
+    finding of its own."""
+    from optbench.optimizers import rounding
+
+    noisy = rounding.spread(_case("SignOfNoise"), 3)
+    plain = rounding.spread(C.Case(_info("StateDtypeArg"), _info("StateDtypeArg").configs[0], "default",
+                                   torch.float64, "cpu"), 3)
+    assert min(noisy) > 1e-3 and max(plain) < 1e-12, (noisy, plain)
+    assert rounding.explains(_case("SignOfNoise"), 1, 0.01, 3) is not None
+    assert rounding.explains(_case("StateDtypeArg"), 1, 0.01, 3) is None  # a step-sized difference: the finding
+
+
+def test_a_float64_difference_that_goes_with_the_declared_state_precision_is_named_as_that_declaration():
+    """heavyball's HyperBallAdamW (storage_dtype="float32") failed P14 in float64 by 1.4e-7 with "is the update
+    written into a reshape() copy?": its update carries float32 rounding, as its argument declares. Named so only
+    where the declaration is in effect and the check's comparison holds with it set to float64."""
+    from optbench.optimizers import rounding
+
+    declared = _case("StateDtypeArg")  # state_dtype=torch.float32, kept so
+    seen = []
+
+    def holds(c):
+        seen.append(dict(c.config.kwargs))
+        return True
+
+    text = rounding.declared_precision(declared, holds)
+    assert text and "the float32 its argument state_dtype declares" in text and "agree to float64's" in text, text
+    assert seen == [{"state_dtype": torch.float64}]  # rerun with the declaration at float64, as its default is spelled
+    assert rounding.declared_precision(declared, lambda c: False) is None  # still differs at float64: a finding
+    assert rounding.declared_precision(_case("StateDtypeArg", torch.float32), holds) is None
+    assert rounding.declared_precision(_case("SilentFloat32State"), holds) is None  # nothing declares it
+
+
 def test_a_trait_stanza_pasted_into_pyproject_declares_the_exemption(tmp_path):
     (item,) = _items("GlobalClip", ("P7",))
     v = run_check(item)
