@@ -24,7 +24,8 @@ P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
     InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
-                           (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so
+                           (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so, and P7
+                           (its init is seeded by the parameter's index in its group, so a parameter alone gets another)
 P13 SignOfNoise            trait or bug, named as what it is: a step that takes the sign of rounding noise (the
                            rounding error of p + g): rounding amplified by the step, which runs from x0 moved by a few
                            ulps show
@@ -561,6 +562,8 @@ PLANTED: dict[str, tuple[str, str, str]] = {
                                       "them with values of its own, whatever they were"),
     "SignOfNoise": ("P13", "FAIL", "rounding amplified by the step: the same run from x0 moved by 1-8 ulps "
                                    "(2.2e-16 relative each) moves the parameters by"),
+    "InitInStep.P7": ("P7", "FAIL", "a trait of the method, not a bug: step 1 sets the parameters to the same values "
+                                    "from x0 and from x0 + 3 under the same gradient"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
     "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "

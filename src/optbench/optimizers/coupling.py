@@ -606,6 +606,14 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, 
     present = "" if by_same is None and by_other is None else (
         f" (any neighbour's presence changes parameter {i}'s steps, whatever its gradient: max |Δx| = "
         f"{max(d for d in (by_same, by_other) if d is not None):.3g})")
+    from .contract import OVERWRITES, _first_step_overwrites  # contract imports this module
+
+    over = _first_step_overwrites(case) if k == 1 else None
+    if over:  # heavyball's Scion: an orthogonal init seeded by the parameter's index in its group
+        return PropertyFailure("P7", case, f"{base}: a trait of the method, not a bug: {over}; what it writes for "
+                                           f"parameter {i} depends on the parameters beside it{present} (an "
+                                           f"initialisation seeded by the parameter's position among them?)",
+                               trait=True, reason=OVERWRITES, **found)
     return PropertyFailure("P7", case, f"{base}: no state is shared and no parameter's steps depend on another's "
                                        f"gradients{present}: does the update depend on how many parameters the "
                                        f"optimizer holds (e.g. a step counter advanced once per parameter, or a "
