@@ -562,7 +562,6 @@ def _p12_mixes(case: Case, traj: Any) -> bool | None:
 SHIFT = 3.0  # P13 translation, large against the unit-scale problem
 
 
-@rng.forked
 def _p13_holds(k: int, tol: float) -> Callable[[Case], bool]:
     """P13's comparison at step ``k`` on another case (the rounding causes' recheck)."""
     def holds(c: Case) -> bool:
@@ -571,6 +570,7 @@ def _p13_holds(k: int, tol: float) -> Callable[[Case], bool]:
     return holds
 
 
+@rng.forked
 def check_p13(case: Case) -> None:
     """Minimizing f(x - s) from x0 + s gives the trajectory of f from x0, shifted by s."""
     steps = STEPS
