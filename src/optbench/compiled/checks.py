@@ -119,8 +119,7 @@ class _Run:
 
     def __init__(self, case: Case, lr: Any, nudge: int = 0) -> None:
         self.case = case
-        self.prob = Problem(case, SHAPES)
-        rounding.nudge_(self.prob.params, nudge)  # x0 moved by ``nudge`` ulps: how far rounding carries (parity)
+        self.prob = Problem(case, SHAPES, nudge=nudge)  # nudge: x0 moved by that many ulps (parity's rounding probe)
         # lr None: the optimizer has no lr hyperparameter (A2Grad, AliG): constructed as every contract check
         # constructs it, and no scheduler, which would need group['lr']
         self.opt = case.make(self.prob.params) if lr is None else case.make(self.prob.params, lr=lr)

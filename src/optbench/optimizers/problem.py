@@ -6,6 +6,7 @@ helpers every check compares runs with (``fresh_run``: one side of a comparison,
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -147,11 +148,12 @@ class Problem:
 
     def __init__(self, case: Case, shapes: Sequence[Sequence[int]] = SHAPES, *, seed: int = 0,
                  shift: float = 0.0, noncontiguous: bool | str = False, negate: bool = False,
-                 perturb: Sequence[int] = (), zero: Sequence[int] = ()) -> None:
+                 perturb: Sequence[int] = (), zero: Sequence[int] = (), nudge: int = 0) -> None:
         self.case = case
         self.shapes = [tuple(s) for s in shapes]
         self.shift = shift
         self.negate = negate
+        # nudge: every element of x0 moved by that many ulps toward +inf (how far rounding carries: .rounding);
         # perturb: these parameters get another loss (other a and c), so only their gradients change;
         # zero: these parameters' loss term is 0 * x, so their gradient is exactly zero (not None)
         self.perturb, self.zero = frozenset(perturb), frozenset(zero)
@@ -161,6 +163,8 @@ class Problem:
         self.params: list[torch.Tensor] = []
         for i, s in enumerate(self.shapes):
             x0 = _seeded(s, 300 + i + 1000 * seed, dt, dev, -2.0, 2.0) + shift
+            for _ in range(nudge):
+                x0 = torch.nextafter(x0, torch.full_like(x0, math.inf))
             if noncontiguous == "strided":  # every other column of a wider tensor: memory order is row-major
                 p = torch.empty((s[0], 2 * s[1]), dtype=dt, device=dev)[:, ::2].copy_(x0)
             elif noncontiguous:  # a transposed layout: strides (1, rows)
@@ -302,22 +306,24 @@ def state_tensors(state: Any, label: str = "state", key: Any = None) -> Iterator
             yield from state_tensors(v, f"{label}[{i}]", None)
 
 
-def declared_dtypes(case: Case) -> dict[str, torch.dtype]:
-    """The state dtypes the constructor declares: each argument whose default is a torch.dtype or whose name ends
-    in ``dtype``, with the value optbench passes (the config's kwargs) or its default. None (the parameter's dtype)
-    and values that are no dtype are left out."""
+def declared_dtype_values(case: Case) -> dict[str, Any]:
+    """The constructor's dtype arguments (each whose default is a torch.dtype or whose name ends in ``dtype``) with
+    the value optbench passes (the config's kwargs) or its default, as given: a dtype, a str, None."""
     factory = case.info.factory
     try:
         sig = inspect.signature(factory.__init__ if isinstance(factory, type) else factory)
     except (TypeError, ValueError):
         return {}
     given = {**dict(case.info.extra_kwargs), **dict(case.config.kwargs)}
+    return {name: given.get(name, param.default) for name, param in sig.parameters.items()
+            if isinstance(param.default, torch.dtype) or name.lower().endswith("dtype")}
+
+
+def declared_dtypes(case: Case) -> dict[str, torch.dtype]:
+    """The state dtypes the constructor declares (:func:`declared_dtype_values` that are a dtype, or a str naming
+    one). None (the parameter's dtype) and values that are no dtype are left out."""
     out: dict[str, torch.dtype] = {}
-    for name, param in sig.parameters.items():
-        default = param.default
-        if not (isinstance(default, torch.dtype) or name.lower().endswith("dtype")):
-            continue
-        value = given.get(name, default)
+    for name, value in declared_dtype_values(case).items():
         if isinstance(value, str):
             value = getattr(torch, value.removeprefix("torch."), None)
         if isinstance(value, torch.dtype):

@@ -11,7 +11,8 @@ that noise into steps of +-lr (heavyball's and pytorch-optimizer's SOAP: an ulp 
 update is written into a reshape() copy: a misdiagnosis.
 
 :func:`explains` measures it the only way that needs no knowledge of the method: the same run again from
-x0 moved by a few ulps (:data:`NUDGES`, ``torch.nextafter`` toward +inf, every element), per step. Where that moves the
+x0 moved by a few ulps (:data:`NUDGES`; ``Problem(nudge=n)``: ``torch.nextafter`` toward +inf, every element),
+per step. Where that moves the
 parameters at the failing step by at least 1/:data:`MARGIN` of the difference found, the difference cannot be
 told apart from rounding amplified by the method, and the FAIL (still a FAIL) says so instead of naming a
 cause it is not. Whether that sensitivity is by design (SOAP's eps below float32's rounding noise) or a bug
@@ -31,13 +32,13 @@ step 1, and P14 asked whether the update is written into a reshape() copy). :fun
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Callable
 
 import torch
 
 from . import rng
-from .problem import Case, Problem, _run, case_key, declared_dtypes, max_diff, state_tensors
+from .problem import (Case, Problem, _run, case_key, declared_dtype_values, declared_dtypes, fresh_run, max_diff,
+                      state_tensors)
 
 # The two runs of a check differ by a few roundings of x (P13: the shift rounds x + s at |s| + |x|, up to ~4
 # ulps of x; P14/P15: another order of the same operations, a few ulps per step). Amplified alike, their
@@ -50,7 +51,7 @@ NUDGES = (1, 2, 3, 5, 8)
 # the exemption's reasons in the stanza a FAIL offers
 REASON = "the step amplifies rounding errors (an ulp of x0 moves the parameters beyond the contract's tolerance)"
 PRECISION = "the step computes with state in the lower precision its constructor declares"
-_SPREAD: dict[tuple, list[float]] = {}  # (case key, steps) -> max |Δx| per step, one ulp of x0 apart
+_SPREAD: dict[tuple, list[float]] = {}  # (case key, steps) -> max |Δx| per step, a few ulps of x0 apart
 
 
 def spread(case: Case, steps: int) -> list[float]:
@@ -59,28 +60,13 @@ def spread(case: Case, steps: int) -> list[float]:
     memoized per process."""
     key = case_key(case) + (steps,)
     if key not in _SPREAD:
-        base = _nudged_run(case, steps, 0)
+        base = fresh_run(case, steps)
         worst = [0.0] * steps
         for n in NUDGES:
-            other = _nudged_run(case, steps, n)
+            other = fresh_run(case, steps, nudge=n)
             worst = [max(w, max_diff(base.xs[k], other.xs[k])) for w, k in zip(worst, range(1, steps + 1))]
         _SPREAD[key] = worst
     return _SPREAD[key]
-
-
-def _nudged_run(case: Case, steps: int, ulps: int):
-    rng.reseed()
-    prob = Problem(case)
-    nudge_(prob.params, ulps)
-    return _run(case, prob, case.make(prob.params), steps)
-
-
-def nudge_(params, ulps: int) -> None:
-    """Move every element of ``params`` by ``ulps`` ulps toward +inf, in place."""
-    with torch.no_grad():
-        for p in params:
-            for _ in range(ulps):
-                p.copy_(torch.nextafter(p, torch.full_like(p, float("inf"))))
 
 
 def explains(case: Case, step: int, diff: float, steps: int) -> str | None:
@@ -133,16 +119,7 @@ def declared_precision(case: Case, recheck: Callable[[Case], bool]) -> str | Non
 
 def _with_float64(case: Case, name: str) -> Case:
     """``case`` with the constructor argument ``name`` set to float64, spelled as its value is (a dtype or a str)."""
-    given = {**dict(case.info.extra_kwargs), **dict(case.config.kwargs)}
-    value = given.get(name)
-    if value is None:
-        try:
-            factory = case.info.factory
-            sig = inspect.signature(factory.__init__ if isinstance(factory, type) else factory)
-            value = sig.parameters[name].default
-        except (TypeError, ValueError, KeyError):
-            value = None
-    f64 = "float64" if isinstance(value, str) else torch.float64
+    f64 = "float64" if isinstance(declared_dtype_values(case).get(name), str) else torch.float64
     config = dataclasses.replace(case.config, kwargs={**dict(case.config.kwargs), name: f64})
     return dataclasses.replace(case, config=config)
 
