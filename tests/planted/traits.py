@@ -31,6 +31,9 @@ P13 SignOfNoise            trait or bug, named as what it is: a step that takes 
                            ulps show
 P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coordinates (|x| shrinks, an |x_i| grows)
     SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
+    ScaledByD0             passes: steps scaled by d0 = 1e-6, so in float32 decay is below the resolution (judged
+                           in float64, as P2 judges a first step)
+    NoStepOnZeroGrad       trait: no step at all when the gradient is zero (an early return), named so
 --  Float64Raises          bug: every step of a float64 parameter raises (a compile-first step), in both implementations:
                            one finding, every other float64 check BLOCKED by it
 --  MatrixStepRaises       bug: steps a 1-D parameter, raises on every 2-D one (heavyball's PSGDKron under compile):
@@ -427,6 +430,27 @@ class PreconditionedDecay(_SGD):
         return g + g.sum()
 
 
+class ScaledByD0(_SGD):
+    """Correct: every step scaled by d = 1e-6, a D-Adaptation-style distance estimate that has learned nothing yet
+    (its d0), so with a zero gradient the decay step lr·d·wd·x is below float32's resolution (x does not move) and
+    shrinks x in float64: P12 passes, judged in float64 (DoG's and dadaptation's DAdaptLion float32 P12 FAILed)."""
+
+    def _direction(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return g * 1e-6
+
+
+class NoStepOnZeroGrad(_SGD):
+    """Trait: returns early when the gradient norm over all parameters is 0 (D-Adaptation's DAdaptAdan and
+    DAdaptSGD): no step at all, decay included; P12 FAILs naming that, not a wrong sign of the decay."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        if closure is None and grads and all(not bool(g.any()) for g in grads):
+            return None
+        return super().step(closure)
+
+
 class SignFlipDecay(_SGD):
     """Bug: elementwise, but the decay of each tensor's first element has the wrong sign (it grows away from 0)."""
 
@@ -566,6 +590,11 @@ PLANTED: dict[str, tuple[str, str, str]] = {
                                     "from x0 and from x0 + 3 under the same gradient"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
+    "ScaledByD0": ("P12", "PASS", ""),
+    "ScaledByD0.float32": ("P12", "PASS", "the decayed steps are below the parameters' resolution; in float64, "
+                                          "where they are judged, |x| shrinks by 3e-09 of itself"),
+    "NoStepOnZeroGrad": ("P12", "FAIL", "did not move the parameters at all in 3 steps (|x| 4.51325 -> 4.51325, max "
+                                        "growth of |x_i| 0, bit for bit): no step is taken when the gradient is zero"),
     "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "
                                        "fails for a matrix"),
     "PairedFactors": ("P2", "N/A", "in one group raise (RuntimeError: mat1 and mat2 shapes cannot be multiplied "
