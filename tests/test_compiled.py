@@ -424,6 +424,24 @@ def test_a_crash_inside_torch_compiles_runtime_is_not_blamed_on_the_optimizers_c
     assert raised_in_torch(other, ["/x/mypkg/opt.py"]) is None
 
 
+
+def test_a_crash_in_the_code_inductor_generated_is_torch_compiles_not_the_optimizers():
+    """AdaBelief (adabelief-pytorch 0.2.1): the compiled step raised NameError "name 's37' is not defined" in the
+    wrapper Inductor generated (in its cache folder, not under torch/); the FAIL named torch/optim/optimizer.py:509
+    in wrapper, the base class's step wrapper, as the optimizer's frame."""
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from optbench.compiled.watch import raised_in_torch
+
+    generated = os.path.join(cache_dir(), "zr", "czrjs2cu46jxq.py")
+    exc = _raise_from(generated)
+    where = raised_in_torch(exc, ["/x/mypkg/opt.py"])
+    assert where == "Inductor's generated code for the step (czrjs2cu46jxq.py:3 in f)", where
+    assert "czrjs2cu46jxq" not in (crash_frame(exc, ["/x/mypkg/opt.py"]) or "")  # never blamed as a user frame
+
+
 def test_crash_frame_prefers_the_optimizers_file_among_dynamos_user_frames():
     import traceback
 

@@ -266,6 +266,23 @@ _TORCH_INTERNAL = ("/torch/_dynamo/", "/torch/_inductor/", "/torch/_functorch/",
                    "/torch/_compile.py", "/torch/_ops.py")
 
 
+def _generated(path: str) -> bool:
+    """Whether ``path`` is code Inductor generated (its output code, kept in Inductor's cache folder)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        root = os.path.realpath(cache_dir())
+    except Exception:  # noqa: BLE001 - no Inductor here: nothing it generated
+        return False
+    return os.path.realpath(path).startswith(root + os.sep)
+
+
+def _torch_own(path: str) -> bool:
+    """torch.compile's own machinery, or the code Inductor generated for this step."""
+    path = path.replace("\\", "/")
+    return any(t in path for t in _TORCH_INTERNAL) or _generated(path)
+
+
 def _frames_of(exc: BaseException) -> list[traceback.FrameSummary]:
     """The user frames Dynamo attached (``real_stack``), else the Python traceback, of ``exc`` and its causes."""
     seen: list[traceback.FrameSummary] = []
@@ -297,8 +314,7 @@ def crash_frame(exc: BaseException, optimizer_files: Sequence[str]) -> str | Non
     if mine:
         f = mine[-1]
         return f"{short_path(f.filename)}:{f.lineno} in {f.name}"
-    outside = [f for f in frames if not any(t in f.filename.replace("\\", "/") for t in _TORCH_INTERNAL)
-               and "/optbench/" not in f.filename.replace("\\", "/")]
+    outside = [f for f in frames if not _torch_own(f.filename) and "/optbench/" not in f.filename.replace("\\", "/")]
     if outside:
         f = outside[-1]
         return f"{short_path(f.filename)}:{f.lineno} in {f.name}"
@@ -318,8 +334,9 @@ def raised_in_torch(exc: BaseException, optimizer_files: Sequence[str]) -> str |
     if not tb:
         return None
     last = tb[-1]
-    path = last.filename.replace("\\", "/")
-    if any(t in path for t in _TORCH_INTERNAL) or path.startswith("<"):
+    if _generated(last.filename):
+        return f"Inductor's generated code for the step ({os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+    if _torch_own(last.filename) or last.filename.startswith("<"):
         return f"{short_path(last.filename)}:{last.lineno} in {last.name}"
     return None
 
