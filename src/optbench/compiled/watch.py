@@ -335,7 +335,8 @@ def raised_in_torch(exc: BaseException, optimizer_files: Sequence[str]) -> str |
         return None
     last = tb[-1]
     if _generated(last.filename):
-        return f"Inductor's generated code for the step ({os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+        name = os.path.basename(last.filename)
+        return f"Inductor's generated code for the step ({name}:{last.lineno} in {last.name})"
     if _torch_own(last.filename) or last.filename.startswith("<"):
         return f"{short_path(last.filename)}:{last.lineno} in {last.name}"
     return None
