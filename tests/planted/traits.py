@@ -21,6 +21,7 @@ P8  NestedStorageDtype     bug: nested state in the float32 its ``storage_dtype=
                            not cast back after load_state_dict, which casts it to the parameter's float64
     SettingAsAttribute     bug: a setting kept as an instance attribute, which copy.deepcopy leaves behind
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
+    DecayIntoGrad          bug: coupled weight decay added to p.grad in place: P5 runs with weight decay on too
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
     InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
@@ -430,6 +431,23 @@ class PreconditionedDecay(_SGD):
         return g + g.sum()
 
 
+class DecayIntoGrad(_SGD):
+    """Bug: coupled weight decay added to p.grad in place (``p.grad.add_(p, alpha=wd)``: pytorch-optimizer's shared
+    apply_weight_decay, torch-optimizer's AccSGD, AdaBelief, ..., DoG, schedulefree's SGD), so with weight decay on
+    the caller's gradient changes. With decay off it steps as plain SGD and leaves p.grad alone: P5 passed."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and group["weight_decay"]:
+                    p.grad.add_(p, alpha=group["weight_decay"])
+                    p.add_(p.grad, alpha=-group["lr"])
+                elif p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+        return None
+
+
 class ScaledByD0(_SGD):
     """Correct: every step scaled by d = 1e-6, a D-Adaptation-style distance estimate that has learned nothing yet
     (its d0), so with a zero gradient the decay step lr·d·wd·x is below float32's resolution (x does not move) and
@@ -590,6 +608,9 @@ PLANTED: dict[str, tuple[str, str, str]] = {
                                     "from x0 and from x0 + 3 under the same gradient"),
     "PreconditionedDecay": ("P12", "FAIL", "the step mixes coordinates"),
     "SignFlipDecay": ("P12", "FAIL", "moved a coordinate away from 0 in 3 steps"),
+    "DecayIntoGrad": ("P5", "FAIL", "step 1 with weight_decay=0.1 modified .grad in place: max |Δgrad| = 0.188 (expected "
+                                    "untouched; use a copy, e.g. grad.mul() instead of grad.mul_()) (weight decay added "
+                                    "to p.grad in place?"),
     "ScaledByD0": ("P12", "PASS", ""),
     "ScaledByD0.float32": ("P12", "PASS", "the decayed steps are below the parameters' resolution; in float64, "
                                           "where they are judged, |x| shrinks by 3e-09 of itself"),

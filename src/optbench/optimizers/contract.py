@@ -282,15 +282,24 @@ def check_p4(case: Case) -> None:
 
 @rng.forked
 def check_p5(case: Case) -> None:
-    """step() leaves every .grad as it was: the same tensor object, not None, and the same values.
+    """step() leaves every .grad as it was: the same tensor object, not None, and the same values; also with
+    weight decay on, where the optimizer takes it (decay added to p.grad in place, ``p.grad.add_(p, alpha=wd)``,
+    is the classic way to break it, and the contract's other runs have decay off).
 
     With a closure, step() may call it, and the closure's zero_grad() and backward() write new gradients: they
     are the ones step() must then leave alone (compared with the last closure call's)."""
+    _p5(case, {})
+    if accepts(case.info, case.config, "weight_decay"):
+        _p5(case, {"weight_decay": 0.1})
+
+
+def _p5(case: Case, overrides: dict[str, Any]) -> None:
     rng.reseed()
     prob = Problem(case)
-    opt = case.make(prob.params)
+    opt = case.make(prob.params, **overrides)
     closure = case.info.closure or needs_closure(opt)
     loss_fn = prob.loss_fn()
+    how = "".join(f" with {k}={v:g}" for k, v in overrides.items())
     for step in range(3):
         saved: list[torch.Tensor] = []
         objects: list[Any] = []
@@ -316,23 +325,26 @@ def check_p5(case: Case) -> None:
             _run_hook(prob, opt, lambda epoch, value: record())
         for i, (p, obj) in enumerate(zip(prob.params, objects)):
             if p.grad is None:
-                raise PropertyFailure("P5", case, f"step {step + 1} set parameter {i}'s .grad to None: the caller's "
-                                                  f"gradient is gone after step() (gradient clipping, norm logging and "
-                                                  f"accumulation read it; clearing it is zero_grad()'s job)",
+                raise PropertyFailure("P5", case, f"step {step + 1}{how} set parameter {i}'s .grad to None: the "
+                                                  f"caller's gradient is gone after step() (gradient clipping, norm "
+                                                  f"logging and accumulation read it; clearing it is zero_grad()'s job)",
                                       reason="step() sets p.grad to None (frees the gradient after using it)",
-                                      kind="none", step=step + 1)
+                                      kind="none", step=step + 1, overrides=overrides)
             if p.grad is not obj:
-                raise PropertyFailure("P5", case, f"step {step + 1} replaced parameter {i}'s .grad with another tensor "
+                raise PropertyFailure("P5", case, f"step {step + 1}{how} replaced parameter {i}'s .grad with another "
+                                                  f"tensor "
                                                   f"(p.grad = ...): the caller's gradient tensor is no longer the "
                                                   f"parameter's (update a copy, leave p.grad alone)",
                                       reason="step() replaces p.grad with another tensor", kind="replaced",
-                                      step=step + 1)
+                                      step=step + 1, overrides=overrides)
         now = [_dense(p.grad).detach() for p in prob.params]
         if not all(torch.equal(a, b) for a, b in zip(saved, now)):
-            raise PropertyFailure("P5", case, f"step {step + 1} modified .grad in place: max |Δgrad| = "
+            decay = (" (weight decay added to p.grad in place? g = p.grad.add(p, alpha=wd) leaves it alone; with "
+                     "weight decay off it does)" if overrides else "")
+            raise PropertyFailure("P5", case, f"step {step + 1}{how} modified .grad in place: max |Δgrad| = "
                                               f"{max_diff(saved, now):.3g} (expected untouched; use a copy, "
-                                              f"e.g. grad.mul() instead of grad.mul_())",
-                                  reason="step() modifies p.grad in place", step=step + 1)
+                                              f"e.g. grad.mul() instead of grad.mul_()){decay}",
+                                  reason="step() modifies p.grad in place", step=step + 1, overrides=overrides)
 
 
 def _run_hook(prob: Problem, opt: torch.optim.Optimizer, hook) -> Any:

@@ -531,7 +531,10 @@ def script(failure: Any, case: Any) -> str | None:
         header = _header(case, kw, prop, str(failure), problem=False) if kw is not None else None
         body = _p1_body(case, details) if header else None
     else:
-        kw = _kwargs(case, **({"lr": details["lr"]} if details.get("lr") is not None else {}))  # P7's second look
+        # the check's own constructor overrides (P5 with weight decay on), and P7's second look's lr
+        overrides = {**dict(details.get("overrides") or {}),
+                     **({"lr": details["lr"]} if details.get("lr") is not None else {})}
+        kw = _kwargs(case, **overrides)
         header = _header(case, kw, prop, str(failure)) if kw is not None else None
         body = _contract_body(prop, case, details) if header else None
     if not header or not body:
