@@ -35,6 +35,8 @@ from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_wo
                       _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, float32_written,
                       state_tensors,
                       fresh_run, max_diff, rel_tol, step_takes_closure)
+from .problem import OVERWRITES, SHIFT  # noqa: F401 - re-exported
+from .problem import first_step_overwrites as _first_step_overwrites
 
 # ---------------------------------------------------------------------------------------------
 # P2 - P17
@@ -201,24 +203,6 @@ def check_p3(case: Case) -> None:
                                           f"divided by?)", reason="the parameters move at lr=0", how=how, step=k)
 
 
-OVERWRITES = "step() overwrites the parameters at its first step (an initialisation of its own)"
-
-
-def _first_step_overwrites(case: Case) -> str | None:
-    """Why a first step moved what it should not have, where the reason is that it does not step from the parameters
-    at all: one step from x0 and one from x0 + SHIFT, under the same gradient (P13's shifted problem), end at the
-    same values bit for bit. heavyball's Scion replaces each matrix by an orthogonal initialisation of its own in
-    its first step (utils.scion_auto_init_param_). None where the two differ or a run raises."""
-    try:
-        tb = fresh_run(case, 1)
-        ts = fresh_run(case, 1, shift=SHIFT)
-    except OptimizerRaised:
-        return None
-    if not all(torch.equal(a, b) for a, b in zip(tb.xs[1], ts.xs[1])):
-        return None
-    return (f"step 1 sets the parameters to the same values from x0 and from x0 + {SHIFT:g} under the same gradient: "
-            f"it overwrites them with values of its own, whatever they were (an initialisation inside step(), e.g. an "
-            f"orthogonal init), so the caller's weights are replaced")
 
 
 def lr_run(case: Case, lr: float, steps: int = 3) -> tuple[Any, str]:
@@ -593,7 +577,6 @@ def _p12_mixes(case: Case, traj: Any) -> bool | None:
     return False
 
 
-SHIFT = 3.0  # P13 translation, large against the unit-scale problem
 
 
 def _p13_holds(k: int, tol: float) -> Callable[[Case], bool]:

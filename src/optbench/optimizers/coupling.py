@@ -32,8 +32,8 @@ from ..loop import OptimizerRaised
 from ..verdict import NotApplicable
 from . import rng
 from .findings import DrawOrder, PropertyFailure
-from .problem import (STEPS, Case, Problem, _cmp_word, _loop, _run, _same, _traj_diff, accepts, case_key,
-                      max_diff, rel_tol)
+from .problem import (OVERWRITES, STEPS, Case, Problem, _cmp_word, _loop, _run, _same, _traj_diff, accepts, case_key,
+                      first_step_overwrites, max_diff, rel_tol)
 
 # ---------------------------------------------------------------------------------------------
 # Random draws: which global generators an optimizer uses, and whether its runs depend on them
@@ -606,9 +606,7 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, 
     present = "" if by_same is None and by_other is None else (
         f" (any neighbour's presence changes parameter {i}'s steps, whatever its gradient: max |Δx| = "
         f"{max(d for d in (by_same, by_other) if d is not None):.3g})")
-    from .contract import OVERWRITES, _first_step_overwrites  # contract imports this module
-
-    over = _first_step_overwrites(case) if k == 1 else None
+    over = first_step_overwrites(case) if k == 1 else None
     if over:  # heavyball's Scion: an orthogonal init seeded by the parameter's index in its group
         return PropertyFailure("P7", case, f"{base}: a trait of the method, not a bug: {over}; what it writes for "
                                            f"parameter {i} depends on the parameters beside it{present} (an "

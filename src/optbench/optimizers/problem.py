@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import dtype_name
-from ..loop import call_optimizer, run_loop
+from ..loop import OptimizerRaised, call_optimizer, run_loop
 from . import rng
 from .info import OptConfig, OptimizerInfo
 
@@ -329,3 +329,24 @@ def declared_dtypes(case: Case) -> dict[str, torch.dtype]:
         if isinstance(value, torch.dtype):
             out[name] = value
     return out
+
+
+SHIFT = 3.0  # P13 translation, large against the unit-scale problem
+OVERWRITES = "step() overwrites the parameters at its first step (an initialisation of its own)"
+
+
+def first_step_overwrites(case: Case) -> str | None:
+    """Why a first step moved what it should not have, where the reason is that it does not step from the parameters
+    at all: one step from x0 and one from x0 + SHIFT, under the same gradient (P13's shifted problem), end at the
+    same values bit for bit. heavyball's Scion replaces each matrix by an orthogonal initialisation of its own in
+    its first step (utils.scion_auto_init_param_). None where the two differ or a run raises."""
+    try:
+        tb = fresh_run(case, 1)
+        ts = fresh_run(case, 1, shift=SHIFT)
+    except OptimizerRaised:
+        return None
+    if not all(torch.equal(a, b) for a, b in zip(tb.xs[1], ts.xs[1])):
+        return None
+    return (f"step 1 sets the parameters to the same values from x0 and from x0 + {SHIFT:g} under the same gradient: "
+            f"it overwrites them with values of its own, whatever they were (an initialisation inside step(), e.g. an "
+            f"orthogonal init), so the caller's weights are replaced")
