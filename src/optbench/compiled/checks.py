@@ -79,7 +79,7 @@ import torch
 
 from ..loop import OptimizerRaised, call_optimizer, has_modes, read_params, training_closure
 from ..optimizers import rounding
-from ..optimizers.contract import Case, Problem, PropertyFailure, accepts, rel_tol
+from ..optimizers.contract import Case, Problem, PropertyFailure, accepts, max_diff, rel_tol
 from ..verdict import NotApplicable
 from .watch import GraphBreak, StepRecord, Watch, crash_frame, one_line, raised_in_torch
 
@@ -340,17 +340,13 @@ def _compile_run(case: Case) -> CompiledRun:
     return out
 
 
-def _max_abs(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> float:
-    return max(float((x.double() - y.double()).abs().max()) for x, y in zip(xs, ys))
-
-
 def _amplified(case: Case, lr: Callable[[], Any], want: Sequence[Sequence[torch.Tensor]], diff: tuple) -> str | None:
     """Whether eager runs from x0 moved by a few ulps differ from the eager run as much as the compiled one does
     at the first step beyond tolerance (Inductor reorders float operations: a step that amplifies rounding makes
     that reordering show, with no fault in the compiled step)."""
     k, dmax = diff[0], diff[3]
     try:
-        s = max(_max_abs(want[k - 1], _eager(case, lr(), n)[k - 1]) for n in rounding.NUDGES)
+        s = max(max_diff(want[k - 1], _eager(case, lr(), n)[k - 1]) for n in rounding.NUDGES)
     except Exception:  # noqa: BLE001 - a nudged eager run that raises gives no evidence either way
         return None
     return rounding.wording(case.dtype, k, s, dmax)
@@ -438,26 +434,18 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
             kind="crash", lr=r.lr, step=step)
     if r.graphs == 0:
         raise NotApplicable(_nothing_compiled(r))
-    if r.diff is not None and r.amplified:
+    if r.diff is not None:
         k, i, shape, dmax, idx, w, g, tol = r.diff
+        rel = f"the contract's rel. {rel_tol(case.dtype):.0e} x (1 + max|x|); torch.compile reorders float operations"
+        cause = (f" > {tol:.2g} ({rel}): {r.amplified}" if r.amplified else
+                 f" at index {list(idx)} (eager {w:.9g}, compiled {g:.9g}) > {tol:.2g} ({rel}, so bit for bit is not "
+                 f"expected, but this is beyond rounding: a branch on torch.compiler.is_compiling(), Python state "
+                 f"baked into the graph as a constant, or low-precision math that Inductor fuses in float32, which "
+                 f"torch._inductor.config.emulate_precision_casts=True would show?)")
         raise PropertyFailure(
             "P21", case, f"the compiled step (torch.compile, {_backend_words(case)}, {_lr_words(r)}) and the eager "
                          f"step differ at step {k} ({_phase_of(k, r)}), parameter {i} {list(shape)}: max |Δ| = "
-                         f"{dmax:.3g} > {tol:.2g} (the contract's rel. {rel_tol(case.dtype):.0e} x (1 + max|x|); "
-                         f"torch.compile reorders float operations): {r.amplified}",
-            kind="parity", lr=r.lr, step=k, param=i)
-    if r.diff is not None:
-        k, i, shape, dmax, idx, w, g, tol = r.diff
-        raise PropertyFailure(
-            "P21", case, f"the compiled step (torch.compile, {_backend_words(case)}, {_lr_words(r)}) and the eager "
-                         f"step differ at "
-                         f"step {k} ({_phase_of(k, r)}), parameter {i} {list(shape)}: max |Δ| = {dmax:.3g} at index "
-                         f"{list(idx)} (eager {w:.9g}, compiled {g:.9g}) > {tol:.2g} (the contract's rel. "
-                         f"{rel_tol(case.dtype):.0e} x (1 + max|x|); torch.compile reorders float operations, so "
-                         f"bit for bit is not expected, but this is beyond rounding: a branch on "
-                         f"torch.compiler.is_compiling(), Python state baked into the graph as a constant, or "
-                         f"low-precision math that Inductor fuses in float32, which "
-                         f"torch._inductor.config.emulate_precision_casts=True would show?)",
+                         f"{dmax:.3g}{cause}",
             kind="parity", lr=r.lr, step=k, param=i)
     sched = (f", a new lr from {SCHEDULER['name']} at steps {SCHEDULE_FROM + 1}-{STEPS}"
              if r.compared > SCHEDULE_FROM and r.lr != "none" else "")

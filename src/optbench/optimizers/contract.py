@@ -684,16 +684,17 @@ def check_p15_impls(case: Case, other_impl: str) -> None:
     for k in range(1, steps + 1):
         scale = 1.0 + max(float(x.abs().max()) for x in ta.xs[k])
         tol = rel_tol(case.dtype) * scale
-        if max_diff(ta.xs[k], tb.xs[k]) > tol:
-            rounded = rounding.cause(case, k, max_diff(ta.xs[k], tb.xs[k]), steps,
+        d = max_diff(ta.xs[k], tb.xs[k])
+        if d > tol:
+            rounded = rounding.cause(case, k, d, steps,
                                      lambda c, k=k, tol=tol: max_diff(fresh_run(c, k).xs[k], fresh_run(
                                          Case(c.info, c.config, other_impl, c.dtype, c.device), k).xs[k]) <= tol)
             if rounded:
                 raise PropertyFailure("P15", case, f"{case.impl} and {other_impl} disagree at step {k}: max |Δx| = "
-                                                   f"{max_diff(ta.xs[k], tb.xs[k]):.3g} > {tol:.1e}: {rounded[0]}",
-                                      reason=rounded[1], other=other_impl)
+                                                   f"{d:.3g} > {tol:.1e}: {rounded[0]}", reason=rounded[1],
+                                      other=other_impl)
             raise PropertyFailure("P15", case, f"{case.impl} and {other_impl} disagree at step {k}: max |Δx| = "
-                                               f"{max_diff(ta.xs[k], tb.xs[k]):.3g} > {tol:.1e}; last points "
+                                               f"{d:.3g} > {tol:.1e}; last points "
                                                f"{_fmt(ta.xs[k][0])} vs {_fmt(tb.xs[k][0])}", other=other_impl)
 
 
