@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from optbench.compiled.plan import compiled_checks
 from optbench.optimizers import contract as C
 from optbench.optimizers import rng
+from optbench.optimizers.memory import memory_checks
 from optbench.optimizers.plan import optimizer_checks
 from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
@@ -220,9 +222,13 @@ def test_what_no_generic_check_can_drive_is_not_applicable_with_the_reason():
     for name, words in (("TakesModel", "takes a model"), ("NeedsCreateGraph", "create_graph=True")):
         info = _info(name)
         assert info.unsupported and words in info.unsupported, info.unsupported
-        verdicts = [run_check(i) for i in optimizer_checks(Selection(optimizers=[info], devices=("cpu",)))]
+        selection = Selection(optimizers=[info], devices=("cpu",))
+        # every check, P21 and the memory row included: one cause, one reason (not "the eager step raises")
+        items = optimizer_checks(selection) + compiled_checks(selection) + memory_checks(selection)
+        verdicts = [run_check(i) for i in items]
+        assert {i.prop for i in items} >= {"P1", "P21", "memory"}, {i.prop for i in items}
         assert verdicts and all(v.outcome == NA and words in v.message for v in verdicts), \
-            {(v.nodeid, v.outcome) for v in verdicts}
+            {(v.nodeid, v.outcome, v.message[:80]) for v in verdicts if v.outcome != NA or words not in v.message}
 
 
 _DRIVER = r"""

@@ -114,7 +114,10 @@ def compiled_checks(selection: Any) -> list[CheckItem]:
                         test=test, id=f"{subject}-{IMPL}-{dt}-{device}", prop="P21", subject=subject,
                         run=functools.partial(with_reproducer, check, case), exempt=exempt,
                         known=None if exempt else _known(info, config, keys, IMPL, dt),
-                        na=None if exempt else device_na(device, backend(case)), device=device, marks=MARKS,
+                        # what no generic check can drive (a wrapper, a Hessian in step) is N/A with that reason,
+                        # as every other check of it, not "the eager step raises"
+                        na=None if exempt else info.unsupported or device_na(device, backend(case)), device=device,
+                        marks=MARKS,
                         measure=measured,
                         # the three checks read one compiled run (memoized per process): one process runs them, or a
                         # second one compiles the same step again (pytest-xdist workers, validate -n)

@@ -89,7 +89,7 @@ def memory_checks(selection: Any) -> list[CheckItem]:
                 dt = memory_dtype(info)
                 case = Case(info, config, primary_impl(info, device), parse_dtype(dt), device)
                 subject = info.config_id(config)
-                na = cuda_skip_reason() if device.startswith("cuda") else None
+                na = (cuda_skip_reason() if device.startswith("cuda") else None) or info.unsupported
                 items.append(CheckItem(test="test_state_bytes", id=f"{subject}-{case.impl}-{dt}-{device}",
                                        prop="memory", subject=subject, run=functools.partial(check_state_bytes, case),
                                        na=na, device=device, measure=True,
