@@ -22,9 +22,10 @@ import pytest
 import torch
 
 from optbench.compiled import checks as K
-from optbench.compiled.plan import TESTS, compiled_checks, device_na
-from optbench.compiled.watch import GraphBreak, _parse_breaks, crash_frame, guard_text, one_line
+from optbench.compiled.plan import IMPL, TESTS, compiled_checks, device_na
+from optbench.compiled.watch import GraphBreak, StepRecord, _parse_breaks, crash_frame, guard_text, one_line
 from optbench.errors import ConfigError
+from optbench.optimizers.contract import Case, PropertyFailure
 from optbench.optimizers.info import builtin_registry
 from optbench.optimizers.user import load_user_optimizers
 from optbench.plan import Selection
@@ -150,7 +151,6 @@ def test_a_parity_difference_that_a_few_ulps_of_x0_reproduce_in_eager_is_named_a
     """pytorch-optimizer's SOAP: compiled and eager differ by 0.011 at step 2, and eager runs from x0 moved by a
     few ulps differ by 0.146 there (its rank-deficient first preconditioner); the parity FAIL asked about a branch
     on is_compiling(). The eager probe alone (no compile): the sign of rounding noise is named, Adam is not."""
-    from optbench.optimizers.contract import Case
 
     def probe(spec):
         [info] = load_user_optimizers([spec], rootdir=str(ROOT))
@@ -163,6 +163,64 @@ def test_a_parity_difference_that_a_few_ulps_of_x0_reproduce_in_eager_is_named_a
     text = probe("noise=tests.planted.traits:SignOfNoise")
     assert text and text.startswith("rounding amplified by the step") and "at step 1" in text, text
     assert probe("compileadam=tests.planted.compile_bugs:CompileAdam") is None
+
+
+class ScheduleState(torch.optim.Optimizer):
+    """SGD with Python numbers in its state (an int step, a float schedule) beside a bool and a tensor, as timm's
+    NAdamLegacy keeps ``step`` and ``m_schedule``."""
+
+    def __init__(self, params, lr=1e-2):
+        super().__init__(params, dict(lr=lr))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st.update(step=0, schedule=1.0, warm=True, buf=torch.zeros_like(p))
+                st["step"] += 1
+                st["schedule"] *= 0.5
+                p.add_(p.grad, alpha=-group["lr"] * st["schedule"])
+
+
+def test_a_parity_difference_where_a_python_number_of_the_state_parted_first_names_it(monkeypatch):
+    """timm 1.0.31's NAdamLegacy keeps m_schedule, a Python float, in its state: compiled by Inductor it stops
+    following eager's at step 4 (0.0912 where eager has 0.0411; the int step has turned symbolic) and the parameters
+    part beyond tolerance at step 7, where the FAIL gave a list of guesses. Both runs read the state's Python numbers
+    after every step; the FAIL names the entry, the step and both values. No compile here: the run's record is
+    given, as the compiled run would leave it."""
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    opt = ScheduleState([p, q])
+    p.grad = torch.ones(2)  # q has no gradient, so no state
+    opt.step()
+    opt.step()
+    assert K.numbers(opt) == {(0, "step"): 2.0, (0, "schedule"): 0.25}  # not the bool, not the tensor
+
+    [info] = load_user_optimizers(["schedulestate=tests.test_compiled:ScheduleState"], rootdir=str(ROOT))
+    case = Case(info, info.configs[0], IMPL, torch.float32, "cpu")
+    eager = [{(0, "step"): float(k), (0, "m_schedule"): 0.45 ** k} for k in range(1, 8)]
+    close = [{key: v * (1 + 1e-6) for key, v in n.items()} for n in eager]  # within float32's rel. 1e-4
+    assert K.numbers_diff(case, eager, close) is None
+    parted = close[:3] + [{**n, (0, "m_schedule"): 0.0912} for n in eager[3:]]
+    assert K.numbers_diff(case, eager, parted) == (4, 0, "m_schedule", 0.45 ** 4, 0.0912)
+
+    diff = (7, 0, (3, 2), 3.11e-4, (1, 0), 1.48573077, 1.48541987, 2.8e-4)
+    steps = [StepRecord(graphs=1)] * 4 + [StepRecord()] * 6
+    for numbers_diff, words in ((K.numbers_diff(case, eager, parted), f"after step 4, state['m_schedule'] of parameter "
+                                 f"0 is 0.0912 compiled, {0.45 ** 4:.9g} eager"),
+                                (None, "a branch on torch.compiler.is_compiling(), Python state baked into")):
+        run = K.CompiledRun("tensor", diff=diff, numbers_diff=numbers_diff, steps=steps, compared=10)
+        monkeypatch.setattr(K, "_MEMO", {K._key(case): run})
+        with pytest.raises(PropertyFailure) as err:
+            K.check_p21_parity(case)
+        assert "differ at step 7" in str(err.value) and words in str(err.value), str(err.value)
+    # the parameters within tolerance: a PASS whatever the numbers (the verdict is the parameters')
+    monkeypatch.setattr(K, "_MEMO", {K._key(case): K.CompiledRun("tensor", numbers_diff=(4, 0, "m", 1.0, 2.0),
+                                                                  steps=steps, compared=10)})
+    assert K.check_p21_parity(case)["steps"] == 10
 
 
 class FloatLRSGD(torch.optim.Optimizer):

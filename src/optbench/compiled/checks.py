@@ -36,7 +36,11 @@ holds torch's declared support ("step not supported").
 ``check_p21_parity`` (PASS/FAIL)
     Every step's parameters, compiled against eager: the first step and parameter that differ beyond the
     contract's relative tolerance (``contract.rel_tol``: float32 1e-4, float64 1e-9, times 1 + max|x|) FAIL.
-    Inductor reorders floating-point operations, so bit for bit is not expected. Random draws come from
+    Inductor reorders floating-point operations, so bit for bit is not expected. A difference names its cause
+    where one is seen: a Python number of the optimizer's state (``state['step'] = 0``, a float schedule) that the
+    compiled steps leave other than the eager ones (timm's NAdamLegacy: its ``m_schedule`` stops following eager's
+    once Inductor makes the int step symbolic), else rounding that the step amplifies (nudged eager runs differ as
+    much; :mod:`optbench.optimizers.rounding`). Random draws come from
     eager's generator (``torch._inductor.config.fallback_random``), so a stochastic optimizer is compared
     with itself. An exception under compile that the eager steps do not raise is a FAIL naming the frame of
     the optimizer where it happened; when the eager steps raise, there is nothing to compare (N/A: the other
@@ -128,6 +132,8 @@ class _Run:
         self.sched = None if lr is None else call_optimizer(
             f"torch.optim.lr_scheduler.{SCHEDULER['name']}(optimizer)", cls, self.opt, **kw)
         self.scheduling = False
+        self.numbers: list[dict[tuple[int, str], float]] = []  # per step: the state's Python numbers (numbers())
+        self.xs: list[list[torch.Tensor]] = []  # x after each step, once trained (_eager_run)
         self.loss = self.prob.loss_fn()
         self.closure = training_closure(self.opt, self.loss)
 
@@ -166,7 +172,33 @@ class _Run:
             else:
                 on_step(step)
             xs.append(read_params(self.prob.params, opt))
+            self.numbers.append(numbers(opt))
         return xs
+
+
+def numbers(opt: Any) -> dict[tuple[int, str], float]:
+    """The optimizer's per-parameter state entries that are Python numbers (ints and floats, not bools), by
+    (parameter index, key). torch.compile treats them unlike tensors: a constant of the graph, or a symbolic
+    value that Dynamo computes in the graph and writes back after it."""
+    out = {}
+    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
+        for key, value in (opt.state[p].items() if p in opt.state else ()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[(i, str(key))] = float(value)
+    return out
+
+
+def numbers_diff(case: Case, want: Sequence[dict[tuple[int, str], float]],
+                 got: Sequence[dict[tuple[int, str], float]]) -> tuple[int, int, str, float, float] | None:
+    """The first (step, parameter, key, eager, compiled) where a Python number of the state differs between the
+    eager and the compiled run beyond the contract's relative tolerance, or None."""
+    rel = rel_tol(case.dtype)
+    for k, (w, g) in enumerate(zip(want, got), start=1):
+        for (i, key), e in w.items():
+            c = g.get((i, key))
+            if c is not None and not abs(c - e) <= rel * (1.0 + abs(e)):
+                return k, i, key, e, c
+    return None
 
 
 def _lines(outer: Callable[..., Any], name: str) -> range:
@@ -213,12 +245,18 @@ def _seeded(fn: Callable[[], Any], device: str) -> Any:
         return fn()
 
 
-def _eager(case: Case, lr: Any, nudge: int = 0) -> list[list[torch.Tensor]]:
-    def go() -> list[list[torch.Tensor]]:
+def _eager_run(case: Case, lr: Any, nudge: int = 0) -> _Run:
+    """The eager run, trained: its ``train()`` result is kept as ``xs``."""
+    def go() -> _Run:
         run = _Run(case, lr, nudge)
-        return run.train(lambda: call_optimizer("step()", run.body()))
+        run.xs = run.train(lambda: call_optimizer("step()", run.body()))
+        return run
 
     return _seeded(go, case.device)
+
+
+def _eager(case: Case, lr: Any, nudge: int = 0) -> list[list[torch.Tensor]]:
+    return _eager_run(case, lr, nudge).xs
 
 
 # ---- the one compiled run --------------------------------------------------------------------------
@@ -242,6 +280,7 @@ class CompiledRun:
     breaks: list[GraphBreak] = field(default_factory=list)
     limit_hit: str | None = None
     amplified: str | None = None  # the parity difference is rounding amplified by the step (optimizers.rounding)
+    numbers_diff: tuple | None = None  # a Python number of the state differs first: (step, param, key, eager, compiled)
 
     @property
     def graphs(self) -> int:
@@ -308,7 +347,8 @@ def _compile_run(case: Case) -> CompiledRun:
     out = CompiledRun(tries[0][0])
     for kind, lr in tries:
         try:
-            want = _eager(case, lr())
+            eager = _eager_run(case, lr())
+            want = eager.xs
             break
         except OptimizerRaised as exc:
             if kind == "tensor":  # retried with a float lr
@@ -336,7 +376,9 @@ def _compile_run(case: Case) -> CompiledRun:
         out.diff, out.max_abs_diff = _first_diff(case, want, got)
         out.compared = len(got)
     if out.diff is not None:
-        out.amplified = _amplified(case, lr, want, out.diff)
+        out.numbers_diff = numbers_diff(case, eager.numbers, run.numbers)
+        if out.numbers_diff is None:  # else that is the cause, seen directly: no rounding probe to run
+            out.amplified = _amplified(case, lr, want, out.diff)
     return out
 
 
@@ -437,11 +479,21 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
     if r.diff is not None:
         k, i, shape, dmax, idx, w, g, tol = r.diff
         rel = f"the contract's rel. {rel_tol(case.dtype):.0e} x (1 + max|x|); torch.compile reorders float operations"
-        cause = (f" > {tol:.2g} ({rel}): {r.amplified}" if r.amplified else
-                 f" at index {list(idx)} (eager {w:.9g}, compiled {g:.9g}) > {tol:.2g} ({rel}, so bit for bit is not "
-                 f"expected, but this is beyond rounding: a branch on torch.compiler.is_compiling(), Python state "
-                 f"baked into the graph as a constant, or low-precision math that Inductor fuses in float32, which "
-                 f"torch._inductor.config.emulate_precision_casts=True would show?)")
+        beyond = (f" at index {list(idx)} (eager {w:.9g}, compiled {g:.9g}) > {tol:.2g} ({rel}, so bit for bit is not "
+                  f"expected, but this is beyond rounding")
+        if r.numbers_diff is not None:
+            ks, pi, key, e, c = r.numbers_diff
+            cause = (f"{beyond}): the compiled step leaves a Python number of the state other than the eager step "
+                     f"does: after step {ks}, state[{key!r}] of parameter {pi} is {c:.9g} compiled, {e:.9g} eager "
+                     f"(Dynamo makes such a number a constant of the graph, or a symbolic value computed in the graph "
+                     f"and written back: a torch.compile bug this step triggers, or a branch on "
+                     f"torch.compiler.is_compiling(); state kept in a tensor is data to the graph)")
+        elif r.amplified:
+            cause = f" > {tol:.2g} ({rel}): {r.amplified}"
+        else:
+            cause = (f"{beyond}: a branch on torch.compiler.is_compiling(), Python state baked into the graph as a "
+                     f"constant, or low-precision math that Inductor fuses in float32, which "
+                     f"torch._inductor.config.emulate_precision_casts=True would show?)")
         raise PropertyFailure(
             "P21", case, f"the compiled step (torch.compile, {_backend_words(case)}, {_lr_words(r)}) and the eager "
                          f"step differ at step {k} ({_phase_of(k, r)}), parameter {i} {list(shape)}: max |Δ| = "

@@ -59,7 +59,7 @@ def run(compiled, fullgraph=False):
     modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
     if modes:
         opt.train()
-    xs, graphs = [], []
+    xs, graphs, numbers = [], [], []
     for k in range(STEPS):
         if k == SCHEDULE_FROM - 1:
             holder["on"] = True  # LinearLR steps after this step's update: every later step sees a new lr
@@ -71,21 +71,27 @@ def run(compiled, fullgraph=False):
         if modes:
             opt.eval()
         xs.append([p.detach().clone() for p in ps])
+        # the state's Python numbers (torch.compile makes them graph constants or symbolic values it writes back)
+        numbers.append({{(i, key): v for i, p in enumerate(ps) for key, v in opt.state.get(p, {{}}).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
         if modes:
             opt.train()
-    return xs, graphs
+    return xs, graphs, numbers
 
 '''
 
 _BODIES = {
     "parity": '''
-eager, _ = run(False)
-compiled, graphs = run(True)
+eager, _, eager_numbers = run(False)
+compiled, graphs, compiled_numbers = run(True)
 print(f"graphs compiled per step: {graphs}")
-for k, (a, b) in enumerate(zip(eager, compiled), 1):
+for k, (a, b, na, nb) in enumerate(zip(eager, compiled, eager_numbers, compiled_numbers), 1):
     tol = REL * (1 + max(x.abs().max().item() for x in a))
     d = max_diff(a, b)
-    print(f"step {k}: max |compiled - eager| = {d:.3g} (tolerance {tol:.2g})")
+    apart = {f"param {i} state[{key!r}]": (v, nb[(i, key)]) for (i, key), v in na.items()
+             if (i, key) in nb and not abs(nb[(i, key)] - v) <= REL * (1 + abs(v))}
+    print(f"step {k}: max |compiled - eager| = {d:.3g} (tolerance {tol:.2g})"
+          + (f"; Python numbers of the state apart (eager, compiled): {apart}" if apart else ""))
     assert d <= tol, f"P21: the compiled step differs from the eager one at step {k}"
 ''',
     "crash": '''
@@ -95,7 +101,7 @@ run(True)  # raises: the traceback names the optimizer's frame
 ''',
     "recompiles": '''
 torch._logging.set_logs(recompiles=True)  # prints the guard that failed at each recompilation
-_, graphs = run(True)
+_, graphs, _ = run(True)
 print(f"graphs compiled per step: {graphs} (warm-up: steps 1-{WARMUP}; constant lr: steps {WARMUP + 1}-{SCHEDULE_FROM}; "
       f"LinearLR changing the lr: steps {SCHEDULE_FROM + 1}-{STEPS})")
 for name, part in (("at a constant lr", graphs[WARMUP:SCHEDULE_FROM]), ("under LinearLR", graphs[SCHEDULE_FROM:])):
