@@ -183,3 +183,21 @@ def test_p20_names_the_cause_of_a_checkpoint_that_dcp_refuses(planted, says, not
     v = run_check(item)
     assert v.outcome == FAIL and says in v.message, (v.outcome, v.message)
     assert not_says not in v.message, v.message
+
+
+def test_zero_names_p7s_coupling_of_parameters_as_the_trait_it_is_and_offers_p7s_stanza():
+    """timm's Lamb (a global gradient-norm clip; an unseen collection) failed P19.zero with "does the update depend
+    on other parameters? Or, as under DDP: is p.grad kept in the state without a copy?", though its P7 had named
+    the coupling as a trait: ZeroRedundancyOptimizer gives each rank's optimizer only its partition, over which the
+    global norm differs. The ZeRO FAIL now names P7's diagnosis of the same case, as a trait, with P7's stanza
+    (declaring P7 makes P19.zero N/A); DDP, which steps every parameter in one optimizer, passes."""
+    infos = load_user_optimizers(["globalclip=tests.planted.traits:GlobalClip"], rootdir=str(ROOT))
+    items = {it.test: it for it in distributed_checks(Selection(optimizers=infos, devices=("cpu",)))}
+    ddp, zero = run_check(items["test_p19_ddp_parity"]), run_check(items["test_p19_zero_parity"])
+    assert ddp.outcome == PASS, ddp.message
+    assert zero.outcome == FAIL, zero.message
+    for phrase in ("only its partition of the parameters", "P7 (parameter independence) fails on this case: "
+                   "parameters are coupled through a global statistic", "a trait of the method, not a ZeRO fault",
+                   "declare P7 with the exemption below"):
+        assert phrase in zero.message, (phrase, zero.message)
+    assert zero.stanza and "[tool.optbench.optimizers.globalclip.exemptions]\nP7 = " in zero.stanza, zero.stanza

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..loop import OptimizerRaised
 from ..optimizers.contract import Case, PropertyFailure, rel_tol
 from ..verdict import NotApplicable
 from . import runs
@@ -298,6 +299,8 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
         hint = ("DDP's gradients are views into its communication buckets, which the next backward overwrites: is "
                 "p.grad kept in the state without a copy, or changed in place?")
         if zero:
+            _coupled_partition(case, f"under {what} the run differs from one process at {d.text()}; expected equal "
+                                     f"{rule.words}")
             hint = (f"each rank steps only its partition of the parameters with its own optimizer instance: does the "
                     f"update depend on other parameters? Or, as under DDP: {hint}")
         raise PropertyFailure("P19", case, f"under {what} the run differs from one process at {d.text()}; expected "
@@ -305,6 +308,29 @@ def _check_p19(case: Case, zero: bool) -> dict[str, Any]:
     _unmoved("P19", case, ref, STEPS)
     return {"max_abs_diff": max_abs(ref["traj"], results[0]["traj"]), "bitwise": rule.exact, "steps": STEPS,
             **rng_note(case, "replicas")}
+
+
+def _coupled_partition(case: Case, base: str) -> None:
+    """A ZeRO run that differs, where P7 fails on the same case: ZeroRedundancyOptimizer gives each rank's optimizer
+    only its partition of the parameters, so an optimizer whose parameters are coupled (a global gradient norm, a
+    statistic over every parameter: LAMB's clip, D-Adaptation's d) steps differently, whatever ZeRO does. The FAIL
+    names P7's diagnosis and, for a trait, offers P7's stanza (declaring P7 makes this check N/A); else nothing."""
+    from ..optimizers.coupling import check_p7
+
+    try:
+        check_p7(case)
+    except PropertyFailure as p7:
+        kind = ("a trait of the method, not a ZeRO fault" if p7.trait else "P7's bug, seen through ZeRO")
+        failure = PropertyFailure(
+            "P19", case, f"{base}: ZeroRedundancyOptimizer gives each rank's optimizer only its partition of the "
+                         f"parameters, and P7 (parameter independence) fails on this case: {p7.reason} ({kind})"
+                         + (". A trait: declare P7 with the exemption below, which makes this check N/A (exit code 0 "
+                            "once declared)" if p7.trait and p7.stanza else ""),
+            offer=False, trait=p7.trait)
+        failure.stanza = p7.stanza if p7.trait else None
+        raise failure from None
+    except (NotApplicable, OptimizerRaised):  # P7 holds order-independently, or cannot tell: no cause to name
+        return
 
 
 def check_p19_ddp(case: Case) -> dict[str, Any]:

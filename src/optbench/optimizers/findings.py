@@ -45,6 +45,7 @@ class PropertyFailure(CheckFailure):
         self.case = case
         self.details = details
         self.trait = trait
+        self.reason = reason or _short_reason(message)  # the diagnosis in a few words (another check may cite it)
         self.cause: tuple[str, str] | None = None  # (exception type, message) when the optimizer raised
         base = _base_prop(prop)
         title = f"{prop} {PROPERTIES.get(base, '')}".strip()
