@@ -17,6 +17,8 @@ P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept ou
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
     NestedSilentFloat32    bug: the same in nested state (state[p][0]['m'], heavyball's layout)
+    LayerNormFloat32       bug: a per-parameter second moment, a 0-d torch.zeros([]) in float32 whatever the param
+                           dtype (timm's NvNovoGrad), beside a float32 step counter (torch.optim's, which passes)
 P8  NestedStorageDtype     bug: nested state in the float32 its ``storage_dtype="float32"`` declares (P9 passes),
                            not cast back after load_state_dict, which casts it to the parameter's float64
     SettingAsAttribute     bug: a setting kept as an instance attribute, which copy.deepcopy leaves behind
@@ -324,6 +326,29 @@ class NestedSilentFloat32(SilentFloat32State):
         return self.state[p].setdefault(0, {})
 
 
+class LayerNormFloat32(Optimizer):
+    """Bug: NovoGrad's per-layer second moment, the 0-d ``torch.zeros([])`` (float32 whatever the parameter's dtype,
+    as timm's NvNovoGrad creates it), so a float64 run normalises by a float32 norm. Its step counter is a float32
+    0-d tensor too (torch.optim's convention), which holds whole numbers and is not the finding."""
+
+    def __init__(self, params, lr=1e-2, beta=0.95, eps=1e-8):
+        super().__init__(params, dict(lr=lr, beta=beta, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros((), dtype=torch.float32)
+                    st["v"] = torch.zeros([])  # the bug: the default dtype, float32
+                st["step"] += 1
+                st["v"].mul_(group["beta"]).add_((p.grad * p.grad).sum(), alpha=1 - group["beta"])
+                p.add_(p.grad / (st["v"].sqrt() + group["eps"]), alpha=-group["lr"])
+
+
 class NestedStorageDtype(_Adam):
     """Bug: moments kept, nested, in the dtype ``storage_dtype`` names (a string, as heavyball's does; P9 reads it
     as declared and passes), but not cast back after torch.optim.Optimizer.load_state_dict cast them to the
@@ -587,6 +612,8 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
     "NestedSilentFloat32": ("P9", "FAIL", "state[0]['m'] of parameter 0 is float32, the param float64, and no "
                                           "constructor argument declares"),
+    "LayerNormFloat32": ("P9", "FAIL", "state['v'] of parameter 0 (a 0-d tensor, a statistic, not a counter: it "
+                                       "holds"),
     "NestedStorageDtype": ("P8", "FAIL", "(state[0]['m'] of parameter 0 is float32, the parameter float64: torch.optim."
                                          "Optimizer.load_state_dict casts floating-point state to its parameter's dtype"),
     "NestedStorageDtype.P9": ("P9", "PASS", "state[0]['m'] float32 as storage_dtype=torch.float32 declares"),

@@ -414,16 +414,30 @@ def _lost_by_deepcopy(exc: OptimizerRaised, opt: Any, copied: Any) -> str:
 @rng.forked
 def check_p9(case: Case) -> dict[str, Any] | None:
     """Every floating-point state tensor shaped like its param has the param's dtype (or one the constructor
-    declares through a dtype argument, e.g. ``momentum_dtype=torch.bfloat16``) and the param's device."""
+    declares through a dtype argument, e.g. ``momentum_dtype=torch.bfloat16``) and the param's device. State of
+    another shape (a per-layer norm, Adafactor's factored rows) may not be of a lower precision than the param
+    unless declared, beside quantized (integer) state, or it holds only whole numbers (a step counter, such as
+    torch.optim's float32 ``step``): a statistic kept in float32 gives a float64 run float32 precision (timm's
+    NvNovoGrad: its second moment, a 0-d ``torch.zeros([])``)."""
     rng.reseed()
     prob = Problem(case)
     opt = case.make(prob.params)
     _run(case, prob, opt, 2)
     declared = declared_dtypes(case)
     used: dict[str, str] = {}
+    scales: dict[str, str] = {}
     for i, p in enumerate(prob.params):
-        for label, _, val in state_tensors(opt.state.get(p, {})):  # nested state too (heavyball: state[p][0][...])
+        tensors = list(state_tensors(opt.state.get(p, {})))  # nested state too (heavyball: state[p][0][...])
+        # integer state shaped like the param: moments kept quantized, by design; their scales are part of that
+        # format (pytorch-optimizer's FlashAdamW: int8 moments, float16 scales), not a statistic kept low by mistake
+        quantized = next((lb for lb, _, v in tensors if v.shape == p.shape and not v.dtype.is_floating_point
+                          and not v.dtype.is_complex and v.dtype != torch.bool), None)
+        for label, _, val in tensors:
             if val.shape != p.shape:
+                if quantized is None:
+                    _lower_statistic(case, i, p, label, val, declared, used)
+                elif val.dtype.is_floating_point and val.dtype != p.dtype:
+                    scales[label] = f"{dtype_name(val.dtype)} beside the quantized {quantized}"
                 continue
             if val.device != p.device:
                 raise PropertyFailure("P9", case, f"{label} of parameter {i} is on {val.device}, expected the "
@@ -444,9 +458,36 @@ def check_p9(case: Case) -> dict[str, Any] | None:
                                               f"(create state with torch.zeros_like(p), or take a state_dtype argument)",
                                   reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's "
                                          f"dtype")
-    if used:
-        return {"note": "state kept in a declared dtype: " + "; ".join(f"{k} {v}" for k, v in used.items())}
-    return None
+    notes = ([("state kept in a declared dtype: " + "; ".join(f"{k} {v}" for k, v in used.items()))] if used else []) + \
+        ([("quantized state: " + "; ".join(f"{k} {v}" for k, v in scales.items()))] if scales else [])
+    return {"note": "; ".join(notes)} if notes else None
+
+
+def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch.Tensor,
+                     declared: dict[str, torch.dtype], used: dict[str, str]) -> None:
+    """P9 on state not shaped like its param: a floating statistic of lower precision than the param, undeclared,
+    holding a value that is not a whole number, is a FAIL (whole numbers: a counter, exact in float32 to 2**24)."""
+    if not (val.dtype.is_floating_point and p.dtype.is_floating_point
+            and torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits):
+        return
+    args = [n for n, d in declared.items() if d == val.dtype]
+    if args:
+        used[label] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
+        return
+    v = val.detach()
+    if val.device.type == "meta" or bool(torch.equal(v, v.round())):
+        return  # a counter (torch.optim's float32 step), or nothing accumulated yet
+    shape = "a 0-d tensor" if val.dim() == 0 else f"shape {tuple(val.shape)}"
+    decl = (f"the constructor's dtype arguments declare {', '.join(f'{n}={d}' for n, d in declared.items())}"
+            if declared else "no constructor argument declares a state dtype")
+    raise PropertyFailure("P9", case, f"{label} of parameter {i} ({shape}, a statistic, not a counter: it holds "
+                                      f"{float(v[v != v.round()].reshape(-1)[0]):.6g}) is {dtype_name(val.dtype)}, "
+                                      f"the param "
+                                      f"{dtype_name(p.dtype)}, and {decl}: the update computed from it has "
+                                      f"{dtype_name(val.dtype)} precision (create it in the param's dtype, e.g. "
+                                      f"torch.zeros((), dtype=p.dtype, device=p.device), or take a state_dtype "
+                                      f"argument)",
+                          reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's dtype")
 
 
 @rng.forked

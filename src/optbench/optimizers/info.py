@@ -410,7 +410,11 @@ def builtin_registry() -> list[OptimizerInfo]:
             known={"P8.state_dict@float64": "state['mu_product'] is created as a float32 scalar whatever the param dtype, and "
                          "load_state_dict casts it to the param's dtype, so a float64 run resumed from a state_dict "
                          "differs from the uninterrupted one (by ~1e-12)",
-                   "P20@float64": _NADAM_DCP},
+                   "P20@float64": _NADAM_DCP,
+                   "P9@float64": "state['mu_product'] (the product of the momentum schedule, 0.2026 after 2 steps) is "
+                                 "a float32 scalar (_get_scalar_dtype: float32 unless the default dtype is float64) "
+                                 "whatever the param dtype, so a float64 run's Nesterov correction has float32 "
+                                 "precision (the same float32 scalar as the P8.state_dict and P20 entries)"},
             source="torch.optim.NAdam",
         ),
         OptimizerInfo(
@@ -464,7 +468,11 @@ def builtin_registry() -> list[OptimizerInfo]:
                                          "decay toward 0, so it is not translation equivariant by design"},
                       known={"P15.forloop@float64": "the step size eta is kept as a float32 scalar tensor (_get_scalar_dtype) and the "
                                     "for-loop and foreach paths round it differently, so float64 runs differ by ~1e-8 "
-                                    "relative between implementations"},
+                                    "relative between implementations",
+                             "P9@float64": "state['eta'] (the step size; state['mu'] too, 1 until step t0) is a "
+                                           "float32 scalar (_get_scalar_dtype: float32 unless the "
+                                           "default dtype is float64) whatever the param dtype, so a float64 run steps "
+                                           "with a float32 step size (the same float32 eta as the P15 entry)"},
                       source="torch.optim.ASGD"),
         OptimizerInfo(
             "lbfgs",

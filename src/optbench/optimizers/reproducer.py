@@ -241,6 +241,13 @@ for i, p in enumerate(ps):
             print(f"param {i} {label}: {val.dtype} on {val.device} (param: {p.dtype} on {p.device})")
             assert val.device == p.device, "P9: state on another device than its param"
             assert val.dtype == p.dtype or val.dtype in DECLARED, "P9: state in another dtype than its param, undeclared"
+        elif (val.dtype.is_floating_point and p.dtype.is_floating_point and val.dtype not in DECLARED
+              and torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits):
+            # state of another shape (a per-layer statistic) of lower precision: fine for a counter (whole numbers)
+            whole = torch.equal(val, val.round())
+            print(f"param {i} {label}: {val.dtype}, shape {tuple(val.shape)}, {'a counter' if whole else 'a statistic'}"
+                  f" (param: {p.dtype})")
+            assert whole, "P9: a statistic kept in lower precision than its param, undeclared"
 ''',
     "root": '''
 ps, loss = make_problem()
