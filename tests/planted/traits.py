@@ -26,6 +26,9 @@ P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL
     DecayIntoGrad          bug: coupled weight decay added to p.grad in place: P5 runs with weight decay on too
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
     Float32RoundTrip       bug: float64 parameters stepped in float32 and copied back (moves at lr=0; P13 too)
+    WeightClip             trait: each row clipped to norm <= 1 after the step (AdamAtan2ClipGrok): moves at lr=0
+                           whatever the gradient, named as a map of the weights, not a term missing its lr
+    DecayWithoutLr         bug: x shrunk by 1 - 1e-3 every step, lr or not: named as a decay not multiplied by lr
     InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
                            (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so, and P7
                            (its init is seeded by the parameter's index in its group, so a parameter alone gets another)
@@ -418,6 +421,23 @@ class LrUnused(_Adam):
         return 1e-2
 
 
+class WeightClip(_Adam):
+    """Trait: after each step every row of a parameter is clipped to norm <= 1 (lucidrains' AdamAtan2ClipGrok:
+    ``clip_to_grok`` soft-clips each row's norm): at lr=0 the parameters still move, whatever the gradient."""
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        p.add_(upd, alpha=-lr)
+        p.mul_(p.norm(dim=-1, keepdim=True).reciprocal().clamp(max=1.0))
+
+
+class DecayWithoutLr(_Adam):
+    """Bug: every step shrinks x by a factor 1 - 1e-3 that lr does not multiply, so lr=0 does not stop it."""
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        p.mul_(1 - 1e-3)
+        p.add_(upd, alpha=-lr)
+
+
 class Float32RoundTrip(_Adam):
     """Bug: each parameter is stepped in float32 and copied back (``p.data.float()`` ... ``p.data.copy_()``, as
     torch_optimizer's RAdam and Ranger do), so a float64 run has float32 precision: at lr=0 the parameters still
@@ -622,6 +642,10 @@ PLANTED: dict[str, tuple[str, str, str]] = {
                                                   "param_groups only"),
     "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
     "LrUnused": ("P3", "FAIL", "the 3 steps are the same bit for bit: lr is not used"),
+    "WeightClip": ("P3", "FAIL", "move them the same bit for bit: the move does not come from the gradient but from a "
+                                 "map of the parameters' own values applied whatever lr: a trait of the method"),
+    "DecayWithoutLr": ("P3", "FAIL", "every parameter is scaled by 0.999 at step 1: a decay toward 0 not multiplied "
+                                     "by lr"),
     "Float32RoundTrip": ("P3", "FAIL", "moved at step 1 to their float32 rounding"),
     "Float32RoundTrip.P13": ("P13", "FAIL", "a float32 rounding: step() computes the float64 parameters in float32"),
     "InitInStep": ("P3", "FAIL", "step 1 sets the parameters to the same values from x0 and from x0 + 3 under the "

@@ -164,9 +164,12 @@ def check_p3(case: Case) -> None:
     rate``, ``assert lr > 0``) gets the contract lr, and every param group's ``lr`` is then set to 0, as a
     warmup or annealing scheduler does in real training. Moving (or producing NaN) there is a bug, except where
     the diagnosis finds the cause elsewhere: a float64 parameter that moved only to its rounding to float32 (the
-    step computes in float32 and copies back: a precision bug, said so), and steps that do not depend on lr at all
+    step computes in float32 and copies back: a precision bug, said so), steps that do not depend on lr at all
     (the same bit for bit at lr=0, the contract lr and ten times it: lr is not used, a trait of the method whose
-    step size is its own, such as Adafactor's relative step, offered as an exemption).
+    step size is its own, such as Adafactor's relative step, offered as an exemption), and a move at lr=0 that
+    does not come from the gradient (the same bit for bit with every gradient negated and doubled): one factor on
+    every parameter is a decay toward 0 not multiplied by lr (pytorch-optimizer's SRMM); anything else is the
+    method constraining its weights, a trait (Nero's projection, AdamAtan2ClipGrok's norm clip).
     """
     traj, how = lr_run(case, 0.0)
     x0 = traj.xs[0]
@@ -198,6 +201,24 @@ def check_p3(case: Case) -> None:
         if over:
             raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step 1 ({moved}): {over}",
                                   reason=OVERWRITES, trait=True, how=how, step=k)
+        if _p3_gradient_free(case, traj):
+            factor = _common_factor(x0, traj.xs[k])
+            if factor is not None:
+                raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} ({moved}), and the "
+                                                  f"same steps with every gradient negated, or doubled, move them the "
+                                                  f"same bit for bit: the move does not come from the gradient; every "
+                                                  f"parameter is scaled by {factor:.9g} at step {k}: a decay toward 0 "
+                                                  f"not multiplied by lr (weight decay missing its lr, or a built-in "
+                                                  f"decay of the method?)",
+                                      reason="the parameters decay toward 0 whatever lr", how=how, step=k)
+            raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} ({moved}), and the same "
+                                              f"steps with every gradient negated, or doubled, move them the same bit "
+                                              f"for bit: the move does not come from the gradient but from a map of the "
+                                              f"parameters' own values applied whatever lr: a trait of the method, not "
+                                              f"a term missing its lr: it constrains its weights (a norm clip or a "
+                                              f"projection of the parameters after each step)",
+                                  reason="the parameters are clipped or projected every step, whatever lr", trait=True,
+                                  how=how, step=k)
         raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k}: {moved} (expected 0; is a "
                                           f"term of the update not multiplied by lr, e.g. eps or weight decay, or is lr "
                                           f"divided by?)", reason="the parameters move at lr=0", how=how, step=k)
@@ -205,9 +226,10 @@ def check_p3(case: Case) -> None:
 
 
 
-def lr_run(case: Case, lr: float, steps: int = 3) -> tuple[Any, str]:
+def lr_run(case: Case, lr: float, steps: int = 3, loss_scale: float = 1.0) -> tuple[Any, str]:
     """``steps`` contract steps at ``lr`` from the seeded start, and how the lr was given: to the constructor, or set
-    on every param group after construction where the constructor refuses it (as a scheduler sets it)."""
+    on every param group after construction where the constructor refuses it (as a scheduler sets it).
+    ``loss_scale`` multiplies the loss (and so every gradient)."""
     rng.reseed()
     prob = Problem(case)
     how = f"lr={lr:g} given to the constructor"
@@ -220,10 +242,42 @@ def lr_run(case: Case, lr: float, steps: int = 3) -> tuple[Any, str]:
         how = (f"param_groups[i]['lr'] set to {lr:g} after construction, as an lr scheduler does (the constructor "
                f"refuses lr={lr:g}: {type(refused.original).__name__}: {' '.join(str(refused.original).split())})")
     try:
-        traj = _run(case, prob, opt, steps)
+        if loss_scale == 1.0:
+            traj = _run(case, prob, opt, steps)
+        else:
+            base = prob.loss_fn()
+            traj = _loop(case, lambda: loss_scale * base(), prob.params, opt, steps, check_finite=False)
     except OptimizerRaised as exc:
         raise optimizer_finding("P3", case, exc, f"stepping with {how}") from None
     return traj, how
+
+
+def _p3_gradient_free(case: Case, traj: Any) -> bool:
+    """Whether the lr=0 run ``traj`` is the same bit for bit with every gradient negated and with every gradient
+    doubled (the loss times -1, times 2): what moves the parameters then is not the gradient (sign-based and
+    normalised updates change with the first, magnitude-based ones with the second). A run that raises says no."""
+    for scale in (-1.0, 2.0):
+        try:
+            other, _ = lr_run(case, 0.0, loss_scale=scale)
+        except PropertyFailure:
+            return False
+        if not same_runs(traj, other):
+            return False
+    return True
+
+
+def _common_factor(x0: Sequence[torch.Tensor], xk: Sequence[torch.Tensor]) -> float | None:
+    """c where every parameter element is c times its start (a decay toward 0 or growth away from it), to the
+    rounding of one multiplication in the parameters' dtype (16 ulps), else None."""
+    ulps = 16 * torch.finfo(xk[0].dtype).eps if xk[0].dtype.is_floating_point else 0.0
+    a = torch.cat([x.detach().double().reshape(-1) for x in x0])
+    b = torch.cat([x.detach().double().reshape(-1) for x in xk])
+    nz = a != 0
+    if not bool(nz.any()) or bool((b[~nz] != 0).any()):
+        return None
+    ratio = b[nz] / a[nz]
+    c = float(ratio.median())
+    return c if bool(((ratio - c).abs() <= ulps * max(1.0, abs(c))).all()) else None
 
 
 def same_runs(a: Any, b: Any) -> bool:
