@@ -156,11 +156,14 @@ def test_module_wildcard_loads_every_exported_optimizer_once():
     """``module:*``: each optimizer class the module exports, once, named as exported; one that cannot be driven
     as it comes (a wrapper, a required argument) is N/A with its reason and fix instead of ending the run."""
     infos = {i.name: i for i in load_user_optimizers(["tests.planted.collection:*"], rootdir=str(ROOT))}
-    assert sorted(infos) == ["NeedsHorizon", "PlainSGD", "Wrapper"]  # AliasSGD is PlainSGD; helper is no optimizer
+    assert sorted(infos) == ["NeedsHorizon", "PlainSGD", "TwoLists", "Wrapper"]  # AliasSGD is PlainSGD; helper is none
     assert infos["PlainSGD"].unsupported is None and infos["PlainSGD"].source == "tests.planted.collection:PlainSGD"
     assert "wraps another optimizer" in infos["Wrapper"].unsupported
     assert "requires num_iterations" in infos["NeedsHorizon"].unsupported
     assert "kwargs = { num_iterations = ... }" in infos["NeedsHorizon"].unsupported
+    # parameters in two lists: no config can give a list of tensors, so not "give params in its config"
+    assert "takes its parameters in 2 lists (muon_params, params)" in infos["TwoLists"].unsupported
+    assert "kwargs" not in infos["TwoLists"].unsupported
     # named on its own, the same optimizer is still a one-line error
     with pytest.raises(SpecError, match="requires num_iterations"):
         load_user_optimizers(["tests.planted.collection:NeedsHorizon"], rootdir=str(ROOT))

@@ -1,12 +1,12 @@
 """A package-like module for ``module:*`` (every optimizer a module exports): one optimizer exported under two
 names, a wrapper that takes another optimizer, one whose constructor needs an argument no default gives, and
-names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
+one that takes its parameters in two lists, and names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "helper", "CONSTANT"]
+__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "TwoLists", "helper", "CONSTANT"]
 
 CONSTANT = 3
 
@@ -47,3 +47,10 @@ class NeedsHorizon(PlainSGD):
     def __init__(self, params, num_iterations: int, lr: float = 1e-2) -> None:
         super().__init__(params, lr)
         self.num_iterations = num_iterations
+
+
+class TwoLists(PlainSGD):
+    """MuonAdamAtan2-like (lucidrains' adam-atan2-pytorch): matrices and the other parameters in two lists."""
+
+    def __init__(self, muon_params, params, lr: float = 1e-2) -> None:
+        super().__init__([*muon_params, *params], lr)

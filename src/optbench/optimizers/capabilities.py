@@ -150,6 +150,19 @@ def _wrapped_optimizer_arg(factory: Callable[..., Any]) -> str | None:
     return None
 
 
+def _split_params_args(factory: Callable[..., Any]) -> list[str]:
+    """The constructor's required arguments that each take parameters (``muon_params, params``: lucidrains'
+    MuonAdamAtan2 takes its matrices and the rest in two lists), where there are two or more; else []."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    names = [prm.name for prm in params
+             if prm.default is inspect.Parameter.empty and prm.kind in (prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD)
+             and re.fullmatch(r"(\w+_)?params", prm.name)]
+    return names if len(names) >= 2 else []
+
+
 def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: BaseException) -> str | None:
     """Why no generic check can drive an optimizer every plain attempt failed on, when the reason is one no config
     can remove; None otherwise (a required argument the config's kwargs can give, or an unknown failure)."""
@@ -158,6 +171,11 @@ def _undriveable(factory: Callable[..., Any], kw: Mapping[str, Any], first: Base
     if wrapped is not None:
         return (f"wraps another optimizer (its constructor takes {wrapped}) {plain}: validate the optimizer it wraps, "
                 f"or name a factory of your own, e.g. def make(params, **kw): return Wrapper(AdamW(params, **kw))")
+    split = _split_params_args(factory)
+    if split:
+        return (f"its constructor takes its parameters in {len(split)} lists ({', '.join(split)}) {plain}, where a "
+                f"generic check gives one: name a factory of your own that splits them, e.g. def make(params, **kw): "
+                f"ps = list(params); return Opt([p for p in ps if p.ndim >= 2], [p for p in ps if p.ndim < 2], **kw)")
     module = torch.nn.Linear(2, 3).double()
     try:
         factory(module, **kw)
