@@ -503,8 +503,7 @@ def check_p9(case: Case) -> dict[str, Any] | None:
             if args:
                 used[label] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
                 continue
-            decl = (f"the constructor's dtype arguments declare {', '.join(f'{n}={d}' for n, d in declared.items())}"
-                    if declared else "no constructor argument declares a state dtype")
+            decl = _declared_words(declared)
             lower = torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits if p.dtype.is_floating_point else False
             raise PropertyFailure("P9", case, f"{label} of parameter {i} is {dtype_name(val.dtype)}, the param "
                                               f"{dtype_name(p.dtype)}, and {decl}: "
@@ -532,16 +531,19 @@ def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch
     if val.device.type == "meta" or bool(torch.equal(v, v.round())):
         return  # a counter (torch.optim's float32 step), or nothing accumulated yet
     shape = "a 0-d tensor" if val.dim() == 0 else f"shape {tuple(val.shape)}"
-    decl = (f"the constructor's dtype arguments declare {', '.join(f'{n}={d}' for n, d in declared.items())}"
-            if declared else "no constructor argument declares a state dtype")
+    held = float(v[v != v.round()].reshape(-1)[0])
     raise PropertyFailure("P9", case, f"{label} of parameter {i} ({shape}, a statistic, not a counter: it holds "
-                                      f"{float(v[v != v.round()].reshape(-1)[0]):.6g}) is {dtype_name(val.dtype)}, "
-                                      f"the param "
-                                      f"{dtype_name(p.dtype)}, and {decl}: the update computed from it has "
+                                      f"{held:.6g}) is {dtype_name(val.dtype)}, the param {dtype_name(p.dtype)}, and "
+                                      f"{_declared_words(declared)}: the update computed from it has "
                                       f"{dtype_name(val.dtype)} precision (create it in the param's dtype, e.g. "
                                       f"torch.zeros((), dtype=p.dtype, device=p.device), or take a state_dtype "
                                       f"argument)",
                           reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's dtype")
+
+
+def _declared_words(declared: dict[str, torch.dtype]) -> str:
+    return (f"the constructor's dtype arguments declare {', '.join(f'{n}={d}' for n, d in declared.items())}"
+            if declared else "no constructor argument declares a state dtype")
 
 
 @rng.forked
