@@ -51,8 +51,7 @@ class PropertyFailure(CheckFailure):
         title = f"{prop} {PROPERTIES.get(base, '')}".strip()
         self.stanza = None
         if offer and case is not None and base in BY_DESIGN:
-            reason = reason or _short_reason(message)
-            self.stanza = exemption_stanza(case, base, reason)
+            self.stanza = exemption_stanza(case, base, self.reason)
             message = (f"{message}. {'A trait' if trait else 'If this is by design'}: declare it with the exemption "
                        f"below (exit code 0 once declared)")
         super().__init__(prop, case.label if case is not None else "", message, reproducer, title=title)

@@ -236,12 +236,15 @@ def tensors(state, label="state"):  # every tensor of the state, however nested 
 
 
 for i, p in enumerate(ps):
-    for label, val in tensors(opt.state[p]):
+    state = list(tensors(opt.state[p]))
+    # integer state shaped like the param: moments kept quantized by design, their scales part of that format
+    quantized = any(v.shape == p.shape and not v.dtype.is_floating_point and v.dtype != torch.bool for _, v in state)
+    for label, val in state:
         if val.shape == p.shape and (val.dtype.is_floating_point or val.device != p.device):
             print(f"param {i} {label}: {val.dtype} on {val.device} (param: {p.dtype} on {p.device})")
             assert val.device == p.device, "P9: state on another device than its param"
             assert val.dtype == p.dtype or val.dtype in DECLARED, "P9: state in another dtype than its param, undeclared"
-        elif (val.dtype.is_floating_point and p.dtype.is_floating_point and val.dtype not in DECLARED
+        elif (not quantized and val.dtype.is_floating_point and p.dtype.is_floating_point and val.dtype not in DECLARED
               and torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits):
             # state of another shape (a per-layer statistic) of lower precision: fine for a counter (whole numbers)
             whole = torch.equal(val, val.round())
