@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from optbench.errors import ConfigError, SpecError
 from optbench.optimizers.user import load_user_optimizers
@@ -156,11 +157,24 @@ def test_module_wildcard_loads_every_exported_optimizer_once():
     """``module:*``: each optimizer class the module exports, once, named as exported; one that cannot be driven
     as it comes (a wrapper, a required argument) is N/A with its reason and fix instead of ending the run."""
     infos = {i.name: i for i in load_user_optimizers(["tests.planted.collection:*"], rootdir=str(ROOT))}
-    assert sorted(infos) == ["NeedsHorizon", "PlainSGD", "TwoLists", "Wrapper"]  # AliasSGD is PlainSGD; helper is none
+    assert sorted(infos) == ["CoreBase", "FromCore", "NeedsHorizon", "NoneHorizon", "OnCuda", "PlainSGD", "TwoLists",
+                             "Wrapper"]  # AliasSGD is PlainSGD; helper is none
+    if not torch.cuda.is_available():  # where there is a GPU it is driven like any other
+        assert infos["OnCuda"].unsupported.startswith("needs CUDA, which this machine does not have"), \
+            infos["OnCuda"].unsupported
+    # a base class that cannot be driven is named as the base of the optimizer exported beside it, which runs
+    assert "it is the base class of FromCore, which the module exports too" in infos["CoreBase"].unsupported
+    assert infos["FromCore"].unsupported is None
     assert infos["PlainSGD"].unsupported is None and infos["PlainSGD"].source == "tests.planted.collection:PlainSGD"
     assert "wraps another optimizer" in infos["Wrapper"].unsupported
     assert "requires num_iterations" in infos["NeedsHorizon"].unsupported
     assert "kwargs = { num_iterations = ... }" in infos["NeedsHorizon"].unsupported
+    # arguments that default to None, computed with: the ones on the line that raised, and where (not "no way worked")
+    assert ("its constructor's num_epochs, num_batches_per_epoch default to None and are computed with (TypeError: "
+            "unsupported operand type(s) for *: 'NoneType' and 'NoneType' at tests/planted/collection.py:") \
+        in infos["NoneHorizon"].unsupported, infos["NoneHorizon"].unsupported
+    assert "self.total = num_epochs * num_batches_per_epoch" in infos["NoneHorizon"].unsupported
+    assert "kwargs = { num_epochs = ..., num_batches_per_epoch = ... }" in infos["NoneHorizon"].unsupported
     # parameters in two lists: no config can give a list of tensors, so not "give params in its config"
     assert "takes its parameters in 2 lists (muon_params, params)" in infos["TwoLists"].unsupported
     assert "kwargs" not in infos["TwoLists"].unsupported

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 
+def short_path(path: str) -> str:
+    """Where an error happened, as a user reads it: ``.../site-packages/torch/optim/adam.py`` ->
+    ``torch/optim/adam.py``; other paths keep their last 3 parts."""
+    parts = path.replace("\\", "/").split("/")
+    for anchor in ("site-packages", "dist-packages"):
+        if anchor in parts:
+            return "/".join(parts[parts.index(anchor) + 1:])
+    return "/".join(parts[-3:])
+
+
 class OptbenchError(Exception):
     """Base class. ``str(err)`` is a single line that names the problem and the fix."""
 

@@ -1,12 +1,14 @@
 """A package-like module for ``module:*`` (every optimizer a module exports): one optimizer exported under two
-names, a wrapper that takes another optimizer, one whose constructor needs an argument no default gives, and
-one that takes its parameters in two lists, and names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
+names, a wrapper that takes another optimizer, one whose constructor needs an argument no default gives, one
+whose arguments default to None and are computed with, one that takes its parameters in two lists, and an
+abstract base class exported beside the optimizer built on it, and one that allocates on CUDA, and names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "TwoLists", "helper", "CONSTANT"]
+__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "NoneHorizon", "TwoLists", "CoreBase", "FromCore", "OnCuda", "helper",
+           "CONSTANT"]
 
 CONSTANT = 3
 
@@ -49,8 +51,43 @@ class NeedsHorizon(PlainSGD):
         self.num_iterations = num_iterations
 
 
+class NoneHorizon(PlainSGD):
+    """ranger21's Ranger21: the training length in two arguments that default to None and are multiplied."""
+
+    def __init__(self, params, lr: float = 1e-2, num_epochs=None, num_batches_per_epoch=None, warmup=None) -> None:
+        super().__init__(params, lr)
+        self.total = num_epochs * num_batches_per_epoch
+
+
 class TwoLists(PlainSGD):
     """MuonAdamAtan2-like (lucidrains' adam-atan2-pytorch): matrices and the other parameters in two lists."""
 
     def __init__(self, muon_params, params, lr: float = 1e-2) -> None:
         super().__init__([*muon_params, *params], lr)
+
+
+class CoreBase(torch.optim.Optimizer):
+    """prodigy-plus-schedule-free's CoreOptimiser: a base whose step reads a setting only its subclasses give."""
+
+    def __init__(self, params, lr: float = 1e-2, **kwargs) -> None:
+        super().__init__(params, {"lr": lr, **kwargs})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"] * group["d0"])
+
+
+class FromCore(CoreBase):
+    def __init__(self, params, lr: float = 1e-2, d0: float = 1.0) -> None:
+        super().__init__(params, lr, d0=d0)
+
+
+class OnCuda(PlainSGD):
+    """kron-torch's DistributedKron: its constructor allocates a buffer on "cuda"."""
+
+    def __init__(self, params, lr: float = 1e-2) -> None:
+        super().__init__(params, lr)
+        self.buffer = torch.empty(4, device="cuda")

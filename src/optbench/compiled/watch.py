@@ -31,6 +31,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..errors import short_path
 from ..loop import no_address
 
 QUIET = ("torch._subclasses.fake_tensor", "torch._dynamo.variables.tensor", "torch._dynamo.variables.ctx_manager")
@@ -171,15 +172,6 @@ class _Collect(logging.Handler):
             return
         if not self.contains or self.contains in msg:
             self.out.append(self.prefix + msg)
-
-
-def short_path(path: str) -> str:
-    """``.../site-packages/torch/optim/adam.py`` -> ``torch/optim/adam.py``; other paths keep 3 parts."""
-    parts = path.replace("\\", "/").split("/")
-    for anchor in ("site-packages", "dist-packages"):
-        if anchor in parts:
-            return "/".join(parts[parts.index(anchor) + 1:])
-    return "/".join(parts[-3:])
 
 
 _OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the optbench package

@@ -57,6 +57,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from ..errors import short_path
 from .zygote import die_with_parent_signal, rank_env
 
 WORLD_SIZE = 2
@@ -101,17 +102,9 @@ class SubjectRaised(Exception):
         return f"{self.what} raised {self.exc_type}: {self.message} (at {self.where})"
 
 
-def _short(path: str) -> str:
-    parts = path.replace("\\", "/").split("/")
-    for anchor in ("site-packages", "dist-packages"):
-        if anchor in parts:
-            return "/".join(parts[parts.index(anchor) + 1:])
-    return "/".join(parts[-3:])
-
-
 def _frame_text(f: Any) -> str:
     line = f": {f.line.strip()}" if f.line else ""
-    return f"{_short(f.filename)}:{f.lineno} in {f.name}{line}"
+    return f"{short_path(f.filename)}:{f.lineno} in {f.name}{line}"
 
 
 def blame_frame(tb: Any, source_files: Sequence[str] = ()) -> str:

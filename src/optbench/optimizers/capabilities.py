@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import SpecError
+from ..errors import SpecError, short_path
 from ..loop import has_modes
 from . import rng
 
@@ -80,6 +81,29 @@ def _try(factory: Callable[..., Any], shapes: Sequence[tuple[int, ...]], kwargs:
     except Exception as exc:  # noqa: BLE001
         return opt, exc
     return opt, None
+
+
+def _none_defaults_used(factory: Callable[..., Any], exc: BaseException) -> tuple[list[str], str] | None:
+    """(names, "file:line: source") where ``exc`` is a TypeError about None (``unsupported operand type(s) for *:
+    'NoneType' and ...``) raised on a line of the optimizer's code that names arguments of ``factory`` whose
+    default is None (ranger21's Ranger21: ``self.total_iterations = num_epochs * num_batches_per_epoch``, both
+    None unless given), else None."""
+    if not isinstance(exc, TypeError) or "NoneType" not in str(exc):
+        return None
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    nones = {n for n, p in params.items() if p.default is None}
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.line and f.filename != __file__]
+    for frame in reversed(frames):  # the innermost line of the optimizer's code that uses such an argument
+        used = [n for n in dict.fromkeys(re.findall(r"[A-Za-z_]\w*", frame.line)) if n in nones]
+        if used:
+            return used, f"{short_path(frame.filename)}:{frame.lineno}: {frame.line.strip()}"
+    return None
+
+
+_NO_CUDA = re.compile(r"not compiled with CUDA|CUDA is not available|no CUDA GPUs|NVIDIA driver")
 
 
 def _short(exc: BaseException) -> str:
@@ -265,6 +289,14 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                 caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
                                    else caps.fused)
             return caps
+    if not torch.cuda.is_available():  # one more attempt, a 1-D and a 2-D parameter together, reaches what it allocates
+        with rng.isolated():
+            errors.append(_try(factory, [(4,), (3, 2)], kw, closure=False, sparse=False)[1])
+    cuda = next((e for e in errors if e is not None and _NO_CUDA.search(str(e))), None)
+    if cuda is not None:  # kron-torch's DistributedKron and DistributedOneSidedKron: buffers on "cuda"
+        reason = (f"needs CUDA, which this machine does not have (an attempt to drive it raised {_short(cuda)}): run "
+                  f"it where a GPU is")
+        return Capabilities(unsupported=reason, notes=[reason])
     reason = _undriveable(factory, kw, errors[0])
     if reason is not None:
         return Capabilities(unsupported=reason, notes=[reason])
@@ -275,6 +307,15 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
         raise SpecError(f"--optimizer {spec_text!r}: its constructor requires {', '.join(names)} "
                         f"({_short(errors[0])}); give {'it' if len(names) == 1 else 'them'} in its config: "
                         f"[tool.optbench.optimizers.{table}] kwargs = {{ "
+                        f"{', '.join(f'{n} = ...' for n in names)} }}")
+    unset = _none_defaults_used(factory, errors[0])
+    if unset is not None:
+        names, where = unset
+        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        raise SpecError(f"--optimizer {spec_text!r}: its constructor's {', '.join(names)} default"
+                        f"{'s' if len(names) == 1 else ''} to None and {'is' if len(names) == 1 else 'are'} computed "
+                        f"with ({_short(errors[0])} at {where}); give {'it' if len(names) == 1 else 'them'} in its "
+                        f"config: [tool.optbench.optimizers.{table}] kwargs = {{ "
                         f"{', '.join(f'{n} = ...' for n in names)} }}")
     if isinstance(errors[0], ImportError):
         raise SpecError(f"--optimizer {spec_text!r}: it needs a package that is not installed ({_short(errors[0])}); "

@@ -133,7 +133,7 @@ def _check_entry(name: str, entry: Mapping[str, Any], where: str) -> None:
 
 
 def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any], *,
-                   lenient: bool = False) -> OptimizerInfo:
+                   lenient: bool = False, base_of: Sequence[str] = ()) -> OptimizerInfo:
     if isinstance(obj, type):
         if not issubclass(obj, torch.optim.Optimizer):
             raise SpecError(f"--optimizer {spec_text!r}: {obj.__name__} is a class but not a torch.optim.Optimizer "
@@ -154,6 +154,9 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
         # one of a module's optimizers (module:*) that cannot be driven as it comes: its checks are N/A with the
         # reason and the fix, and the others still run
         reason = "not driven as it comes: " + str(exc).split(": ", 1)[-1]
+        if base_of:  # prodigy-plus-schedule-free's CoreOptimiser: an abstract base its module exports
+            reason += (f"; it is the base class of {', '.join(base_of)}, which the module exports too (validated on "
+                       f"its own)")
         caps = Capabilities(unsupported=reason, notes=[reason])
     defaults = set(caps.defaults)
     if "lr" not in kwargs and "lr" not in defaults and not caps.unsupported:
@@ -249,11 +252,13 @@ def load_user_optimizers(specs: Sequence[str], *, config_file: str | None = None
         members = (module_optimizers(spec) if wildcard else
                    [(spec.name or spec.attr.split(".")[-1], load_spec(spec, option="--optimizer"), text)])
         for name, obj, source in members:
+            base_of = [n for n, o, _ in members if wildcard and o is not obj and isinstance(o, type)
+                       and isinstance(obj, type) and issubclass(o, obj)]
             if name in seen:
                 raise SpecError(f"--optimizer {text!r}: the name {name!r} is given twice; use NAME=module:attr to "
                                 f"tell them apart")
             seen.add(name)
             entry = table.get(name, {})
             _check_entry(name, entry, where or "config")
-            out.append(make_user_info(obj, source, name, entry, lenient=wildcard))
+            out.append(make_user_info(obj, source, name, entry, lenient=wildcard, base_of=base_of))
     return out
