@@ -294,4 +294,10 @@ def test_a_run_that_stalls_away_from_x_star_is_named_and_a_slow_crawl_is_not():
     assert _stall(saddle_free, 0, star, seed, 0.1) == ""
     assert _stall(lamb, 0, star, seed, None) == ""  # no lr: nothing to compare the step with
     still = [torch.tensor([[-1.0]], dtype=torch.float64)] * 2  # SaRA: a start its mask never selects
-    assert "did not move it at all while the gradient there is 8" in _stall(still, 0, star, seed, 1e-4)
+    said = _stall(still, 0, star, seed, 1e-4)
+    assert "did not move it at all while the gradient there is 8" in said and "trust ratio" not in said, said
+    # cybertronai's pytorch-lamb from trid's start (0, 0): ‖w‖ = 0 makes its trust ratio 0, so it never moves
+    trid = get_target("trid_2d")
+    zero = [torch.zeros(1, 2, dtype=torch.float64)] * 2
+    said = _stall(zero, 0, trid.x_star(torch.float64), trid, 0.00316)
+    assert "stalled at x = 0 exactly" in said and "a trust ratio ‖w‖/‖u‖ without the guard" in said, said

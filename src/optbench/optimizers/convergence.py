@@ -204,7 +204,8 @@ STALL = 1e-3  # a last step below this fraction of what a gradient step at the l
 def _stall(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor, target, lr: float | None) -> str:
     """Name a run that stalled away from x*: its last step is below STALL x lr x min(|grad|, 1) while the gradient
     there is not zero, so the step vanished before the gradient did. A step scaled by |x| (LAMB's trust ratio)
-    stalls so near x = 0, a preconditioner or step size that shrinks too fast (Shampoo's with too large an exponent)
+    stalls so near x = 0, and never leaves a parameter that is exactly 0 (cybertronai's pytorch-lamb has no
+    guard for ‖w‖ = 0: trid's start (0, 0) never moves), a preconditioner or step size that shrinks too fast (Shampoo's with too large an exponent)
     anywhere. A slow crawl at a small lr moves about lr x |grad| a step (GD) or lr (sign and Adam-like steps), both
     above the bound; without an lr (a step size of the method's own) nothing is said."""
     pts = [x[row].double() for x in xs if x.shape[0] > row][-2:]
@@ -218,6 +219,12 @@ def _stall(xs: Sequence[torch.Tensor], row: int, x_star: torch.Tensor, target, l
     gn = float(grad.norm())
     if not (math.isfinite(gn) and gn > 1e-6) or step >= STALL * lr * min(gn, 1.0):  # 1e-6: a stationary point
         return ""
+    if step == 0 and float(c.norm()) == 0:  # at 0 exactly: what a norm-scaled step cannot leave
+        return (f" (stalled at x = 0 exactly: the last step did not move it at all while the gradient there is "
+                f"{gn:.2g}, where a gradient step at lr {lr:g} would move {lr * gn:.2g}: a step scaled by the "
+                f"parameter's norm (a trust ratio ‖w‖/‖u‖ without the guard that makes it 1 at ‖w‖ = 0, as LAMB's "
+                f"reference has) never moves a parameter that is 0; or the step skips it (a mask or threshold on the "
+                f"parameter) or its step size is 0)")
     if step == 0:  # not a vanishing step: none at all
         return (f" (stalled: the last step did not move it at all while the gradient there is {gn:.2g}, where a gradient "
                 f"step at lr {lr:g} would move {lr * gn:.2g}: the step skips it (a mask or threshold on the parameter, "
