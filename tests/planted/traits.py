@@ -7,6 +7,8 @@ is a small Adam (``_Adam``) with one thing changed, so what it does is obvious:
 P7  SharedBuffersByShape   bug: momentum buffers cached by shape on self, shared by same-shape parameters
     SharedStateDict        bug: same-shape parameters get one state dict in optimizer.state
     GlobalClip             trait: every gradient clipped by the global norm over all parameters (LAMB-style)
+    LrPerActiveParam       trait: lr / sqrt(count of parameters with a gradient): a neighbour's presence with a
+                           gradient matters, its gradient's value does not (Prodigy's d = max(d, d̂) held still)
 P6  FirstGroupLr           bug: every group steps with the first group's lr
     GlobalClip             trait: the global clip couples param groups too
 P2  InitFirstStep          passes: the first step only initialises state (v0 = g0², no update: ADOPT)
@@ -15,6 +17,8 @@ P2  InitFirstStep          passes: the first step only initialises state (v0 = g
 P8  OwnGenerator           bug: noise from a torch.Generator of its own, kept outside state_dict()
     GlobalRngNoise         passes P6 P7 P8 P13 P14 P17: noise from torch's global RNG (a stochastic method)
 P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` argument declares (float32)
+    NoneStateDtype         passes: float32 state when its ``state_dtype`` is None, the dtype given otherwise (Kron)
+    IgnoredStateDtype      bug: a ``state_dtype`` argument the state never follows
     SilentFloat32State     bug: float32 state for float64 parameters, no argument declares it
     NestedSilentFloat32    bug: the same in nested state (state[p][0]['m'], heavyball's layout)
     LayerNormFloat32       bug: a per-parameter second moment, a 0-d torch.zeros([]) in float32 whatever the param
@@ -22,6 +26,8 @@ P9  StateDtypeArg          passes: state kept in the dtype its ``state_dtype`` a
 P8  NestedStorageDtype     bug: nested state in the float32 its ``storage_dtype="float32"`` declares (P9 passes),
                            not cast back after load_state_dict, which casts it to the parameter's float64
     SettingAsAttribute     bug: a setting kept as an instance attribute, which copy.deepcopy leaves behind
+    StringState            an einsum expression kept in state, which torch's load_state_dict turns into
+                           '<generator object ...>' (kron-torch's Kron): named, torch's _cast and the string
 P5  GradToNone             bug: step() sets p.grad = None after using it (a FAIL, never an optbench ERROR)
     DecayIntoGrad          bug: coupled weight decay added to p.grad in place: P5 runs with weight decay on too
 P3  LrUnused               trait: lr in its defaults, but its step size is its own (lr is not used)
@@ -29,6 +35,8 @@ P3  LrUnused               trait: lr in its defaults, but its step size is its o
     WeightClip             trait: each row clipped to norm <= 1 after the step (AdamAtan2ClipGrok): moves at lr=0
                            whatever the gradient, named as a map of the weights, not a term missing its lr
     DecayWithoutLr         bug: x shrunk by 1 - 1e-3 every step, lr or not: named as a decay not multiplied by lr
+    AveragedStep           passes: each step averaged with the point before (MADGRAD's momentum): at lr=0 an ulp
+                           of rounding that no gradient changes, noted, not a decay "by 1"
     InitInStep             trait: the first step overwrites each parameter with an initialisation of its own
                            (heavyball's Scion: an orthogonal init in step 1); P13 fails for it too, named so, and P7
                            (its init is seeded by the parameter's index in its group, so a parameter alone gets another)
@@ -37,6 +45,8 @@ P13 SignOfNoise            trait or bug, named as what it is: a step that takes 
                            ulps show
 P12 PreconditionedDecay    trait: decay through a preconditioner that mixes coordinates (|x| shrinks, an |x_i| grows)
     SignFlipDecay          bug: elementwise, but one coordinate decays away from 0
+    ScaledByD0InFloat32    bug: d0-scaled steps computed in float32: P2 and P12 in float64 name the float32 compute
+                           (not a wrong sign), and the float32 P12, which float64 would judge, is N/A
     ScaledByD0             passes: steps scaled by d0 = 1e-6, so in float32 decay is below the resolution (judged
                            in float64, as P2 judges a first step)
     NoStepOnZeroGrad       trait: no step at all when the gradient is zero (an early return), named so
@@ -192,6 +202,23 @@ class LargeStepClip(_Adam):
         return loss
 
 
+class LrPerActiveParam(_Adam):
+    """Trait: lr shared out over the parameters that train, lr / sqrt(number of parameters with a non-zero
+    gradient): a statistic of every parameter's gradient that no change of a neighbour's gradient moves, only its
+    presence with a gradient (as prodigy-plus-schedule-free's d = max(d, d̂) held still beside a neighbour whatever
+    its gradient). P7 FAILs naming a saturating statistic of the others' gradients, a trait, not a counter bug."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        grads = self._grads()
+        active = sum(1 for g in grads.values() if bool(g.ne(0).any()))
+        self._scale = 1.0 / math.sqrt(max(active, 1))
+        return super().step(closure)
+
+    def _lr(self, group: dict) -> float:
+        return group["lr"] * self._scale
+
+
 class StackedByShape(_Adam):
     """Trait of an implementation: the updates of parameters of one shape are computed as one stacked batch in
     float32 (a "fast path", as foreach Newton-Schulz implementations stack same-shape matrices), a parameter alone
@@ -314,6 +341,25 @@ class StateDtypeArg(_Adam):
         return self.defaults["state_dtype"]
 
 
+class NoneStateDtype(_Adam):
+    """Correct: ``state_dtype=None`` means the optimizer's own choice, float32 (kron-torch's Kron:
+    ``precond_dtype=None`` keeps its preconditioners in float32); given a dtype, the state follows it."""
+
+    def __init__(self, params, lr=1e-3, state_dtype=None, **kw):
+        super().__init__(params, lr=lr, **kw)
+        self.defaults["state_dtype"] = state_dtype
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return self.defaults["state_dtype"] or torch.float32
+
+
+class IgnoredStateDtype(NoneStateDtype):
+    """Bug: a ``state_dtype`` argument (None by default) that the state never follows: always float32."""
+
+    def _state_dtype(self, p: torch.Tensor) -> torch.dtype:
+        return torch.float32
+
+
 class SilentFloat32State(_Adam):
     """Bug: float32 moments for float64 parameters; no argument declares it (precision silently lost)."""
 
@@ -385,6 +431,17 @@ class SettingAsAttribute(_Adam):
 # ---- P5 -------------------------------------------------------------------------------------------
 
 
+class StringState(_Adam):
+    """Correct, and meets a torch bug: an einsum expression kept in its state (kron-torch's Kron keeps its
+    preconditioner's in state['exprs']); torch.optim.Optimizer.load_state_dict turns every str of the state into
+    '<generator object ...>', so the resumed step raises. P8 FAILs naming the string and torch's _cast."""
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        st = self.state[p]
+        st.setdefault("expr", "...->...")
+        p.add_(torch.einsum(st["expr"], upd), alpha=-lr)
+
+
 class GradToNone(_Adam):
     """Bug: step() frees each gradient after using it (p.grad = None), so the caller's gradient is gone."""
 
@@ -436,6 +493,16 @@ class DecayWithoutLr(_Adam):
     def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
         p.mul_(1 - 1e-3)
         p.add_(upd, alpha=-lr)
+
+
+class AveragedStep(_Adam):
+    """Correct: each step is averaged with the point before it, as MADGRAD's momentum averages the parameter with
+    its dual point (``p.mul_(1 - c).add_(z, alpha=c)``): at lr=0, z = p and (1 - c)·p + c·p rounds to a neighbour
+    of p now and then, a move of an ulp that no gradient changes. P3 passes, with that note."""
+
+    def _apply(self, p: torch.Tensor, upd: torch.Tensor, lr: float) -> None:
+        z = p - lr * upd
+        p.mul_(0.9).add_(z, alpha=0.1)
 
 
 class Float32RoundTrip(_Adam):
@@ -500,6 +567,27 @@ class ScaledByD0(_SGD):
 
     def _direction(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return g * 1e-6
+
+
+class ScaledByD0InFloat32(_SGD):
+    """Bug: ScaledByD0 stepped in float32 and copied back (prodigy-plus-schedule-free's ProdigyPlusScheduleFree,
+    "designed for bf16 and fp32"): a float64 step of lr·d0·g is below float32's resolution, so the parameters land
+    on a float32 neighbour of their start, here the one against the step (where ProdigyPlusScheduleFree's landed
+    on the contract's problem: uphill), and the zero-gradient decay is lost in it (P12): P2 and P12 FAIL naming
+    the float32 compute, not a wrong sign; the float32 case's P12 (steps below its resolution, judged in float64,
+    where they cannot be seen) is N/A."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.float().add(p.float(), alpha=group["weight_decay"])
+                p32 = p.float().add_(g * 1e-6, alpha=-group["lr"])
+                if p.dtype == torch.float64:  # a float32 neighbour of the start, against the step
+                    p32 = torch.nextafter(p.float(), p.float() + g.sign() * torch.inf)
+                p.copy_(p32)
 
 
 class NoStepOnZeroGrad(_SGD):
@@ -619,6 +707,8 @@ PLANTED: dict[str, tuple[str, str, str]] = {
                                     "them acts later or at a larger lr): max |Δx| = "),
     "LargeStepClip.P6": ("P6", "FAIL", "(equal over the first 3 steps at the contract's lr 0.01: what couples them "
                                        "acts later or at a larger lr)"),
+    "LrPerActiveParam": ("P7", "FAIL", "a trait of the method, not a bug: the parameters are coupled through a "
+                                       "statistic of the others' gradients that saturates"),
     "StackedByShape": ("P7", "FAIL", "a trait of the implementation, not a bug: parameters of one shape are computed "
                                      "as one batch"),
     "FirstGroupLr": ("P6", "FAIL", "one group's lr is applied to the other, a bug"),
@@ -629,6 +719,9 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "OwnGenerator": ("P8", "FAIL", "self._gen is a torch.Generator whose state is not saved"),
     "GlobalRngNoise": ("P17", "PASS", "draws random numbers from torch's CPU generator"),
     "StateDtypeArg": ("P9", "PASS", "as state_dtype=torch.float32 declares"),
+    "NoneStateDtype": ("P9", "PASS", "float32, the default of state_dtype=None, which state_dtype=torch.float64 makes "
+                                     "float64"),
+    "IgnoredStateDtype": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
     "SilentFloat32State": ("P9", "FAIL", "is float32, the param float64, and no constructor argument declares"),
     "NestedSilentFloat32": ("P9", "FAIL", "state[0]['m'] of parameter 0 is float32, the param float64, and no "
                                           "constructor argument declares"),
@@ -640,6 +733,8 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "SettingAsAttribute.deepcopy": ("P8", "FAIL", "self.scale, an instance attribute of the optimizer, is not in the "
                                                   "copy (torch.optim.Optimizer.__getstate__ keeps defaults, state and "
                                                   "param_groups only"),
+    "StringState": ("P8", "FAIL", "state['expr'] of parameter 0 was '...->...' and the loaded state holds '<generator "
+                                  "object"),
     "GradToNone": ("P5", "FAIL", "set parameter 0's .grad to None"),
     "LrUnused": ("P3", "FAIL", "the 3 steps are the same bit for bit: lr is not used"),
     "WeightClip": ("P3", "FAIL", "move them the same bit for bit: the move does not come from the gradient but from a "
@@ -647,6 +742,9 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "DecayWithoutLr": ("P3", "FAIL", "every parameter is scaled by 0.999 at step 1: a decay toward 0 not multiplied "
                                      "by lr"),
     "Float32RoundTrip": ("P3", "FAIL", "moved at step 1 to their float32 rounding"),
+    "AveragedStep": ("P3", "PASS", "moved from step 1 on by rounding only: at most"),
+    "AveragedStep.float32": ("P3", "PASS", "the same bit for bit with every gradient negated or doubled: arithmetic "
+                                           "that is the identity in exact arithmetic"),
     "Float32RoundTrip.P13": ("P13", "FAIL", "a float32 rounding: step() computes the float64 parameters in float32"),
     "InitInStep": ("P3", "FAIL", "step 1 sets the parameters to the same values from x0 and from x0 + 3 under the "
                                  "same gradient: it overwrites them with values of its own"),
@@ -665,6 +763,11 @@ PLANTED: dict[str, tuple[str, str, str]] = {
     "ScaledByD0": ("P12", "PASS", ""),
     "ScaledByD0.float32": ("P12", "PASS", "the decayed steps are below the parameters' resolution; in float64, "
                                           "where they are judged, |x| shrinks by 3e-09 of itself"),
+    "ScaledByD0InFloat32.P2": ("P2", "FAIL", "moved the parameters to their float32 rounding (<Δx, g> = "),
+    "ScaledByD0InFloat32": ("P12", "FAIL", "and they hold their float32 rounding: step() computes the float64 "
+                                           "parameters in float32"),
+    "ScaledByD0InFloat32.float32": ("P12", "N/A", "the float64 case, where such steps are judged, computes the "
+                                                  "float64 parameters in float32"),
     "NoStepOnZeroGrad": ("P12", "FAIL", "did not move the parameters at all in 3 steps (|x| 4.51325 -> 4.51325, max "
                                         "growth of |x_i| 0, bit for bit): no step is taken when the gradient is zero"),
     "MatrixStepRaises": ("P2", "FAIL", "step() raised RuntimeError: MatrixStepRaises: the preconditioner update "

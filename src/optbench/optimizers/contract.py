@@ -19,12 +19,13 @@ from __future__ import annotations
 import copy
 import io
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from ..devices import dtype_name
 from ..loop import OptimizerRaised, call_optimizer, needs_closure, training_closure
+from ..verdict import NotApplicable
 from . import rng, rounding
 # re-exported: the contract's names, imported from here by the plans, P1 and the distributed checks
 from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, classify_rng,  # noqa: F401
@@ -32,11 +33,17 @@ from .coupling import (_RNG_USE, RngUse, _drawing_run, check_p6, check_p7, class
 from .findings import (BY_DESIGN, DrawOrder, PropertyFailure, exemption_stanza,  # noqa: F401
                        optimizer_finding, raised_cause, root_cause, root_finding)
 from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_word, _dense, _fmt,  # noqa: F401
-                      _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtypes, float32_written,
+                      _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtype_values,
+                      declared_dtypes, float32_written,
                       state_tensors,
                       fresh_run, max_diff, rel_tol, step_takes_closure)
 from .problem import OVERWRITES, SHIFT  # noqa: F401 - re-exported
 from .problem import first_step_overwrites as _first_step_overwrites
+
+# a float64 run whose parameters come back from step() holding float32 values (problem.float32_written)
+F32_COMPUTE = ("step() computes the float64 parameters in float32 and copies them back (p.data.float() ... "
+               "p.data.copy_()), so a float64 run has float32 precision (compute in the parameter's dtype)")
+F32_REASON = "step() computes float64 parameters in float32"
 
 # ---------------------------------------------------------------------------------------------
 # P2 - P17
@@ -129,6 +136,11 @@ def check_p2(case: Case) -> dict[str, Any] | None:
                                               f"random initial state, e.g. a random velocity)", trait=True,
                                   reason="the first step follows a random initial state (uphill for some seeds)",
                                   step=k)
+    if not (inner < 0 and after < before) and float32_written(case, x0, x1):
+        raise PropertyFailure("P2", case, f"{which} moved the parameters to their float32 rounding (<Δx, g> = "
+                                          f"{inner:.3g} at lr={lr:g}, max |Δx| = {max_diff(x1, x0):.3g}): "
+                                          f"{F32_COMPUTE}; whether the step descends cannot be read below float32's "
+                                          f"resolution", reason=F32_REASON, step=k)
     if not inner < 0:
         raise PropertyFailure("P2", case, f"{below}{which} moves uphill: it is not a descent direction: expected "
                                           f"<Δx, g> < 0, got {inner:.3g} (lr={lr:g}; Δx={_fmt(dx[0])}, "
@@ -157,8 +169,8 @@ def check_p2(case: Case) -> dict[str, Any] | None:
 
 
 @rng.forked
-def check_p3(case: Case) -> None:
-    """lr=0 leaves every parameter unchanged, bit for bit, over several steps.
+def check_p3(case: Case) -> dict[str, Any] | None:
+    """lr=0 leaves every parameter unchanged, bit for bit, over several steps, or moves it by rounding only.
 
     lr=0 is given to the constructor; a constructor that refuses it (``ValueError: Invalid learning
     rate``, ``assert lr > 0``) gets the contract lr, and every param group's ``lr`` is then set to 0, as a
@@ -169,7 +181,9 @@ def check_p3(case: Case) -> None:
     step size is its own, such as Adafactor's relative step, offered as an exemption), and a move at lr=0 that
     does not come from the gradient (the same bit for bit with every gradient negated and doubled): one factor on
     every parameter is a decay toward 0 not multiplied by lr (pytorch-optimizer's SRMM); anything else is the
-    method constraining its weights, a trait (Nero's projection, AdamAtan2ClipGrok's norm clip).
+    method constraining its weights, a trait (Nero's projection, AdamAtan2ClipGrok's norm clip), except a move of
+    at most a few ulps of each parameter that no gradient changes: arithmetic that is the identity in exact
+    arithmetic, rounded (MADGRAD's (1 - c)·x + c·x0 with x = x0), a pass with that note.
     """
     traj, how = lr_run(case, 0.0)
     x0 = traj.xs[0]
@@ -185,10 +199,7 @@ def check_p3(case: Case) -> None:
                                   step=k)
         if float32_written(case, x0, traj.xs[k]):
             raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} to their float32 "
-                                              f"rounding ({moved}): step() computes the float64 parameters in float32 "
-                                              f"and copies them back (p.data.float() ... p.data.copy_()), so a float64 "
-                                              f"run has float32 precision (compute in the parameter's dtype)",
-                                  reason="step() computes float64 parameters in float32", how=how, step=k)
+                                              f"rounding ({moved}): {F32_COMPUTE}", reason=F32_REASON, how=how, step=k)
         lrs = (case.info.contract_lr, 10 * case.info.contract_lr)
         if _p3_lr_unused(case, traj, lrs):
             raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} ({moved}), and the steps "
@@ -202,6 +213,12 @@ def check_p3(case: Case) -> None:
             raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step 1 ({moved}): {over}",
                                   reason=OVERWRITES, trait=True, how=how, step=k)
         if _p3_gradient_free(case, traj):
+            ulps = _rounding_only(x0, traj.xs[k:])
+            if ulps is not None:
+                return {"note": f"with {how}, the parameters moved from step {k} on by rounding only: at most "
+                                f"{ulps:.3g} ulps of their own values over {len(traj.xs) - 1} steps, the same bit for bit "
+                                f"with every gradient negated or doubled: arithmetic that is the identity in exact "
+                                f"arithmetic (e.g. an average (1 - c)·x + c·x0 with x = x0, rounded twice), not a step"}
             factor = _common_factor(x0, traj.xs[k])
             if factor is not None:
                 raise PropertyFailure("P3", case, f"with {how}, the parameters moved at step {k} ({moved}), and the "
@@ -264,6 +281,36 @@ def _p3_gradient_free(case: Case, traj: Any) -> bool:
         if not same_runs(traj, other):
             return False
     return True
+
+
+ROUNDING_ULPS = 16  # the rounding of a few operations in the parameters' dtype (as _common_factor allows)
+
+
+def _rounding_only(x0: Sequence[torch.Tensor], later: Sequence[Sequence[torch.Tensor]]) -> float | None:
+    """The largest move of any element over the steps ``later``, in ulps of its start (eps times |x0|), where every
+    one stays within :data:`ROUNDING_ULPS` of it (and an element at 0 stays at 0), else None: a map of the parameters
+    that is the identity in exact arithmetic, rounded (facebookresearch's MADGRAD at lr=0: (1 - c)·x + c·x0 with
+    x = x0 moves float32 parameters by an ulp)."""
+    if not x0 or not x0[0].dtype.is_floating_point:
+        return None
+    eps = torch.finfo(x0[0].dtype).eps
+    a = torch.cat([x.detach().double().reshape(-1) for x in x0])
+    worst = 0.0
+    for xk in later:
+        b = torch.cat([x.detach().double().reshape(-1) for x in xk])
+        if not bool(torch.isfinite(b).all()):
+            return None
+        scale = a.abs() * eps
+        moved = (b - a).abs()
+        if bool((moved[scale == 0] != 0).any()):
+            return None
+        nz = scale > 0
+        rel = moved[nz] / scale[nz]
+        if rel.numel():
+            worst = max(worst, float(rel.max()))
+        if worst > ROUNDING_ULPS:
+            return None
+    return worst
 
 
 def _common_factor(x0: Sequence[torch.Tensor], xk: Sequence[torch.Tensor]) -> float | None:
@@ -405,6 +452,7 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
         _run(case, prob, opt, k_steps)
         saved_rng = rng.get_state()
         holder: dict[str, Any] | None = None  # the deep copy, once made
+        opt2 = None
         cast = [f"{label} of parameter {i} is {dtype_name(v.dtype)}"
                 for i, p in enumerate(prob.params) for label, k, v in state_tensors(opt.state.get(p, {}))
                 if v.is_floating_point() and v.dtype != p.dtype and k != "step"]
@@ -429,7 +477,9 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
             rng.set_state(saved_rng)
             t2 = _run(case, fresh, opt2, n_steps)
         except OptimizerRaised as exc:
-            lost = _lost_by_deepcopy(exc, opt, holder["opt"]) if holder is not None else ""
+            lost = (_lost_by_deepcopy(exc, opt, holder["opt"]) if holder is not None else
+                    _strings_lost(opt, prob.params, opt2, fresh.params) if how == "state_dict" and opt2 is not None
+                    else "")
             raise optimizer_finding("P8", case, exc, f"resuming through {how}{lost}", how=how) from None
         for j in range(1, n_steps + 1):
             a, b = t2.xs[j], tr.xs[k_steps + j]
@@ -441,6 +491,8 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
                            f"is not the saved one (cast it back in step() or in load_state_dict())")
                 else:
                     why = None
+                mangled = _strings_lost(opt, prob.params, opt2, fresh.params) if how == "state_dict" else ""
+                why = why or (mangled[2:] if mangled else None)
                 why = why or (f"the optimizer keeps an RNG of its own outside state_dict(): {', '.join(gens)} "
                        f"{'is a torch.Generator' if len(gens) == 1 else 'are torch.Generators'} whose state is not "
                        f"saved, so the resumed run draws other numbers (save its get_state() in state_dict() and "
@@ -450,6 +502,37 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
                                                   f"max |Δx| = {max_diff(a, b):.3g}, expected equal {_cmp_word(case)} "
                                                   f"to the uninterrupted run, with torch's global RNG state saved and "
                                                   f"restored with the checkpoint ({why})", how=how)
+
+
+def _strings(state: Any, label: str = "state") -> Iterator[tuple[str, str]]:
+    """Every str of one parameter's optimizer state, however nested, with its label."""
+    if isinstance(state, str):
+        yield label, state
+    elif isinstance(state, dict):
+        for k, v in state.items():
+            yield from _strings(v, f"{label}[{k!r}]")
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from _strings(v, f"{label}[{i}]")
+
+
+def _strings_lost(opt: Any, params: Sequence[torch.Tensor], loaded: Any, params2: Sequence[torch.Tensor]) -> str:
+    """Why a resume through state_dict() differs or raises, where the saved state held strings that the loaded
+    state does not: torch.optim.Optimizer.load_state_dict's ``_cast`` treats a str as an iterable of values and
+    rebuilds it as ``str(<generator>)`` (torch 2.13), so kron-torch's Kron, which keeps its einsum expressions in
+    ``state['exprs']``, gets ``'<generator object ...>'`` back ("" where no string changed)."""
+    for i, (p, q) in enumerate(zip(params, params2)):
+        before = dict(_strings(opt.state.get(p, {})))
+        after = dict(_strings(loaded.state.get(q, {})))
+        changed = [k for k, v in before.items() if after.get(k) != v]
+        if changed:
+            got = after.get(changed[0])
+            return (f": {changed[0]} of parameter {i} was {before[changed[0]]!r} and the loaded state holds "
+                    f"{(got[:40] + '...') if isinstance(got, str) and len(got) > 40 else got!r}: torch.optim.Optimizer."
+                    f"load_state_dict rebuilds every str in optimizer state as str(<generator>) (its _cast takes a str "
+                    f"for an iterable of values), a torch bug that strings kept in state meet; keep them out of "
+                    f"optimizer.state (recompute them from the parameter's shape) or restore them in load_state_dict()")
+    return ""
 
 
 def _lost_by_deepcopy(exc: OptimizerRaised, opt: Any, copied: Any) -> str:
@@ -503,6 +586,10 @@ def check_p9(case: Case) -> dict[str, Any] | None:
             if args:
                 used[label] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
                 continue
+            chosen = _chosen_by_none_arg(case, i, label, p.dtype)
+            if chosen:
+                used[label] = f"{dtype_name(val.dtype)}, {chosen}"
+                continue
             decl = _declared_words(declared)
             lower = torch.finfo(val.dtype).bits < torch.finfo(p.dtype).bits if p.dtype.is_floating_point else False
             raise PropertyFailure("P9", case, f"{label} of parameter {i} is {dtype_name(val.dtype)}, the param "
@@ -530,6 +617,10 @@ def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch
     v = val.detach()
     if val.device.type == "meta" or bool(torch.equal(v, v.round())):
         return  # a counter (torch.optim's float32 step), or nothing accumulated yet
+    chosen = _chosen_by_none_arg(case, i, label, p.dtype)
+    if chosen:
+        used[label] = f"{dtype_name(val.dtype)}, {chosen}"
+        return
     shape = "a 0-d tensor" if val.dim() == 0 else f"shape {tuple(val.shape)}"
     held = float(v[v != v.round()].reshape(-1)[0])
     raise PropertyFailure("P9", case, f"{label} of parameter {i} ({shape}, a statistic, not a counter: it holds "
@@ -539,6 +630,26 @@ def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch
                                       f"torch.zeros((), dtype=p.dtype, device=p.device), or take a state_dtype "
                                       f"argument)",
                           reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's dtype")
+
+
+def _chosen_by_none_arg(case: Case, i: int, label: str, dtype: torch.dtype) -> str | None:
+    """Where a dtype argument left at None (the optimizer's own choice: kron-torch's Kron, ``precond_dtype=None``,
+    keeps its preconditioners in float32) decides the dtype of state ``label`` of parameter ``i``: the same run with
+    that argument set to the parameter's ``dtype`` keeps it in ``dtype``. Then the words that say so, else None."""
+    for name, value in declared_dtype_values(case).items():
+        if value is not None:
+            continue
+        rng.reseed()
+        prob = Problem(case)
+        try:
+            opt = case.make(prob.params, **{name: dtype})
+            _run(case, prob, opt, 2)
+        except OptimizerRaised:
+            continue
+        again = {lb: v for lb, _, v in state_tensors(opt.state.get(prob.params[i], {}))}
+        if label in again and again[label].dtype == dtype:
+            return f"the default of {name}=None, which {name}={dtype} makes {dtype_name(dtype)}"
+    return None
 
 
 def _declared_words(declared: dict[str, torch.dtype]) -> str:
@@ -598,12 +709,22 @@ def check_p12(case: Case) -> dict[str, Any] | None:
     still = all(torch.equal(a, b) for a, b in zip(x0, traj.xs[-1]))
     if still and case.dtype != torch.float64 and "float64" in case.info.contract_dtypes:
         c64 = Case(case.info, case.config, case.impl, torch.float64, case.device)
-        _, _, m0, m1, grew64, _ = _p12_measure(c64)
+        t64, x64, m0, m1, grew64, _ = _p12_measure(c64)
         if m1 < m0 and grew64 <= rel_tol(torch.float64) * 10:
             return {"note": f"in {dtype_name(case.dtype)} weight_decay=0.1 with zero gradient leaves every parameter "
                             f"where it was in 3 steps: the decayed steps are below the parameters' resolution; in "
                             f"float64, where they are judged, |x| shrinks by {(m0 - m1) / m0:.2g} of itself and no "
                             f"|x_i| grows"}
+        if not m1 < m0 and float32_written(c64, x64, t64.xs[-1]):
+            raise NotApplicable(f"in {dtype_name(case.dtype)} weight_decay=0.1 with zero gradient leaves every "
+                                f"parameter where it was in 3 steps, as steps below the parameters' resolution do, and "
+                                f"the float64 case, where such steps are judged, computes the float64 parameters in "
+                                f"float32 (its P12 and P3 report it): the decayed steps cannot be seen")
+    if not n1 < n0 and float32_written(case, x0, traj.xs[-1]):
+        raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient did not shrink the parameters toward 0 "
+                                           f"in 3 steps: {shrink}, and they hold their float32 rounding: {F32_COMPUTE}; "
+                                           f"a decayed step below float32's resolution is lost in it",
+                              reason=F32_REASON)
     if not n1 < n0 and still:
         raise PropertyFailure("P12", case, f"weight_decay=0.1 with zero gradient did not move the parameters at all in "
                                            f"3 steps ({shrink}, bit for bit): no step is taken when the gradient is "
@@ -704,7 +825,7 @@ def check_p13(case: Case) -> None:
                                                f"them back (p.data.float() ... p.data.copy_()), so the shifted run, "
                                                f"{SHIFT:g} larger, rounds differently; a precision bug (compute in the "
                                                f"parameter's dtype), not a dependence on the parameter's magnitude",
-                                  reason="step() computes float64 parameters in float32")
+                                  reason=F32_REASON)
         over = _first_step_overwrites(case) if diff > tol and k == 1 else None
         if over:
             raise PropertyFailure("P13", case, f"minimizing f(x - {SHIFT:g}) from x0 + {SHIFT:g} is not the shifted "

@@ -589,11 +589,17 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, 
         held = "no state tensor is shared, and changing the other parameters' gradients leaves each parameter's steps unchanged"
         note = f"{use.note}; " + ORDER_NOTE.format(what="a joint run and separate runs", held=held)
         return DrawOrder(f"{base}: {note}", note)
-    try:  # whose presence changes it, when no neighbour's gradient does
-        by_same = _presence(c, i, same, steps, lr)
-        by_other = _presence(c, i, others, steps, lr)
+    by_same = by_other = zero_moves = None
+    try:  # whose presence changes it, when no neighbour's gradient does (where the difference was found, if c hides it)
+        for cc in (c, case) if c is not case else (case,):
+            by_same = _presence(cc, i, same, steps, lr)
+            by_other = _presence(cc, i, others, steps, lr)
+            if by_same is not None or by_other is not None:
+                # and a neighbour of the same kind whose gradient is exactly zero: a count of parameters still changes
+                zero_moves = _zero_neighbour(cc, i, (same if by_same is not None else others)[0], steps, lr)
+                break
     except OptimizerRaised:
-        by_same = by_other = None
+        by_same = by_other = zero_moves = None
     if by_same is not None and by_other is None:
         return PropertyFailure("P7", case, f"{base}: a trait of the implementation, not a bug: parameters of one shape "
                                            f"are computed as one batch (e.g. stacked into one matmul or Newton-Schulz "
@@ -603,6 +609,17 @@ def diagnose_p7(case: Case, i: int, k: int, diff: float, steps: int = STEPS, *, 
                                            f"another shape{told}", trait=True,
                                reason="parameters of one shape are computed as one batch, which rounds differently",
                                **found)
+    if (by_same is not None or by_other is not None) and zero_moves is None:
+        return PropertyFailure("P7", case, f"{base}: a trait of the method, not a bug: the parameters are coupled "
+                                           f"through a statistic of the others' gradients that saturates: a neighbour "
+                                           f"with a gradient changes parameter {i}'s steps (max |Δx| = "
+                                           f"{max(d for d in (by_same, by_other) if d is not None):.3g}), one whose "
+                                           f"gradient is zero does not, and changing the neighbours' gradients does "
+                                           f"not either (a max or a threshold over every parameter, such as "
+                                           f"D-Adaptation's and Prodigy's d = max(d, d̂), or a count of the parameters "
+                                           f"that have a gradient), and no state tensor is shared between parameters",
+                               trait=True, reason="parameters are coupled through a global statistic of their "
+                                                  "gradients (e.g. Prodigy's d)", **found)
     present = "" if by_same is None and by_other is None else (
         f" (any neighbour's presence changes parameter {i}'s steps, whatever its gradient: max |Δx| = "
         f"{max(d for d in (by_same, by_other) if d is not None):.3g})")

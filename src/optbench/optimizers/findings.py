@@ -78,10 +78,24 @@ def exemption_stanza(case: "Case", prop: str, reason: str) -> str:
 def optimizer_finding(prop: str, case: "Case", exc: OptimizerRaised, doing: str = "", **details: Any) -> PropertyFailure:
     """The optimizer's own code raised while ``prop`` was being checked: a finding of the optimizer."""
     where = f" while {doing}" if doing else ""
-    failure = PropertyFailure(prop, case, f"{exc}{where} (raised inside the optimizer, not by optbench)",
+    failure = PropertyFailure(prop, case, f"{_head(str(exc))}{where} (raised inside the optimizer, not by optbench)",
                               offer=False, raised=type(exc.original).__name__, call=exc.call, **details)
     failure.cause = raised_cause(exc)
     return failure
+
+
+# where torch._dynamo's exception texts turn from what went wrong to advice and its own stack (thousands of characters)
+_TAIL = (" Hint: ", " Developer debug context", " from user code:", " Set TORCHDYNAMO_VERBOSE")
+
+
+def _head(text: str, keep: int = 600) -> str:
+    """An exception's text, cut before torch._dynamo's hints and stack where it is longer than ``keep`` characters
+    (Kron's step, compiled, failing on a mangled einsum string: 2000 characters before the cause optbench found)."""
+    text = " ".join(text.split())
+    if len(text) <= keep:
+        return text
+    cuts = [i for i in (text.find(t) for t in _TAIL) if i > 0]
+    return text[:min(cuts)] + " [...]" if cuts else text
 
 
 def raised_cause(exc: OptimizerRaised) -> tuple[str, str]:
