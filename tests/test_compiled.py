@@ -541,6 +541,23 @@ def test_a_step_compiled_first_in_its_process_gets_the_verdict_it_gets_after_oth
     assert first == after == [NA, NA, MEASURED], (first, after)
 
 
+def test_the_eager_reference_runs_uncompiled_a_step_that_compiles_parts_of_itself(tmp_path):
+    """kron-torch's Kron compiles its preconditioner update, which draws ``torch.randn_like``: run compiled in the
+    eager reference (Inductor draws from a generator of its own), its draws were not the compiled run's (torch's,
+    ``fallback_random``), and P21 parity FAILed at step 5 on numbers that were never comparable. The eager reference
+    compiles nothing (``torch.compiler.set_stance("force_eager")``), which Dynamo's graph count shows without an
+    Inductor build (the planted step compiles its part with the eager backend)."""
+    from torch._dynamo.utils import counters
+
+    (info,) = _aot_eager(tmp_path, "innercompilednoise=tests.planted.compile_bugs:InnerCompiledNoise")
+    case = Case(info, info.configs[0], IMPL, torch.float32, "cpu")
+    before = counters["stats"]["unique_graphs"]
+    run = K._eager_run(case, 0.01)
+    assert len(run.xs) == K.STEPS and counters["stats"]["unique_graphs"] == before, counters["stats"]
+    again = K._eager_run(case, 0.01)  # the same draws from the same seed: eager is compared with itself
+    assert all(torch.equal(a, b) for xa, xb in zip(run.xs, again.xs) for a, b in zip(xa, xb))
+
+
 def test_a_break_at_optbenchs_own_call_of_step_is_named_not_given_optbenchs_file_and_line():
     """A step torch.compile does not trace breaks at the compiled function's call of ``opt.step()``, a line of
     optbench's: the message names that place, never ``optbench/compiled/checks.py:NNN`` (meaningless to a user,

@@ -18,6 +18,9 @@ step. Under ``torch.compile`` it makes one graph, with no break, at a tensor or 
 * ``StackingAdam`` (parity, crash): a fast path taken under ``torch.compiler.is_compiling()`` that stacks every
   second moment into one tensor, which only works when all parameters have the same shape: the compiled step
   raises (``torch.stack`` of tensors of different sizes), the eager step never takes that path.
+* ``InnerCompiledNoise`` (correct, not planted as a bug): compiles part of its own step (kron-torch's Kron:
+  ``@torch.compile`` on its preconditioner update, which draws ``torch.randn_like``); P21's eager reference must
+  run that part eagerly, or its draws come from Inductor's generator and parity compares other numbers.
 * ``RollbackAdam`` (memory): keeps a copy of every parameter for the length of the step (to roll back a step
   that made a parameter non-finite), so the step's transient peak is one parameter-size above Adam's.
 """
@@ -107,6 +110,24 @@ class StackingAdam(CompileAdam):
 
 class RollbackAdam(CompileAdam):
     bug = "param_copy"
+
+
+def _noise(g: torch.Tensor) -> torch.Tensor:
+    return g + 1e-3 * g.abs().mean() * torch.randn_like(g)
+
+
+class InnerCompiledNoise(CompileAdam):
+    """Adam on a gradient with noise added by a function the step compiles itself (the eager backend: Dynamo only)."""
+
+    _inner = staticmethod(torch.compile(_noise, backend="eager"))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.copy_(self._inner(p.grad))
+        return super().step(closure)
 
 
 # class -> (check that must catch it, phrases its diagnosis must hold)

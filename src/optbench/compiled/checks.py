@@ -246,10 +246,14 @@ def _seeded(fn: Callable[[], Any], device: str) -> Any:
 
 
 def _eager_run(case: Case, lr: Any, nudge: int = 0) -> _Run:
-    """The eager run, trained: its ``train()`` result is kept as ``xs``."""
+    """The eager run, trained: its ``train()`` result is kept as ``xs``. Eager throughout: a step that compiles
+    parts of itself (kron-torch's Kron: ``@torch.compile`` on its preconditioner update, which draws
+    ``torch.randn_like``) runs them uncompiled (``torch.compiler.set_stance("force_eager")``), so its random draws
+    come from torch's generator as the compiled run's do (``fallback_random``), not from Inductor's own."""
     def go() -> _Run:
         run = _Run(case, lr, nudge)
-        run.xs = run.train(lambda: call_optimizer("step()", run.body()))
+        with torch.compiler.set_stance("force_eager"):
+            run.xs = run.train(lambda: call_optimizer("step()", run.body()))
         return run
 
     return _seeded(go, case.device)

@@ -55,7 +55,9 @@ def run(compiled, fullgraph=False):
         if holder["on"] and sched is not None:
             sched.step()
 
-    step = torch.compile(step_fn, fullgraph=fullgraph, backend=BACKEND) if compiled else step_fn
+    # eager throughout: a step that compiles parts of itself runs them uncompiled too
+    step = (torch.compile(step_fn, fullgraph=fullgraph, backend=BACKEND) if compiled else
+            torch.compiler.set_stance("force_eager")(step_fn))
     modes = callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
     if modes:
         opt.train()
