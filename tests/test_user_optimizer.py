@@ -157,8 +157,16 @@ def test_module_wildcard_loads_every_exported_optimizer_once():
     """``module:*``: each optimizer class the module exports, once, named as exported; one that cannot be driven
     as it comes (a wrapper, a required argument) is N/A with its reason and fix instead of ending the run."""
     infos = {i.name: i for i in load_user_optimizers(["tests.planted.collection:*"], rootdir=str(ROOT))}
-    assert sorted(infos) == ["CoreBase", "FromCore", "NeedsHorizon", "NoneHorizon", "OnCuda", "PlainSGD", "TwoLists",
-                             "Wrapper"]  # AliasSGD is PlainSGD; helper is none
+    assert sorted(infos) == ["CoreBase", "FromCore", "NeedsHorizon", "NoneHorizon", "OnCuda", "PlainSGD",
+                             "RefusesMomentum", "StepAlwaysRaises", "TwoLists", "Wrapper"]  # AliasSGD is PlainSGD
+    # a default its own constructor refuses: named, with the config stanza
+    assert ("its constructor refuses its default momentum=0 (NotImplementedError: SGD without momentum is not "
+            "supported!)") in infos["RefusesMomentum"].unsupported
+    assert "kwargs = { momentum = ... }" in infos["RefusesMomentum"].unsupported
+    # every step raises inside the optimizer: a finding of its code, which the checks report (not N/A)
+    raising = infos["StepAlwaysRaises"]
+    assert raising.unsupported is None and any("every attempt's step() raised inside the optimizer (UnboundLocalError"
+                                               in n for n in raising.detected), raising.detected
     if not torch.cuda.is_available():  # where there is a GPU it is driven like any other
         assert infos["OnCuda"].unsupported.startswith("needs CUDA, which this machine does not have"), \
             infos["OnCuda"].unsupported
@@ -181,6 +189,22 @@ def test_module_wildcard_loads_every_exported_optimizer_once():
     # named on its own, the same optimizer is still a one-line error
     with pytest.raises(SpecError, match="requires num_iterations"):
         load_user_optimizers(["tests.planted.collection:NeedsHorizon"], rootdir=str(ROOT))
+
+
+def test_an_optimizer_whose_every_step_raises_is_one_finding_of_its_code_not_na():
+    """bitsandbytes' PytorchLARS steps with ``update`` unbound at its default momentum=0: every attempt's step()
+    raises inside the optimizer. That is its bug, reported once per root cause with the checks it blocks, where it
+    was N/A ("no way of driving it worked"), which a CI reads as nothing to see."""
+    from optbench.optimizers.plan import optimizer_checks
+    from optbench.plan import Selection
+    from optbench.verdict import BLOCKED, FAIL, run_check
+
+    (info,) = load_user_optimizers(["s=tests.planted.collection:StepAlwaysRaises"], rootdir=str(ROOT))
+    verdicts = [run_check(i) for i in optimizer_checks(Selection(optimizers=[info], devices=("cpu",)))
+                if i.prop in ("P2", "P3", "P4", "P5")]
+    raised = [v for v in verdicts if v.outcome == FAIL]
+    assert len(raised) == 1 and "step() raised UnboundLocalError" in raised[0].message, [v.message for v in raised]
+    assert all(v.outcome == BLOCKED for v in verdicts if v is not raised[0]), [v.outcome for v in verdicts]
 
 
 @pytest.mark.parametrize("spec, match", [

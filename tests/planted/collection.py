@@ -1,13 +1,15 @@
 """A package-like module for ``module:*`` (every optimizer a module exports): one optimizer exported under two
 names, a wrapper that takes another optimizer, one whose constructor needs an argument no default gives, one
 whose arguments default to None and are computed with, one that takes its parameters in two lists, and an
-abstract base class exported beside the optimizer built on it, and one that allocates on CUDA, and names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
+abstract base class exported beside the optimizer built on it, one that allocates on CUDA, one whose constructor
+refuses its own default, and one whose every step raises, and names that are not optimizers. Only the loader's expansion is tested on it; nothing here is planted as a bug."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "NoneHorizon", "TwoLists", "CoreBase", "FromCore", "OnCuda", "helper",
+__all__ = ["PlainSGD", "AliasSGD", "Wrapper", "NeedsHorizon", "NoneHorizon", "TwoLists", "CoreBase", "FromCore", "OnCuda", "RefusesMomentum",
+           "StepAlwaysRaises", "helper",
            "CONSTANT"]
 
 CONSTANT = 3
@@ -91,3 +93,29 @@ class OnCuda(PlainSGD):
     def __init__(self, params, lr: float = 1e-2) -> None:
         super().__init__(params, lr)
         self.buffer = torch.empty(4, device="cuda")
+
+
+class RefusesMomentum(PlainSGD):
+    """bitsandbytes' SGD: momentum defaults to 0, which its constructor refuses."""
+
+    def __init__(self, params, lr: float = 1e-2, momentum: float = 0) -> None:
+        if momentum == 0:
+            raise NotImplementedError("SGD without momentum is not supported!")
+        super().__init__(params, lr)
+
+
+class StepAlwaysRaises(PlainSGD):
+    """bitsandbytes' PytorchLARS: at its default momentum=0 the update is never assigned (UnboundLocalError)."""
+
+    def __init__(self, params, lr: float = 1e-2, momentum: float = 0) -> None:
+        torch.optim.Optimizer.__init__(self, params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if group["momentum"] != 0:
+                    update = p.grad
+                p.add_(update, alpha=-group["lr"])  # noqa: F821 - unbound at momentum 0, the planted bug

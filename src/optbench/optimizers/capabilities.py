@@ -42,6 +42,7 @@ class Capabilities:
     fused_cuda: bool = False  # the same on a CUDA parameter (probed where CUDA is present; else as on the CPU)
     notes: list[str] = field(default_factory=list)  # what was detected, as a user reads it
     unsupported: str | None = None  # why no generic check can drive it (every check N/A)
+    steps_raise: str | None = None  # what every attempt's step() raised, where the constructor took the parameters
 
 
 def _loss(p: torch.Tensor, sparse: bool) -> torch.Tensor:
@@ -103,7 +104,22 @@ def _none_defaults_used(factory: Callable[..., Any], exc: BaseException) -> tupl
     return None
 
 
-_NO_CUDA = re.compile(r"not compiled with CUDA|CUDA is not available|no CUDA GPUs|NVIDIA driver")
+def _default_refused(factory: Callable[..., Any], exc: BaseException) -> str | None:
+    """``name=default`` where the constructor raised naming one of its own arguments whose default it refuses
+    (bitsandbytes' SGD: ``momentum=0``, "SGD without momentum is not supported!"), else None."""
+    if isinstance(exc, TypeError) or not str(exc):
+        return None
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    words = set(re.findall(r"[A-Za-z_]\w*", str(exc).lower()))
+    named = [p for n, p in params.items() if n.lower() in words and n not in ("params", "lr")
+             and p.default is not inspect.Parameter.empty]
+    return f"{named[0].name}={named[0].default!r}" if named else None
+
+
+_NO_CUDA = re.compile(r"not compiled with CUDA|CUDA is not available|no CUDA GPUs|NVIDIA driver|only supports CUDA")
 
 
 def _short(exc: BaseException) -> str:
@@ -252,6 +268,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                     trials.append((closure, matrix, sparse))
     trials.sort(key=lambda t: sum(t))  # fewest conventions first
     errors: list[BaseException] = []
+    stepped: list[BaseException] = []  # what step() raised where the constructor accepted the parameters
     for closure, matrix, sparse, dtype in [t + (d,) for d in (torch.float64, torch.float32) for t in trials]:
         shape = (3, 2) if matrix else (4,)
         with rng.isolated():
@@ -263,6 +280,8 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                             f"torch.optim.Optimizer; give an Optimizer subclass or a factory returning one")
         if exc is not None:
             errors.append(exc)
+            if opt is not None:
+                stepped.append(exc)
         else:
             caps = Capabilities(closure, matrix, sparse, has_modes(opt), frozenset(opt.defaults))
             if closure and not declared.get("closure"):
@@ -289,6 +308,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                 caps.fused_cuda = (_fused_works(factory, shape, kw, caps, "cuda") if torch.cuda.is_available()
                                    else caps.fused)
             return caps
+    trials_raised = len(errors)  # every attempt above raised
     if not torch.cuda.is_available():  # one more attempt, a 1-D and a 2-D parameter together, reaches what it allocates
         with rng.isolated():
             errors.append(_try(factory, [(4,), (3, 2)], kw, closure=False, sparse=False)[1])
@@ -317,6 +337,22 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                         f"with ({_short(errors[0])} at {where}); give {'it' if len(names) == 1 else 'them'} in its "
                         f"config: [tool.optbench.optimizers.{table}] kwargs = {{ "
                         f"{', '.join(f'{n} = ...' for n in names)} }}")
+    refused = None if any(e is errors[0] for e in stepped) else _default_refused(factory, errors[0])  # constructor
+    if refused is not None:
+        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        raise SpecError(f"--optimizer {spec_text!r}: its constructor refuses its default {refused} "
+                        f"({_short(errors[0])}); give another in its config: [tool.optbench.optimizers.{table}] "
+                        f"kwargs = {{ {refused.split('=')[0]} = ... }}")
+    if stepped and len(stepped) == trials_raised:
+        # the constructor takes the parameters and every step() raises inside the optimizer: a finding of its code
+        # (bitsandbytes' PytorchLARS: `update` unbound at its default momentum=0), which the checks report once
+        # per case with its reproducer, not a way of driving it that optbench lacks
+        caps = Capabilities(False, False, False, False, frozenset(getattr(_try(factory, [(4,)], kw, closure=False,
+                                                                               sparse=False)[0], "defaults", {})))
+        caps.steps_raise = _short(errors[0])
+        caps.notes.append(f"every attempt's step() raised inside the optimizer ({caps.steps_raise} first): the "
+                          f"checks report it once per case")
+        return caps
     if isinstance(errors[0], ImportError):
         raise SpecError(f"--optimizer {spec_text!r}: it needs a package that is not installed ({_short(errors[0])}); "
                         f"install it in this environment")

@@ -158,6 +158,10 @@ def make_user_info(obj: Any, spec_text: str, name: str, entry: Mapping[str, Any]
             reason += (f"; it is the base class of {', '.join(base_of)}, which the module exports too (validated on "
                        f"its own)")
         caps = Capabilities(unsupported=reason, notes=[reason])
+    if base_of and caps.steps_raise:  # an abstract base (prodigy-plus-schedule-free's CoreOptimiser: KeyError 'd0')
+        reason = (f"not driven as it comes: every attempt's step() raised ({caps.steps_raise}); it is the base class "
+                  f"of {', '.join(base_of)}, which the module exports too (validated on its own)")
+        caps = Capabilities(unsupported=reason, notes=[reason])
     defaults = set(caps.defaults)
     if "lr" not in kwargs and "lr" not in defaults and not caps.unsupported:
         caps.notes.append(f"has no lr hyperparameter (its defaults: {', '.join(sorted(defaults))}): the checks that "
