@@ -52,6 +52,43 @@ def test_adam_keeps_8_bytes_sgd_momentum_4_plain_sgd_none():
     assert _measured("sgd")["state_bytes_per_param"] == 0.0
 
 
+class _Quantized(torch.Tensor):
+    """A wrapper tensor subclass like torchao's OptimState4bit/8bit: a float32 tensor to its users, held as uint8
+    codes and a float32 scale; its own storage is invalid (data_ptr raises)."""
+
+    @staticmethod
+    def __new__(cls, codes, scale, shape):
+        return torch.Tensor._make_wrapper_subclass(cls, shape, dtype=torch.float32)
+
+    def __init__(self, codes, scale, shape):
+        self.codes, self.scale = codes, scale
+
+    def __tensor_flatten__(self):
+        return ["codes", "scale"], None
+
+    @staticmethod
+    def __tensor_unflatten__(inner, meta, outer_size, outer_stride):
+        return _Quantized(inner["codes"], inner["scale"], outer_size)
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        raise NotImplementedError(func)
+
+
+def test_a_wrapper_subclass_state_counts_the_tensors_it_holds():
+    """torchao 0.18's Adam4bit/Adam8bit keep their moments as wrapper subclasses: reading their storage raised
+    ("Attempted to access the data pointer on an invalid python storage"), an optbench ERROR on the memory row of 6
+    of its 8 optimizers. Their bytes are the codes' and scales' (here 64 + 8, not 4 bytes for each of 128 elements)."""
+    codes, scale = torch.zeros(64, dtype=torch.uint8), torch.ones(2)
+    q = _Quantized(codes, scale, (128,))
+    assert state_bytes(_StateOnly({"exp_avg": q})) == 64 + 8
+
+
+class _StateOnly:
+    def __init__(self, st):
+        self.state = {0: st}
+
+
 def test_adafactor_state_is_sub_linear_in_the_matrix_size():
     if "adafactor" not in REG:
         pytest.skip("this torch has no torch.optim.Adafactor")

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 
 def _tensors(obj: Any, depth: int = 0) -> Iterable[torch.Tensor]:
@@ -50,20 +51,31 @@ def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [t for st in optimizer.state.values() for t in _tensors(st)]
 
 
+def _leaves(t: torch.Tensor) -> Iterable[torch.Tensor]:
+    """``t``, or where it is a wrapper tensor subclass (torchao's 4-bit and 8-bit optimizer states, DTensor), the
+    plain tensors it holds (``__tensor_flatten__``): its bytes are theirs (a wrapper's own storage is invalid)."""
+    if is_traceable_wrapper_subclass(t):
+        names, _ = t.__tensor_flatten__()
+        for name in names:
+            yield from _leaves(getattr(t, name))
+    else:
+        yield t
+
+
 def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    """Bytes of the storages behind ``tensors``, each storage counted once (views share theirs)."""
+    """Bytes of the storages behind ``tensors``, each storage counted once (views share theirs); a wrapper
+    subclass counts the tensors it holds (a 4-bit state: its codes and scales, not 4 bytes an element)."""
     seen: dict[tuple[str, int], int] = {}
-    for t in tensors:
+    for t in (leaf for t in tensors for leaf in _leaves(t)):
         if t.is_sparse:
             for part in (t._indices(), t._values()):
                 seen[(str(part.device), part.untyped_storage().data_ptr())] = part.untyped_storage().nbytes()
             continue
         try:
             storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # a tensor subclass without storage: its elements
+            seen[(str(t.device), storage.data_ptr())] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # another tensor subclass without storage: its elements
             seen[(str(t.device), id(t))] = t.numel() * t.element_size()
-            continue
-        seen[(str(t.device), storage.data_ptr())] = storage.nbytes()
     return sum(seen.values())
 
 
