@@ -119,6 +119,7 @@ def _default_refused(factory: Callable[..., Any], exc: BaseException) -> str | N
     return f"{named[0].name}={named[0].default!r}" if named else None
 
 
+STEPS_RAISE = "every attempt's step() raised inside the optimizer"  # the note of an optimizer whose steps all raise
 _NO_CUDA = re.compile(r"not compiled with CUDA|CUDA is not available|no CUDA GPUs|NVIDIA driver|only supports CUDA")
 
 
@@ -350,8 +351,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
         caps = Capabilities(False, False, False, False, frozenset(getattr(_try(factory, [(4,)], kw, closure=False,
                                                                                sparse=False)[0], "defaults", {})))
         caps.steps_raise = _short(errors[0])
-        caps.notes.append(f"every attempt's step() raised inside the optimizer ({caps.steps_raise} first): the "
-                          f"checks report it once per case")
+        caps.notes.append(f"{STEPS_RAISE} ({caps.steps_raise} first): the checks report it once per case")
         return caps
     if isinstance(errors[0], ImportError):
         raise SpecError(f"--optimizer {spec_text!r}: it needs a package that is not installed ({_short(errors[0])}); "

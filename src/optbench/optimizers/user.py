@@ -51,7 +51,7 @@ import torch
 from ..errors import ConfigError, SpecError
 from ..schedules import parse_schedule
 from ..spec import Spec, load_module, load_spec, parse_spec
-from .capabilities import Capabilities, detect
+from .capabilities import STEPS_RAISE, Capabilities, detect
 from .info import COMPILE_BACKENDS, PROPERTIES, Budget, OptConfig, OptimizerInfo
 from .p1 import PROFILE_TARGETS, correctness_targets
 from .registered import class_known, registry_info
@@ -255,14 +255,22 @@ def load_user_optimizers(specs: Sequence[str], *, config_file: str | None = None
         wildcard = spec.attr == "*"
         members = (module_optimizers(spec) if wildcard else
                    [(spec.name or spec.attr.split(".")[-1], load_spec(spec, option="--optimizer"), text)])
-        for name, obj, source in members:
-            base_of = [n for n, o, _ in members if wildcard and o is not obj and isinstance(o, type)
-                       and isinstance(obj, type) and issubclass(o, obj)]
+        for name, _, _ in members:
             if name in seen:
                 raise SpecError(f"--optimizer {text!r}: the name {name!r} is given twice; use NAME=module:attr to "
                                 f"tell them apart")
             seen.add(name)
+        # subclasses first: a base class whose every step raises is an abstract base (N/A) where a subclass the
+        # module exports beside it steps, and an optimizer with that bug where they all raise (bitsandbytes'
+        # AdEMAMix32bit and its PagedAdEMAMix32bit)
+        depth = {name: len(obj.__mro__) if isinstance(obj, type) else 0 for name, obj, _ in members}
+        infos: dict[str, OptimizerInfo] = {}
+        for name, obj, source in sorted(members, key=lambda m: -depth[m[0]]):
+            base_of = [n for n, o, _ in members if wildcard and o is not obj and isinstance(o, type)
+                       and isinstance(obj, type) and issubclass(o, obj) and infos[n].unsupported is None
+                       and not any(d.startswith(STEPS_RAISE) for d in infos[n].detected)]
             entry = table.get(name, {})
             _check_entry(name, entry, where or "config")
-            out.append(make_user_info(obj, source, name, entry, lenient=wildcard, base_of=base_of))
+            infos[name] = make_user_info(obj, source, name, entry, lenient=wildcard, base_of=base_of)
+        out.extend(infos[name] for name, _, _ in members)
     return out
