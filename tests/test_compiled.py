@@ -558,6 +558,16 @@ def test_the_eager_reference_runs_uncompiled_a_step_that_compiles_parts_of_itsel
     assert all(torch.equal(a, b) for xa, xb in zip(run.xs, again.xs) for a, b in zip(xa, xb))
 
 
+def test_a_crash_with_a_tensor_lr_that_a_float_lr_does_not_have_names_the_tensor_lr(tmp_path):
+    """bitsandbytes 0.50's 31 optimizers: their custom op declares ``lr: float``; the compiled step raised with the
+    recipe's tensor lr and the FAIL did not say that a float lr compiles. It is still the optimizer's finding (the
+    recipe's tensor lr fails), now with its cause."""
+    (info,) = _aot_eager(tmp_path, "floatlropadam=tests.planted.compile_bugs:FloatLrOpAdam")
+    v = run_check(compiled_checks(Selection(optimizers=[info], devices=("cpu",)))[0])
+    assert v.outcome == FAIL and "with a tensor lr" in v.message, v.message
+    assert "with a float lr the same 1 compiled step run: the tensor lr is what fails" in v.message, v.message
+
+
 def test_a_break_at_optbenchs_own_call_of_step_is_named_not_given_optbenchs_file_and_line():
     """A step torch.compile does not trace breaks at the compiled function's call of ``opt.step()``, a line of
     optbench's: the message names that place, never ``optbench/compiled/checks.py:NNN`` (meaningless to a user,

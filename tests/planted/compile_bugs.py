@@ -21,6 +21,8 @@ step. Under ``torch.compile`` it makes one graph, with no break, at a tensor or 
 * ``InnerCompiledNoise`` (correct, not planted as a bug): compiles part of its own step (kron-torch's Kron:
   ``@torch.compile`` on its preconditioner update, which draws ``torch.randn_like``); P21's eager reference must
   run that part eagerly, or its draws come from Inductor's generator and parity compares other numbers.
+* ``FloatLrOpAdam`` (parity, crash, named): its update goes through a custom op declaring ``lr: float``
+  (bitsandbytes): the compiled step raises with a tensor lr, runs with a float one, and the FAIL says so.
 * ``RollbackAdam`` (memory): keeps a copy of every parameter for the length of the step (to roll back a step
   that made a parameter non-finite), so the step's transient peak is one parameter-size above Adam's.
 """
@@ -85,11 +87,32 @@ class CompileAdam(Optimizer):
                     bc1 = 1 - torch.pow(b1, st["step"])
                     bc2 = 1 - torch.pow(b2, st["step"])
                 denom = (st["v"] / bc2).sqrt().add_(group["eps"])
+                if self.bug == "float_lr_op":  # the update through a custom op that declares lr a float
+                    _sub_scaled(p, st["m"] / bc1 / denom, group["lr"])
+                    continue
                 p.addcdiv_(st["m"] / bc1, denom, value=-group["lr"])
                 if backups is not None and not bool(torch.isfinite(p.sum())):
                     p.copy_(backups[p])  # roll back a step that made the parameter non-finite
         del backups
         return loss
+
+
+@torch.library.custom_op("optbench_planted::sub_scaled", mutates_args=("p",))
+def _sub_scaled(p: torch.Tensor, u: torch.Tensor, lr: float) -> None:
+    p.sub_(u * lr)
+
+
+@_sub_scaled.register_fake
+def _(p, u, lr):
+    return None
+
+
+class FloatLrOpAdam(CompileAdam):
+    """The update through a custom op whose schema declares ``lr: float`` (bitsandbytes' optimizer_update_32bit):
+    eager converts a tensor lr, Dynamo's fake tensor call does not, so the compiled step raises with a tensor lr
+    (the recipe's) and runs with a float one: P21 parity FAILs naming the tensor lr as what fails."""
+
+    bug = "float_lr_op"
 
 
 class ItemAdam(CompileAdam):

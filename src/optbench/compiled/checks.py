@@ -285,6 +285,7 @@ class CompiledRun:
     limit_hit: str | None = None
     amplified: str | None = None  # the parity difference is rounding amplified by the step (optimizers.rounding)
     numbers_diff: tuple | None = None  # a Python number of the state differs first: (step, param, key, eager, compiled)
+    float_lr_runs: bool = False  # the run raised with a tensor lr, and the same steps compile and run with a float lr
 
     @property
     def graphs(self) -> int:
@@ -375,6 +376,8 @@ def _compile_run(case: Case) -> CompiledRun:
             out.raised_step = len(watch.steps)
             out.frame = crash_frame(exc, files)
             out.torch_frame = raised_in_torch(exc, files)
+    if out.raised is not None and out.lr == "tensor":
+        out.float_lr_runs = _float_lr_runs(case, out.raised_step or 1)
     out.steps, out.breaks, out.limit_hit = watch.steps, attribute(watch.breaks), watch.limit_hit
     if got is not None:
         out.diff, out.max_abs_diff = _first_diff(case, want, got)
@@ -384,6 +387,31 @@ def _compile_run(case: Case) -> CompiledRun:
         if out.numbers_diff is None:  # else that is the cause, seen directly: no rounding probe to run
             out.amplified = _amplified(case, lr, want, out.diff)
     return out
+
+
+def _float_lr_runs(case: Case, steps: int) -> bool:
+    """Whether the steps that raised under compile with a tensor lr compile and run with a float lr (bitsandbytes:
+    its custom op declares ``lr: float``, which its eager step satisfies and Dynamo's fake tensor does not)."""
+    import torch._inductor.config as inductor_config
+
+    run = _seeded(lambda: _Run(case, case.info.contract_lr), case.device)
+    compiled = torch.compile(run.body(), backend=backend(case))
+    done = [0]
+
+    def stop() -> bool:
+        return True
+
+    def on_step(step: Callable[[], Any]) -> None:
+        if done[0] < steps:
+            step()
+            done[0] += 1
+
+    try:
+        with inductor_config.patch(fallback_random=True, compile_threads=1):
+            _seeded(lambda: run.train(compiled, on_step=on_step, stop=stop), case.device)
+    except Exception:  # noqa: BLE001 - raising with a float lr too: the tensor lr is not the cause
+        return False
+    return done[0] == steps
 
 
 def _amplified(case: Case, lr: Callable[[], Any], want: Sequence[Sequence[torch.Tensor]], diff: tuple) -> str | None:
@@ -473,10 +501,13 @@ def check_p21_parity(case: Case) -> dict[str, Any]:
                              f"limitation this step triggers; the reproducer shows it on the optimizer alone",
                 kind="crash", lr=r.lr, step=step)
         where = f" at {r.frame}" if r.frame else ""
+        lr_cause = (f"; with a float lr the same {step} compiled step{'s' if step > 1 else ''} run: the tensor lr is "
+                    f"what fails (lr handed to an op or a Python path declared for a float, which eager converts and "
+                    f"Dynamo's fake tensor does not)" if r.float_lr_runs else "")
         raise PropertyFailure(
             "P21", case, f"under torch.compile ({_backend_words(case)}) with {_lr_words(r)}, the compiled step "
                          f"raises at step {step} ({_phase_of(step, r)}) {r.raised}{where}, where the same {STEPS} eager "
-                         f"steps run; an exception under torch.compile is the optimizer's finding",
+                         f"steps run{lr_cause}; an exception under torch.compile is the optimizer's finding",
             kind="crash", lr=r.lr, step=step)
     if r.graphs == 0:
         raise NotApplicable(_nothing_compiled(r))
