@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import io
 import math
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -34,8 +34,7 @@ from .findings import (BY_DESIGN, DrawOrder, PropertyFailure, exemption_stanza, 
                        optimizer_finding, raised_cause, root_cause, root_finding)
 from .problem import (LONG_STEPS, REL_TOL, SHAPES, STEPS, Case, Problem, _cmp_word, _dense, _fmt,  # noqa: F401
                       _loop, _run, _same, _traj_diff, accepts, case_key, constructs, declared_dtype_values,
-                      declared_dtypes, float32_written,
-                      state_tensors,
+                      declared_dtypes, float32_written, state_leaves, state_tensors,
                       fresh_run, max_diff, rel_tol, step_takes_closure)
 from .problem import OVERWRITES, SHIFT  # noqa: F401 - re-exported
 from .problem import first_step_overwrites as _first_step_overwrites
@@ -504,16 +503,8 @@ def check_p8(case: Case, hows: Sequence[str] = ("state_dict", "deepcopy")) -> No
                                                   f"restored with the checkpoint ({why})", how=how)
 
 
-def _strings(state: Any, label: str = "state") -> Iterator[tuple[str, str]]:
-    """Every str of one parameter's optimizer state, however nested, with its label."""
-    if isinstance(state, str):
-        yield label, state
-    elif isinstance(state, dict):
-        for k, v in state.items():
-            yield from _strings(v, f"{label}[{k!r}]")
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            yield from _strings(v, f"{label}[{i}]")
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
 
 
 def _strings_lost(opt: Any, params: Sequence[torch.Tensor], loaded: Any, params2: Sequence[torch.Tensor]) -> str:
@@ -522,8 +513,8 @@ def _strings_lost(opt: Any, params: Sequence[torch.Tensor], loaded: Any, params2
     rebuilds it as ``str(<generator>)`` (torch 2.13), so kron-torch's Kron, which keeps its einsum expressions in
     ``state['exprs']``, gets ``'<generator object ...>'`` back ("" where no string changed)."""
     for i, (p, q) in enumerate(zip(params, params2)):
-        before = dict(_strings(opt.state.get(p, {})))
-        after = dict(_strings(loaded.state.get(q, {})))
+        before = {lb: v for lb, _, v in state_leaves(opt.state.get(p, {}), _is_str)}
+        after = {lb: v for lb, _, v in state_leaves(loaded.state.get(q, {}), _is_str)}
         changed = [k for k, v in before.items() if after.get(k) != v]
         if changed:
             got = after.get(changed[0])

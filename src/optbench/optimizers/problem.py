@@ -291,19 +291,26 @@ def case_key(case: Case) -> tuple[str, str, str, str, str]:
     return (case.info.source or case.info.name, case.config.name, case.impl, dtype_name(case.dtype), case.device)
 
 
-def state_tensors(state: Any, label: str = "state", key: Any = None) -> Iterator[tuple[str, Any, torch.Tensor]]:
-    """Every tensor of one parameter's optimizer state, however nested (heavyball keeps ``state[p][0]['exp_avg']``,
-    one dict per view of the parameter), as (its label, ``state[0]['exp_avg']``; the innermost key; the tensor).
-    The innermost key is what torch.optim.Optimizer.load_state_dict reads when it casts a value (it keeps
-    ``'step'``, and casts every other floating-point tensor to the parameter's dtype, at any depth)."""
-    if torch.is_tensor(state):
+def state_leaves(state: Any, keep: Callable[[Any], bool], label: str = "state", key: Any = None
+                 ) -> Iterator[tuple[str, Any, Any]]:
+    """Every value ``keep`` accepts in one parameter's optimizer state, however nested (heavyball keeps
+    ``state[p][0]['exp_avg']``, one dict per view of the parameter), as (its label, ``state[0]['exp_avg']``; the
+    innermost key; the value)."""
+    if keep(state):
         yield label, key, state
     elif isinstance(state, dict):
         for k, v in state.items():
-            yield from state_tensors(v, f"{label}[{k!r}]", k)
+            yield from state_leaves(v, keep, f"{label}[{k!r}]", k)
     elif isinstance(state, (list, tuple)):
         for i, v in enumerate(state):
-            yield from state_tensors(v, f"{label}[{i}]", None)
+            yield from state_leaves(v, keep, f"{label}[{i}]", None)
+
+
+def state_tensors(state: Any) -> Iterator[tuple[str, Any, torch.Tensor]]:
+    """Every tensor of one parameter's optimizer state (:func:`state_leaves`). The innermost key is what
+    torch.optim.Optimizer.load_state_dict reads when it casts a value (it keeps ``'step'``, and casts every other
+    floating-point tensor to the parameter's dtype, at any depth)."""
+    return state_leaves(state, torch.is_tensor)
 
 
 def declared_dtype_values(case: Case) -> dict[str, Any]:
