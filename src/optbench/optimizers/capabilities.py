@@ -123,6 +123,11 @@ STEPS_RAISE = "every attempt's step() raised inside the optimizer"  # the note o
 _NO_CUDA = re.compile(r"not compiled with CUDA|CUDA is not available|no CUDA GPUs|NVIDIA driver|only supports CUDA")
 
 
+def _table_name(spec_text: str) -> str:
+    """The config table of a spec: NAME of NAME=module:attr, else the attribute's name."""
+    return spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+
+
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
@@ -270,6 +275,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
     trials.sort(key=lambda t: sum(t))  # fewest conventions first
     errors: list[BaseException] = []
     stepped: list[BaseException] = []  # what step() raised where the constructor accepted the parameters
+    constructed: list[torch.optim.Optimizer] = []  # ... and those optimizers
     for closure, matrix, sparse, dtype in [t + (d,) for d in (torch.float64, torch.float32) for t in trials]:
         shape = (3, 2) if matrix else (4,)
         with rng.isolated():
@@ -283,6 +289,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
             errors.append(exc)
             if opt is not None:
                 stepped.append(exc)
+                constructed.append(opt)
         else:
             caps = Capabilities(closure, matrix, sparse, has_modes(opt), frozenset(opt.defaults))
             if closure and not declared.get("closure"):
@@ -324,7 +331,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
     missing = re.search(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$", str(errors[0]))
     if isinstance(errors[0], TypeError) and missing:
         names = re.findall(r"'(\w+)'", missing.group(1))
-        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        table = _table_name(spec_text)
         raise SpecError(f"--optimizer {spec_text!r}: its constructor requires {', '.join(names)} "
                         f"({_short(errors[0])}); give {'it' if len(names) == 1 else 'them'} in its config: "
                         f"[tool.optbench.optimizers.{table}] kwargs = {{ "
@@ -332,7 +339,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
     unset = _none_defaults_used(factory, errors[0])
     if unset is not None:
         names, where = unset
-        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        table = _table_name(spec_text)
         raise SpecError(f"--optimizer {spec_text!r}: its constructor's {', '.join(names)} default"
                         f"{'s' if len(names) == 1 else ''} to None and {'is' if len(names) == 1 else 'are'} computed "
                         f"with ({_short(errors[0])} at {where}); give {'it' if len(names) == 1 else 'them'} in its "
@@ -340,7 +347,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
                         f"{', '.join(f'{n} = ...' for n in names)} }}")
     refused = None if any(e is errors[0] for e in stepped) else _default_refused(factory, errors[0])  # constructor
     if refused is not None:
-        table = spec_text.split("=", 1)[0] if "=" in spec_text.split(":", 1)[0] else spec_text.rsplit(":", 1)[-1]
+        table = _table_name(spec_text)
         raise SpecError(f"--optimizer {spec_text!r}: its constructor refuses its default {refused} "
                         f"({_short(errors[0])}); give another in its config: [tool.optbench.optimizers.{table}] "
                         f"kwargs = {{ {refused.split('=')[0]} = ... }}")
@@ -348,8 +355,7 @@ def _detect(factory: Callable[..., Any], spec_text: str, kwargs: Mapping[str, An
         # the constructor takes the parameters and every step() raises inside the optimizer: a finding of its code
         # (bitsandbytes' PytorchLARS: `update` unbound at its default momentum=0), which the checks report once
         # per case with its reproducer, not a way of driving it that optbench lacks
-        caps = Capabilities(False, False, False, False, frozenset(getattr(_try(factory, [(4,)], kw, closure=False,
-                                                                               sparse=False)[0], "defaults", {})))
+        caps = Capabilities(False, False, False, False, frozenset(constructed[0].defaults))
         caps.steps_raise = _short(errors[0])
         caps.notes.append(f"{STEPS_RAISE} ({caps.steps_raise} first): the checks report it once per case")
         return caps
