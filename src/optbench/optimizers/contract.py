@@ -294,12 +294,12 @@ def _rounding_only(x0: Sequence[torch.Tensor], later: Sequence[Sequence[torch.Te
         return None
     eps = torch.finfo(x0[0].dtype).eps
     a = torch.cat([x.detach().double().reshape(-1) for x in x0])
+    scale = a.abs() * eps
     worst = 0.0
     for xk in later:
         b = torch.cat([x.detach().double().reshape(-1) for x in xk])
         if not bool(torch.isfinite(b).all()):
             return None
-        scale = a.abs() * eps
         moved = (b - a).abs()
         if bool((moved[scale == 0] != 0).any()):
             return None
@@ -554,6 +554,7 @@ def check_p9(case: Case) -> dict[str, Any] | None:
     declared = declared_dtypes(case)
     used: dict[str, str] = {}
     scales: dict[str, str] = {}
+    reruns: dict = {}  # _chosen_by_none_arg's runs, once per argument
     for i, p in enumerate(prob.params):
         tensors = list(state_tensors(opt.state.get(p, {})))  # nested state too (heavyball: state[p][0][...])
         # integer state shaped like the param: moments kept quantized, by design; their scales are part of that
@@ -563,7 +564,7 @@ def check_p9(case: Case) -> dict[str, Any] | None:
         for label, _, val in tensors:
             if val.shape != p.shape:
                 if quantized is None:
-                    _lower_statistic(case, i, p, label, val, declared, used)
+                    _lower_statistic(case, i, p, label, val, declared, used, reruns)
                 elif val.dtype.is_floating_point and val.dtype != p.dtype:
                     scales[label] = f"{dtype_name(val.dtype)} beside the quantized {quantized}"
                 continue
@@ -577,7 +578,7 @@ def check_p9(case: Case) -> dict[str, Any] | None:
             if args:
                 used[label] = f"{dtype_name(val.dtype)} as {args[0]}={declared[args[0]]} declares"
                 continue
-            chosen = _chosen_by_none_arg(case, i, label, p.dtype)
+            chosen = _chosen_by_none_arg(case, i, label, p.dtype, reruns)
             if chosen:
                 used[label] = f"{dtype_name(val.dtype)}, {chosen}"
                 continue
@@ -595,7 +596,7 @@ def check_p9(case: Case) -> dict[str, Any] | None:
 
 
 def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch.Tensor,
-                     declared: dict[str, torch.dtype], used: dict[str, str]) -> None:
+                     declared: dict[str, torch.dtype], used: dict[str, str], reruns: dict) -> None:
     """P9 on state not shaped like its param: a floating statistic of lower precision than the param, undeclared,
     holding a value that is not a whole number, is a FAIL (whole numbers: a counter, exact in float32 to 2**24)."""
     if not (val.dtype.is_floating_point and p.dtype.is_floating_point
@@ -608,7 +609,7 @@ def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch
     v = val.detach()
     if val.device.type == "meta" or bool(torch.equal(v, v.round())):
         return  # a counter (torch.optim's float32 step), or nothing accumulated yet
-    chosen = _chosen_by_none_arg(case, i, label, p.dtype)
+    chosen = _chosen_by_none_arg(case, i, label, p.dtype, reruns)
     if chosen:
         used[label] = f"{dtype_name(val.dtype)}, {chosen}"
         return
@@ -623,24 +624,33 @@ def _lower_statistic(case: Case, i: int, p: torch.Tensor, label: str, val: torch
                           reason=f"{label} is kept in {dtype_name(val.dtype)} whatever the parameter's dtype")
 
 
-def _chosen_by_none_arg(case: Case, i: int, label: str, dtype: torch.dtype) -> str | None:
+def _chosen_by_none_arg(case: Case, i: int, label: str, dtype: torch.dtype, reruns: dict) -> str | None:
     """Where a dtype argument left at None (the optimizer's own choice: kron-torch's Kron, ``precond_dtype=None``,
     keeps its preconditioners in float32) decides the dtype of state ``label`` of parameter ``i``: the same run with
-    that argument set to the parameter's ``dtype`` keeps it in ``dtype``. Then the words that say so, else None."""
+    that argument set to the parameter's ``dtype`` keeps it in ``dtype``. Then the words that say so, else None.
+    ``reruns`` keeps each argument's rerun (its state dtypes per parameter) for the other state of the check."""
     for name, value in declared_dtype_values(case).items():
         if value is not None:
             continue
-        rng.reseed()
-        prob = Problem(case)
-        try:
-            opt = case.make(prob.params, **{name: dtype})
-            _run(case, prob, opt, 2)
-        except OptimizerRaised:
-            continue
-        again = {lb: v for lb, _, v in state_tensors(opt.state.get(prob.params[i], {}))}
-        if label in again and again[label].dtype == dtype:
+        if (name, dtype) not in reruns:
+            reruns[(name, dtype)] = _state_dtypes_with(case, name, dtype)
+        again = reruns[(name, dtype)]
+        if again is not None and again[i].get(label) == dtype:
             return f"the default of {name}=None, which {name}={dtype} makes {dtype_name(dtype)}"
     return None
+
+
+def _state_dtypes_with(case: Case, name: str, dtype: torch.dtype) -> list[dict[str, torch.dtype]] | None:
+    """Each parameter's state dtypes after P9's 2 steps with the constructor argument ``name`` set to ``dtype``
+    (None where that raises)."""
+    rng.reseed()
+    prob = Problem(case)
+    try:
+        opt = case.make(prob.params, **{name: dtype})
+        _run(case, prob, opt, 2)
+    except OptimizerRaised:
+        return None
+    return [{lb: v.dtype for lb, _, v in state_tensors(opt.state.get(p, {}))} for p in prob.params]
 
 
 def _declared_words(declared: dict[str, torch.dtype]) -> str:
